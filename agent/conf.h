@@ -1,0 +1,59 @@
+/*
+ * carved's configuration file (/etc/carve/carved.conf). Every key, its type,
+ * bounds and default live in one table in conf.c; the README's configuration
+ * reference mirrors it. Unknown sections/keys and bad values are errors that
+ * name file:line.
+ */
+#ifndef CARVE_CONF_H
+#define CARVE_CONF_H
+
+#include <stddef.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+#define CONF_DEFAULT_PATH "/etc/carve/carved.conf"
+
+struct carved_conf {
+	/* [agent] */
+	char *node_name;            /* default: the host name */
+	char *state_dir;            /* default: /var/lib/carve */
+	char *socket;               /* default: /run/carve/carved.sock */
+	char *socket_group;         /* default: carve (mutations: root or this group) */
+	enum log_level log_level;   /* default: info */
+	unsigned max_concurrent_ops;/* default: 4, 1..64 */
+	unsigned stop_timeout_s;    /* default: 60, graceful stop before force */
+	/* [libvirt] */
+	char *uri;                  /* default: qemu:///system */
+	char *domain_type;          /* auto|kvm|qemu (default auto) */
+	char *kernel_dir;           /* default: none = direct kernel boot off */
+	char *console_log_dir;      /* default: /var/log/libvirt/qemu */
+	/* [capacity] */
+	unsigned reserved_vcpus;    /* default: 0 */
+	unsigned long long reserved_memory_mib;  /* default: 512 */
+	unsigned long long reserved_disk_gib;    /* default: 0 */
+	double cpu_allocation_ratio;   /* default: 4.0 */
+	double ram_allocation_ratio;   /* default: 1.0 */
+	double disk_allocation_ratio;  /* default: 1.0 */
+	/* [control_plane] (no url = standalone) */
+	char *cp_url;
+	char *cp_ca_file;
+	char *cp_cert_file;
+	char *cp_key_file;
+	char *cp_bootstrap_token_file;
+	/* [metrics] */
+	char *metrics_listen;       /* host:port, default: none = off */
+};
+
+/* Fill with the defaults (allocating the default strings). */
+void conf_defaults(struct carved_conf *conf);
+/*
+ * Load path over the defaults. On error, err is CARVE_EINVAL with
+ * "path:line: message" and conf is left with defaults (still to be freed).
+ */
+int conf_load(const char *path, struct carved_conf *conf, struct carve_error *err);
+int conf_load_buf(const char *buf, size_t len, const char *name,
+    struct carved_conf *conf, struct carve_error *err);
+void conf_free(struct carved_conf *conf);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * libvirt XML for carve: the domain definition built from a validated
+ * vm_spec (every value typed and escaped, never pasted), carve's metadata
+ * element that marks a domain as managed, and the bits of host capabilities
+ * the inventory reports. Parsing uses libxml2 (already a libvirt dependency).
+ */
+#ifndef CARVE_VIRT_XML_H
+#define CARVE_VIRT_XML_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/command.h"
+#include "api/vm.h"
+#include "common/error.h"
+
+/* Namespace of carve's <metadata> child element. */
+#define VIRT_XML_NS      "https://carve.dev/xmlns/vm/1"
+#define VIRT_XML_PREFIX  "carve"
+
+struct virt_xml_opts {
+	const char *domain_type;   /* "kvm", "qemu" or "test" */
+	const char *vm_id;         /* validated UUID: becomes the domain UUID */
+	const char *command_id;    /* validated UUID of the creating command */
+	int64_t created_at_ms;
+	/* Absolute, already resolved paths (or NULL): */
+	const char *kernel_path;
+	const char *initrd_path;
+	const char *console_log;   /* serial console log file, or NULL for none */
+};
+
+/*
+ * The full <domain> XML for spec; a new string the caller frees, or NULL with
+ * err set. The metadata element (see virt_xml_metadata) is embedded.
+ * For "kvm"/"qemu": ACPI (graceful shutdown), a virtio balloon, a serial
+ * console logged to console_log, on_poweroff=destroy, on_crash=destroy;
+ * direct kernel boot when kernel_path is set.
+ */
+char *virt_xml_domain(const struct vm_spec *spec,
+    const struct virt_xml_opts *opts, struct carve_error *err);
+
+/*
+ * The metadata element alone:
+ * <carve:vm xmlns:carve="..."><carve:id>..</carve:id><carve:name>..
+ *  <carve:vcpus>..<carve:memory_mib>..<carve:disk_gib>..<carve:command_id>..
+ *  <carve:created_at>..</carve:vm>
+ */
+char *virt_xml_metadata(const struct vm_spec *spec,
+    const struct virt_xml_opts *opts);
+
+/*
+ * Parse a metadata element as returned by virDomainGetMetadata into vm
+ * (id, name, vcpus, memory_mib, disk_gib, command_id, created_at; state is
+ * left alone). Strictly validated: CARVE_EINVAL on anything off.
+ */
+int virt_xml_parse_metadata(const char *xml, struct vm_info *vm,
+    struct carve_error *err);
+
+#define VIRT_CPU_FEATURES_MAX 256
+
+struct host_cpu {
+	char arch[32];
+	char model[64];
+	char vendor[64];
+	unsigned sockets, cores, threads;
+	unsigned nfeatures;
+	char *features[VIRT_CPU_FEATURES_MAX];   /* owned */
+	unsigned numa_cells;
+};
+
+/* Parse virConnectGetCapabilities output (host/cpu, topology/cells). */
+int virt_xml_parse_caps(const char *xml, struct host_cpu *out,
+    struct carve_error *err);
+void host_cpu_clear(struct host_cpu *cpu);
+
+#endif

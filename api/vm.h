@@ -1,0 +1,49 @@
+/*
+ * What the agent reports about a VM it manages: identity, size, state. The
+ * same record is read from libvirt (domain + carve metadata), kept in the
+ * agent's view, shown by carvectl and sent to the control plane.
+ */
+#ifndef CARVE_API_VM_H
+#define CARVE_API_VM_H
+
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "common/error.h"
+#include "common/ids.h"
+
+enum vm_state {
+	VM_STATE_UNKNOWN = 0,
+	VM_STATE_RUNNING,
+	VM_STATE_BLOCKED,
+	VM_STATE_PAUSED,
+	VM_STATE_SHUTTING_DOWN,
+	VM_STATE_SHUTOFF,
+	VM_STATE_CRASHED,
+	VM_STATE_SUSPENDED,
+	VM_STATE_MAX
+};
+
+struct vm_info {
+	char vm_id[IDS_UUID_LEN + 1];
+	char vm_name[IDS_NAME_MAX + 1];
+	unsigned vm_vcpus;
+	uint64_t vm_memory_mib;
+	uint64_t vm_disk_gib;
+	char vm_command_id[IDS_UUID_LEN + 1];  /* the command that created it */
+	enum vm_state vm_state;
+	int64_t vm_created_at_ms;
+};
+
+/* "running", "paused", "shutoff", ... ; never NULL. */
+const char *vm_state_name(enum vm_state st);
+int vm_state_parse(const char *name, enum vm_state *out);
+/* Maps a virDomainState value to ours. */
+enum vm_state vm_state_from_libvirt(int virstate);
+
+/* {"id","name","state","vcpus","memory_mib","disk_gib","command_id","created_at"} */
+json_object *vm_info_encode(const struct vm_info *vm);
+int vm_info_decode(json_object *obj, struct vm_info *out, struct carve_error *err);
+
+#endif
