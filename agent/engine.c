@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -74,6 +75,9 @@ struct vmq {
 
 struct engine {
 	struct agent *a;
+	/* Fault injection for the crash tests (CARVED_TEST_DELAY_{BEFORE,
+	 * AFTER}_MS): widen the windows in which kill -9 must be survived. */
+	unsigned delay_before_ms, delay_after_ms;
 	unsigned max;
 	unsigned running;
 	unsigned queued;
@@ -91,6 +95,25 @@ struct engine {
 
 static void engine_kick(struct engine *e);
 
+static unsigned
+engine_env_ms(const char *name)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long v;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > 600000) {
+		log_warn("engine", "ignoring %s=%s (want 0..600000)", name, s);
+		return 0;
+	}
+	log_warn("engine", "fault injection: %s=%lu", name, v);
+	return (unsigned)v;
+}
+
 struct engine *
 engine_new(struct agent *a, unsigned max_concurrent)
 {
@@ -98,6 +121,8 @@ engine_new(struct agent *a, unsigned max_concurrent)
 
 	e->a = a;
 	e->max = max_concurrent ? max_concurrent : 1;
+	e->delay_before_ms = engine_env_ms("CARVED_TEST_DELAY_BEFORE_MS");
+	e->delay_after_ms = engine_env_ms("CARVED_TEST_DELAY_AFTER_MS");
 	e->cmds = strmap_new();
 	e->queues = strmap_new();
 	e->creating = strmap_new();
@@ -302,10 +327,14 @@ engine_work(uv_work_t *w)
 {
 	struct ecmd *c = w->data;
 
+	if (c->e->delay_before_ms)
+		time_sleep_ms(c->e->delay_before_ms);
 	if (c->recovering && c->h->h_recover != NULL)
 		c->h->h_recover(&c->job);
 	else
 		c->h->h_run(&c->job);
+	if (c->e->delay_after_ms)
+		time_sleep_ms(c->e->delay_after_ms);
 	virConnectClose(c->job.hj_conn);
 	c->job.hj_conn = NULL;
 }
