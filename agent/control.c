@@ -219,13 +219,15 @@ resolve_vm(struct ctl_client *cl, json_object *args, char out[IDS_UUID_LEN + 1],
 
 	if (jsonx_get_string(args, "id", true, 256, &id, err) < 0)
 		return false;
+	/* A UUID goes to the engine as is: a re-delivered command about a VM
+	 * that is gone by now must still be answered from the journal. */
+	if (ids_uuid_valid(id)) {
+		ids_uuid_normalize(id, out);
+		return true;
+	}
 	vm = agent_vm_find(a, id);
 	if (vm != NULL) {
 		snprintf(out, IDS_UUID_LEN + 1, "%s", vm->vm_id);
-		return true;
-	}
-	if (ids_uuid_valid(id) && engine_creating(a->a_engine, id)) {
-		ids_uuid_normalize(id, out);
 		return true;
 	}
 	error_set(err, CARVE_ENOTFOUND, "no VM with id or name \"%s\"", id);
@@ -239,10 +241,17 @@ verb_vm_show(struct ctl_client *cl, json_object *args)
 	static const char *const allowed[] = { "id", NULL };
 	char vm_id[IDS_UUID_LEN + 1];
 
+	struct vm_info *vm;
+
 	if (jsonx_check_object(args, "vm.show arguments", allowed, &err) < 0 ||
 	    !resolve_vm(cl, args, vm_id, &err))
 		return client_err(cl, &err);
-	client_ok(cl, vm_info_encode(agent_vm_find(cl->ctl->a, vm_id)));
+	vm = agent_vm_find(cl->ctl->a, vm_id);
+	if (vm == NULL) {
+		error_set(&err, CARVE_ENOTFOUND, "no VM with id %s", vm_id);
+		return client_err(cl, &err);
+	}
+	client_ok(cl, vm_info_encode(vm));
 }
 
 static void
