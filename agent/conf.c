@@ -50,6 +50,8 @@ struct conf_key {
 };
 
 #define CONF_AT(m) offsetof(struct carved_conf, m)
+/* Type handlers share one signature; not all of them need the key. */
+#define UNUSED __attribute__((unused))
 
 static const struct conf_key conf_keys[] = {
 	{ "agent", "node_name", CONF_STRING, CONF_AT(node_name), 0, 0,
@@ -163,7 +165,7 @@ conf_store(void *field, const char *value)
 }
 
 static int
-conf_parse_string(const struct conf_key *k, const char *v, void *field)
+conf_parse_string(const struct conf_key *k UNUSED, const char *v, void *field)
 {
 	if (*v == '\0')
 		return -1;
@@ -172,7 +174,7 @@ conf_parse_string(const struct conf_key *k, const char *v, void *field)
 }
 
 static int
-conf_parse_path(const struct conf_key *k, const char *v, void *field)
+conf_parse_path(const struct conf_key *k UNUSED, const char *v, void *field)
 {
 	/* carved chdirs nowhere, but systemd's cwd is not the operator's. */
 	if (v[0] != '/')
@@ -236,13 +238,13 @@ conf_parse_ratio(const struct conf_key *k, const char *v, void *field)
 }
 
 static int
-conf_parse_loglevel(const struct conf_key *k, const char *v, void *field)
+conf_parse_loglevel(const struct conf_key *k UNUSED, const char *v, void *field)
 {
 	return log_level_parse(v, field);
 }
 
 static int
-conf_parse_domtype(const struct conf_key *k, const char *v, void *field)
+conf_parse_domtype(const struct conf_key *k UNUSED, const char *v, void *field)
 {
 	for (size_t i = 0; i < sizeof(conf_domain_types) /
 	    sizeof(conf_domain_types[0]); i++) {
@@ -255,7 +257,7 @@ conf_parse_domtype(const struct conf_key *k, const char *v, void *field)
 }
 
 static int
-conf_parse_url(const struct conf_key *k, const char *v, void *field)
+conf_parse_url(const struct conf_key *k UNUSED, const char *v, void *field)
 {
 	static const char scheme[] = "https://";
 
@@ -269,13 +271,13 @@ conf_parse_url(const struct conf_key *k, const char *v, void *field)
 }
 
 static void
-conf_expect_string(const struct conf_key *k, char *buf, size_t size)
+conf_expect_string(const struct conf_key *k UNUSED, char *buf, size_t size)
 {
 	snprintf(buf, size, "non-empty text");
 }
 
 static void
-conf_expect_path(const struct conf_key *k, char *buf, size_t size)
+conf_expect_path(const struct conf_key *k UNUSED, char *buf, size_t size)
 {
 	snprintf(buf, size, "an absolute path");
 }
@@ -295,19 +297,19 @@ conf_expect_ratio(const struct conf_key *k, char *buf, size_t size)
 }
 
 static void
-conf_expect_loglevel(const struct conf_key *k, char *buf, size_t size)
+conf_expect_loglevel(const struct conf_key *k UNUSED, char *buf, size_t size)
 {
 	snprintf(buf, size, "one of debug, info, warn, error");
 }
 
 static void
-conf_expect_domtype(const struct conf_key *k, char *buf, size_t size)
+conf_expect_domtype(const struct conf_key *k UNUSED, char *buf, size_t size)
 {
 	snprintf(buf, size, "one of auto, kvm, qemu");
 }
 
 static void
-conf_expect_url(const struct conf_key *k, char *buf, size_t size)
+conf_expect_url(const struct conf_key *k UNUSED, char *buf, size_t size)
 {
 	snprintf(buf, size, "an https:// URL");
 }
@@ -510,36 +512,26 @@ conf_check(const struct conf_parse *cp, struct carve_error *err)
 	return 0;
 }
 
-typedef int (*conf_reader)(const char *src, size_t len, const char *name,
-    ini_key_cb cb, struct carve_error *err, void *arg);
-
+/*
+ * Parse path (or buf when path is NULL) into a copy of conf, and swap the
+ * copy in only if everything checked out.
+ */
 static int
-conf_read_buf(const char *src, size_t len, const char *name, ini_key_cb cb,
-    struct carve_error *err, void *arg)
-{
-	return ini_parse_buf(src, len, name, cb, err, arg);
-}
-
-static int
-conf_read_file(const char *src, size_t len, const char *name, ini_key_cb cb,
-    struct carve_error *err, void *arg)
-{
-	return ini_parse_file(src, cb, err, arg);
-}
-
-/* Parse into a copy and swap it in only if everything checked out. */
-static int
-conf_load_with(conf_reader reader, const char *src, size_t len,
+conf_load_from(const char *path, const char *buf, size_t len,
     const char *name, struct carved_conf *conf, struct carve_error *err)
 {
 	struct carved_conf tmp;
 	struct conf_parse cp = { 0 };
+	int rc;
 
 	conf_copy(&tmp, conf);
 	cp.cp_conf = &tmp;
 	cp.cp_name = name != NULL ? name : "<config>";
-	if (reader(src, len, cp.cp_name, conf_key_cb, err, &cp) == -1 ||
-	    conf_check(&cp, err) == -1) {
+	if (path != NULL)
+		rc = ini_parse_file(path, conf_key_cb, err, &cp);
+	else
+		rc = ini_parse_buf(buf, len, cp.cp_name, conf_key_cb, err, &cp);
+	if (rc == -1 || conf_check(&cp, err) == -1) {
 		conf_free(&tmp);
 		return -1;
 	}
@@ -551,14 +543,14 @@ conf_load_with(conf_reader reader, const char *src, size_t len,
 int
 conf_load(const char *path, struct carved_conf *conf, struct carve_error *err)
 {
-	return conf_load_with(conf_read_file, path, 0, path, conf, err);
+	return conf_load_from(path, NULL, 0, path, conf, err);
 }
 
 int
 conf_load_buf(const char *buf, size_t len, const char *name,
     struct carved_conf *conf, struct carve_error *err)
 {
-	return conf_load_with(conf_read_buf, buf, len, name, conf, err);
+	return conf_load_from(NULL, buf, len, name, conf, err);
 }
 
 void

@@ -18,6 +18,9 @@
 
 #include <cmocka.h>
 
+/* Every cmocka test takes a state; most of these do not use it. */
+#define UNUSED __attribute__((unused))
+
 #include "common/backoff.h"
 #include "common/xalloc.h"
 
@@ -82,7 +85,7 @@ test_bounds(void **state)
 
 /* Successive calls grow the ceiling until the cap, then stay there. */
 static void
-test_growth_and_cap(void **state)
+test_growth_and_cap(void **state UNUSED)
 {
 	uint64_t max[16] = { 0 };
 
@@ -112,7 +115,7 @@ test_growth_and_cap(void **state)
 
 /* Full jitter: uniform over the range, so the mean is about half of it. */
 static void
-test_uniform(void **state)
+test_uniform(void **state UNUSED)
 {
 	uint64_t sum = 0;
 	int low = 0;
@@ -134,7 +137,7 @@ test_uniform(void **state)
 
 /* Draws are not one repeated value (a stuck or unseeded generator). */
 static void
-test_varies(void **state)
+test_varies(void **state UNUSED)
 {
 	uint64_t first = 0;
 	bool differs = false;
@@ -154,7 +157,7 @@ test_varies(void **state)
 }
 
 static void
-test_at_least_one(void **state)
+test_at_least_one(void **state UNUSED)
 {
 	struct backoff bo;
 
@@ -171,7 +174,7 @@ test_at_least_one(void **state)
 
 /* Huge attempt counts neither overflow the shift nor wrap the counter. */
 static void
-test_large_attempts(void **state)
+test_large_attempts(void **state UNUSED)
 {
 	static const unsigned attempts[] = { 62, 63, 64, 65, 1000,
 		UINT_MAX - 1, UINT_MAX };
@@ -193,7 +196,7 @@ test_large_attempts(void **state)
 }
 
 static void
-test_reset(void **state)
+test_reset(void **state UNUSED)
 {
 	struct backoff bo;
 
@@ -224,7 +227,7 @@ thread_draw(void *arg)
 
 /* Other threads get their own, independently seeded, streams. */
 static void
-test_threads(void **state)
+test_threads(void **state UNUSED)
 {
 	uint64_t a[4], b[4];
 	pthread_t ta, tb;

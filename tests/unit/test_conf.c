@@ -17,6 +17,9 @@
 
 #include <cmocka.h>
 
+/* Every cmocka test takes a state; most of these do not use it. */
+#define UNUSED __attribute__((unused))
+
 #include "agent/conf.h"
 #include "common/xalloc.h"
 
@@ -97,7 +100,7 @@ assert_defaults(const struct carved_conf *c)
 }
 
 static void
-test_defaults(void **state)
+test_defaults(void **state UNUSED)
 {
 	struct carved_conf c;
 
@@ -107,7 +110,7 @@ test_defaults(void **state)
 }
 
 static void
-test_empty_file(void **state)
+test_empty_file(void **state UNUSED)
 {
 	struct carved_conf c;
 	struct carve_error err = { 0 };
@@ -119,7 +122,7 @@ test_empty_file(void **state)
 }
 
 static void
-test_full(void **state)
+test_full(void **state UNUSED)
 {
 	struct carved_conf c;
 	struct carve_error err = { 0 };
@@ -157,7 +160,7 @@ test_full(void **state)
 
 /* A load that fails part-way leaves the struct exactly as it was. */
 static void
-test_failed_load_keeps_defaults(void **state)
+test_failed_load_keeps_defaults(void **state UNUSED)
 {
 	static const char text[] =
 	    "[agent]\nstate_dir = /srv\nmax_concurrent_ops = 9\n"
@@ -177,7 +180,7 @@ test_failed_load_keeps_defaults(void **state)
 
 /* Loading over a loaded config changes only the keys the file sets. */
 static void
-test_load_over(void **state)
+test_load_over(void **state UNUSED)
 {
 	static const char more[] =
 	    "[agent]\nmax_concurrent_ops = 2\n[libvirt]\nkernel_dir =\n";
@@ -197,7 +200,7 @@ test_load_over(void **state)
 }
 
 static void
-test_conf_free(void **state)
+test_conf_free(void **state UNUSED)
 {
 	struct carved_conf c;
 
@@ -222,7 +225,7 @@ write_temp(const char *data)
 }
 
 static void
-test_file(void **state)
+test_file(void **state UNUSED)
 {
 	struct carved_conf c;
 	struct carve_error err = { 0 };
@@ -252,7 +255,7 @@ test_file(void **state)
 
 /* The reference is generated from the parser's table: it lists every key. */
 static void
-test_reference(void **state)
+test_reference(void **state UNUSED)
 {
 	static const char *const want[] = {
 		"### [agent]\n", "### [libvirt]\n", "### [capacity]\n",
@@ -267,8 +270,8 @@ test_reference(void **state)
 		"| `kernel_dir` | none | an absolute path, or empty for none |",
 		"| `console_log_dir` |", "| `reserved_vcpus` | `0` |",
 		"| `reserved_memory_mib` | `512` |", "| `reserved_disk_gib` |",
-		"| `cpu_allocation_ratio` | `4.0` | a number greater than 0 and "
-		    "at most 1000 |",
+		("| `cpu_allocation_ratio` | `4.0` | a number greater than 0 "
+		    "and at most 1000 |"),
 		"| `ram_allocation_ratio` | `1.0` |",
 		"| `disk_allocation_ratio` | `1.0` |",
 		"| `url` | none | an https:// URL, or empty for none |",
@@ -535,7 +538,7 @@ test_value(void **state)
 	const struct value_case *v = *state;
 	struct carved_conf c;
 	struct carve_error err = { 0 };
-	const char *field;
+	const void *field;
 	int rc;
 
 	conf_defaults(&c);

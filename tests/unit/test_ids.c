@@ -15,6 +15,9 @@
 
 #include <cmocka.h>
 
+/* Every cmocka test takes a state; most of these do not use it. */
+#define UNUSED __attribute__((unused))
+
 #include "common/ids.h"
 #include "common/xalloc.h"
 
@@ -47,7 +50,7 @@ static const struct uuid_case uuid_cases[] = {
 };
 
 static void
-test_uuid_valid(void **state)
+test_uuid_valid(void **state UNUSED)
 {
 	for (size_t i = 0; i < sizeof(uuid_cases) / sizeof(uuid_cases[0]); i++) {
 		if (ids_uuid_valid(uuid_cases[i].s) != uuid_cases[i].valid)
@@ -59,7 +62,7 @@ test_uuid_valid(void **state)
 }
 
 static void
-test_uuid_new(void **state)
+test_uuid_new(void **state UNUSED)
 {
 	char a[IDS_UUID_LEN + 1], b[IDS_UUID_LEN + 1];
 
@@ -78,7 +81,7 @@ test_uuid_new(void **state)
 }
 
 static void
-test_uuid_normalize(void **state)
+test_uuid_normalize(void **state UNUSED)
 {
 	char out[IDS_UUID_LEN + 1];
 
@@ -139,7 +142,7 @@ test_name(void **state)
 }
 
 static void
-test_name_metachars(void **state)
+test_name_metachars(void **state UNUSED)
 {
 	for (const char *m = metachars; *m != '\0'; m++) {
 		char s[4] = { 'v', *m, 'm', '\0' };
@@ -159,7 +162,7 @@ test_name_metachars(void **state)
 }
 
 static void
-test_name_edge(void **state)
+test_name_edge(void **state UNUSED)
 {
 	struct carve_error err = { 0 };
 

@@ -16,6 +16,9 @@
 
 #include <cmocka.h>
 
+/* Every cmocka test takes a state; most of these do not use it. */
+#define UNUSED __attribute__((unused))
+
 #include "common/ini.h"
 #include "common/xalloc.h"
 
@@ -212,7 +215,7 @@ make_big(size_t len)
 }
 
 static void
-test_size_limit(void **state)
+test_size_limit(void **state UNUSED)
 {
 	struct record r = { 0 };
 	struct carve_error err = { 0 };
@@ -229,7 +232,7 @@ test_size_limit(void **state)
 }
 
 static void
-test_line_limit(void **state)
+test_line_limit(void **state UNUSED)
 {
 	struct record r = { 0 };
 	struct carve_error err = { 0 };
@@ -260,7 +263,7 @@ test_line_limit(void **state)
 }
 
 static void
-test_callback_silent_failure(void **state)
+test_callback_silent_failure(void **state UNUSED)
 {
 	struct record r = { .r_fail_key = "bad", .r_fail_silently = true };
 	struct carve_error err = { 0 };
@@ -274,7 +277,7 @@ test_callback_silent_failure(void **state)
 }
 
 static void
-test_null_err_and_name(void **state)
+test_null_err_and_name(void **state UNUSED)
 {
 	struct record r = { 0 };
 	struct carve_error err = { 0 };
@@ -302,7 +305,7 @@ write_temp(const char *data, size_t len)
 }
 
 static void
-test_file(void **state)
+test_file(void **state UNUSED)
 {
 	struct record r = { 0 };
 	struct carve_error err = { 0 };
@@ -321,7 +324,7 @@ test_file(void **state)
 }
 
 static void
-test_file_too_big(void **state)
+test_file_too_big(void **state UNUSED)
 {
 	struct record r = { 0 };
 	struct carve_error err = { 0 };
@@ -342,7 +345,7 @@ test_file_too_big(void **state)
 }
 
 static void
-test_file_unreadable(void **state)
+test_file_unreadable(void **state UNUSED)
 {
 	struct record r = { 0 };
 	struct carve_error err = { 0 };
