@@ -14,6 +14,7 @@
 #include "agent/control.h"
 #include "agent/engine.h"
 #include "agent/journal.h"
+#include "agent/metrics.h"
 #include "agent/virt.h"
 #include "common/ids.h"
 #include "common/jsonx.h"
@@ -447,6 +448,9 @@ agent_init(struct agent *a, uv_loop_t *loop, const struct carved_conf *conf,
 		return -1;
 	if (control_open(a, &a->a_control, err) < 0)
 		return -1;
+	if (conf->metrics_listen != NULL && conf->metrics_listen[0] != '\0' &&
+	    metrics_open(a, conf->metrics_listen, &a->a_metrics, err) < 0)
+		return -1;
 
 	a->a_virt = virt_new(loop, conf->uri, &agent_virt_events, a);
 	virt_start(a->a_virt);
@@ -493,12 +497,24 @@ agent_drained(void *arg)
 }
 
 static void
+agent_metrics_closed(void *arg)
+{
+	struct agent *a = arg;
+
+	a->a_metrics = NULL;
+	engine_drain(a->a_engine, agent_drained, a);
+}
+
+static void
 agent_control_closed(void *arg)
 {
 	struct agent *a = arg;
 
 	a->a_control = NULL;
-	engine_drain(a->a_engine, agent_drained, a);
+	if (a->a_metrics)
+		metrics_close(a->a_metrics, agent_metrics_closed, a);
+	else
+		agent_metrics_closed(a);
 }
 
 void

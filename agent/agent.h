@@ -21,6 +21,7 @@ struct virt;
 struct journal;
 struct engine;
 struct control;
+struct metrics;
 
 struct agent {
 	uv_loop_t *a_loop;
@@ -30,6 +31,7 @@ struct agent {
 	struct journal *a_journal;
 	struct engine *a_engine;
 	struct control *a_control;
+	struct metrics *a_metrics;       /* NULL when [metrics] listen is unset */
 
 	/* The view: vm_id -> struct vm_info *, rebuilt from libvirt on every
 	 * (re)connect and kept current by events and command results. */

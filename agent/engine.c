@@ -91,6 +91,7 @@ struct engine {
 	struct strmap *creating;      /* vm_id -> ecmd (create not finished) */
 	TAILQ_HEAD(, vmq) ready_q;
 	TAILQ_HEAD(ecmd_all, ecmd) all;
+	struct engine_type_stats stats[CMD_TYPE_MAX];
 };
 
 static void engine_kick(struct engine *e);
@@ -258,6 +259,15 @@ ecmd_finished_durable(struct journal *j, int status, void *arg)
 		    c->res.res_command_id, strerror(-status));
 	e->finishing--;
 	c->state = EC_DONE;
+	if ((int)c->res.res_type >= 0 && c->res.res_type < CMD_TYPE_MAX) {
+		struct engine_type_stats *st = &e->stats[c->res.res_type];
+		if (c->res.res_status == CMD_STATUS_SUCCEEDED)
+			st->succeeded++;
+		else
+			st->failed++;
+		st->duration_ms_sum += (uint64_t)(time_now_ms() -
+		    c->res.res_accepted_at_ms);
+	}
 	if (q != NULL) {
 		TAILQ_REMOVE(&q->cmds, c, q_link);
 		c->q = NULL;
@@ -740,6 +750,12 @@ engine_name_pending(struct engine *e, const char *name)
 			return true;
 	}
 	return false;
+}
+
+const struct engine_type_stats *
+engine_stats(const struct engine *e, enum command_type type)
+{
+	return &e->stats[type];
 }
 
 unsigned

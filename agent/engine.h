@@ -14,6 +14,7 @@
 #define CARVE_ENGINE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <json-c/json.h>
 
@@ -49,6 +50,15 @@ void engine_claims(struct engine *e, struct cap_request *sum);
 bool engine_creating(struct engine *e, const char *vm_id);
 /* True while a create for a VM named name is queued or running. */
 bool engine_name_pending(struct engine *e, const char *name);
+
+/* Counters since start, for metrics. */
+struct engine_type_stats {
+	uint64_t succeeded;
+	uint64_t failed;
+	uint64_t duration_ms_sum;    /* accepted -> result durable */
+};
+const struct engine_type_stats *engine_stats(const struct engine *e,
+    enum command_type type);
 
 unsigned engine_running(const struct engine *e);
 unsigned engine_queued(const struct engine *e);
