@@ -316,7 +316,7 @@ virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 {
 	struct xw x;
 	char num[24], norm[IDS_UUID_LEN + 1];
-	bool full;
+	bool full = false;
 	char *out;
 
 	if (domain_check(spec, opts, &full, err) < 0)
