@@ -1,2 +1,539 @@
-/* placeholder: being written */
+/*
+ * The agent: wiring of libvirt, journal, engine and control socket on one
+ * loop, and the view of managed VMs that libvirt's state, events and command
+ * results keep current.
+ */
 #include "config.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/control.h"
+#include "agent/engine.h"
+#include "agent/journal.h"
+#include "agent/metrics.h"
+#include "agent/virt.h"
+#include "common/ids.h"
+#include "common/jsonx.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+
+/* ---- the view ---- */
+
+struct vm_info *
+agent_vm_find(struct agent *a, const char *id_or_name)
+{
+	char id[IDS_UUID_LEN + 1];
+	struct strmap_iter it;
+	void *v;
+
+	if (ids_uuid_valid(id_or_name)) {
+		ids_uuid_normalize(id_or_name, id);
+		return strmap_get(a->a_vms, id);
+	}
+	it = strmap_iter(a->a_vms);
+	while (strmap_next(a->a_vms, &it, NULL, &v))
+		if (strcmp(((struct vm_info *)v)->vm_name, id_or_name) == 0)
+			return v;
+	return NULL;
+}
+
+void
+agent_vm_put(struct agent *a, const struct vm_info *vm)
+{
+	struct vm_info *cur = strmap_get(a->a_vms, vm->vm_id);
+
+	if (cur == NULL) {
+		cur = xmalloc(sizeof(*cur));
+		strmap_put(a->a_vms, vm->vm_id, cur);
+	}
+	*cur = *vm;
+}
+
+void
+agent_vm_remove(struct agent *a, const char *vm_id)
+{
+	free(strmap_del(a->a_vms, vm_id));
+}
+
+static void
+agent_view_clear(struct strmap *vms)
+{
+	struct strmap_iter it = strmap_iter(vms);
+	void *v;
+
+	while (strmap_next(vms, &it, NULL, &v))
+		free(v);
+	strmap_free(vms);
+}
+
+bool
+agent_capacity(struct agent *a, struct capacity *out)
+{
+	const struct carved_conf *conf = a->a_conf;
+	struct cap_request claims;
+	struct strmap_iter it;
+	void *v;
+
+	if (!a->a_have_inv)
+		return false;
+	memset(out, 0, sizeof(*out));
+	out->cap[CAP_VCPU].total = a->a_inv.cpus;
+	out->cap[CAP_VCPU].reserved = conf->reserved_vcpus;
+	out->cap[CAP_VCPU].ratio = conf->cpu_allocation_ratio;
+	out->cap[CAP_MEMORY_MIB].total = a->a_inv.memory_mib;
+	out->cap[CAP_MEMORY_MIB].reserved = conf->reserved_memory_mib;
+	out->cap[CAP_MEMORY_MIB].ratio = conf->ram_allocation_ratio;
+	out->cap[CAP_DISK_GIB].total = a->a_inv.disk_gib;
+	out->cap[CAP_DISK_GIB].reserved = conf->reserved_disk_gib;
+	out->cap[CAP_DISK_GIB].ratio = conf->disk_allocation_ratio;
+	it = strmap_iter(a->a_vms);
+	while (strmap_next(a->a_vms, &it, NULL, &v)) {
+		const struct vm_info *vm = v;
+		out->cap[CAP_VCPU].allocated += vm->vm_vcpus;
+		out->cap[CAP_MEMORY_MIB].allocated += vm->vm_memory_mib;
+		out->cap[CAP_DISK_GIB].allocated += vm->vm_disk_gib;
+	}
+	engine_claims(a->a_engine, &claims);
+	for (int i = 0; i < CAP_NCLASSES; i++)
+		out->cap[i].allocated += claims.amount[i];
+	return true;
+}
+
+/* ---- rebuilding the view from libvirt ---- */
+
+struct refresh_job {
+	uv_work_t work;
+	struct agent *a;
+	virConnectPtr conn;
+	unsigned generation;
+	char want_type[16];
+	char *state_dir;
+	/* out */
+	struct host_inventory inv;
+	struct vm_info *vms;
+	size_t nvms;
+	struct carve_error err;
+};
+
+static void
+refresh_work(uv_work_t *w)
+{
+	struct refresh_job *j = w->data;
+
+	if (virt_op_inventory(j->conn, j->want_type, j->state_dir, &j->inv,
+	    &j->err) == 0)
+		(void)virt_op_list(j->conn, &j->vms, &j->nvms, &j->err);
+	virConnectClose(j->conn);
+}
+
+static void
+refresh_done(uv_work_t *w, int status)
+{
+	struct refresh_job *j = w->data;
+	struct agent *a = j->a;
+	struct strmap *old = a->a_vms, *fresh;
+	struct strmap_iter it;
+	const char *id;
+	void *v;
+	unsigned appeared = 0, vanished = 0;
+
+	(void)status;
+	a->a_view_refreshing--;
+	if (error_isset(&j->err) || a->a_stopping ||
+	    j->generation != virt_generation(a->a_virt)) {
+		if (error_isset(&j->err) && !a->a_stopping) {
+			log_error("agent", "cannot read libvirt's state: %s",
+			    j->err.message);
+			/* The connection is probably dead; virt will reconnect
+			 * and we rebuild then. */
+			if (j->err.code == CARVE_EUNAVAIL)
+				virt_report_dead(a->a_virt);
+		}
+		host_inventory_clear(&j->inv);
+		free(j->vms);
+		free(j->state_dir);
+		free(j);
+		return;
+	}
+	fresh = strmap_new();
+	a->a_vms = fresh;
+	for (size_t i = 0; i < j->nvms; i++) {
+		agent_vm_put(a, &j->vms[i]);
+		if (a->a_view_ready || strmap_count(old) > 0) {
+			if (strmap_get(old, j->vms[i].vm_id) == NULL) {
+				appeared++;
+				log_warn("agent", "VM %s (%s) appeared in libvirt "
+				    "while carve was not looking", j->vms[i].vm_id,
+				    j->vms[i].vm_name);
+			}
+		}
+	}
+	it = strmap_iter(old);
+	while (strmap_next(old, &it, &id, &v)) {
+		if (strmap_get(fresh, id) == NULL) {
+			vanished++;
+			log_warn("agent", "VM %s (%s) vanished from libvirt while "
+			    "carve was not looking", id,
+			    ((struct vm_info *)v)->vm_name);
+		}
+	}
+	agent_view_clear(old);
+	host_inventory_clear(&a->a_inv);
+	a->a_inv = j->inv;
+	a->a_have_inv = true;
+	a->a_view_ready = true;
+	log_info("agent", "view rebuilt from libvirt: %zu managed VMs "
+	    "(%u appeared, %u vanished); host %s: %u CPUs, %llu MiB, domain "
+	    "type %s", strmap_count(a->a_vms), appeared, vanished,
+	    a->a_inv.hostname, a->a_inv.cpus,
+	    (unsigned long long)a->a_inv.memory_mib, a->a_inv.domain_type);
+	free(j->vms);
+	free(j->state_dir);
+	free(j);
+	engine_set_ready(a->a_engine, true);
+}
+
+static void
+agent_refresh(struct agent *a)
+{
+	struct refresh_job *j;
+	virConnectPtr conn = virt_conn(a->a_virt);
+
+	if (conn == NULL)
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->a = a;
+	j->conn = conn;
+	j->generation = virt_generation(a->a_virt);
+	snprintf(j->want_type, sizeof(j->want_type), "%s",
+	    a->a_conf->domain_type);
+	j->state_dir = xstrdup(a->a_conf->state_dir);
+	j->work.data = j;
+	a->a_view_refreshing++;
+	uv_queue_work(a->a_loop, &j->work, refresh_work, refresh_done);
+}
+
+/* One VM, after an event about a domain carve did not know. */
+struct vm_job {
+	uv_work_t work;
+	struct agent *a;
+	virConnectPtr conn;
+	char vm_id[IDS_UUID_LEN + 1];
+	struct vm_info vm;
+	struct carve_error err;
+};
+
+static void
+vm_job_work(uv_work_t *w)
+{
+	struct vm_job *j = w->data;
+
+	(void)virt_op_get(j->conn, j->vm_id, &j->vm, &j->err);
+	virConnectClose(j->conn);
+}
+
+static void
+vm_job_done(uv_work_t *w, int status)
+{
+	struct vm_job *j = w->data;
+	struct agent *a = j->a;
+
+	(void)status;
+	if (!a->a_stopping && !error_isset(&j->err) &&
+	    strmap_get(a->a_vms, j->vm_id) == NULL &&
+	    !engine_creating(a->a_engine, j->vm_id)) {
+		log_warn("agent", "VM %s (%s) was defined outside carve; now in "
+		    "the view", j->vm_id, j->vm.vm_name);
+		agent_vm_put(a, &j->vm);
+	}
+	free(j);
+}
+
+static void
+agent_lookup_vm(struct agent *a, const char *uuid)
+{
+	struct vm_job *j;
+	virConnectPtr conn = virt_conn(a->a_virt);
+
+	if (conn == NULL)
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->a = a;
+	j->conn = conn;
+	snprintf(j->vm_id, sizeof(j->vm_id), "%s", uuid);
+	j->work.data = j;
+	uv_queue_work(a->a_loop, &j->work, vm_job_work, vm_job_done);
+}
+
+/* ---- libvirt callbacks ---- */
+
+static void
+agent_on_connected(struct virt *v, void *arg)
+{
+	struct agent *a = arg;
+
+	(void)v;
+	agent_refresh(a);
+}
+
+static void
+agent_on_disconnected(struct virt *v, const char *reason, void *arg)
+{
+	struct agent *a = arg;
+
+	(void)v;
+	(void)reason;
+	/* VMs keep running without us; hold commands until we see again. */
+	a->a_view_ready = false;
+	engine_set_ready(a->a_engine, false);
+}
+
+static void
+agent_on_lifecycle(struct virt *v, const char *uuid, int event, int detail,
+    void *arg)
+{
+	struct agent *a = arg;
+	struct vm_info *vm = strmap_get(a->a_vms, uuid);
+	enum vm_state st = VM_STATE_UNKNOWN;
+
+	(void)v;
+	(void)detail;
+	switch (event) {
+	case VIR_DOMAIN_EVENT_DEFINED:
+		if (vm == NULL && a->a_view_ready &&
+		    !engine_creating(a->a_engine, uuid))
+			agent_lookup_vm(a, uuid);
+		return;
+	case VIR_DOMAIN_EVENT_UNDEFINED:
+		if (vm != NULL) {
+			log_info("agent", "VM %s (%s) undefined", uuid,
+			    vm->vm_name);
+			agent_vm_remove(a, uuid);
+		}
+		return;
+	case VIR_DOMAIN_EVENT_STARTED:
+	case VIR_DOMAIN_EVENT_RESUMED:
+		st = VM_STATE_RUNNING;
+		break;
+	case VIR_DOMAIN_EVENT_SUSPENDED:
+		st = VM_STATE_PAUSED;
+		break;
+	case VIR_DOMAIN_EVENT_STOPPED:
+		st = VM_STATE_SHUTOFF;
+		break;
+	case VIR_DOMAIN_EVENT_PMSUSPENDED:
+		st = VM_STATE_SUSPENDED;
+		break;
+	case VIR_DOMAIN_EVENT_CRASHED:
+		st = VM_STATE_CRASHED;
+		break;
+	default:
+		return;  /* SHUTDOWN: the guest is on its way; STOPPED follows */
+	}
+	if (vm != NULL && vm->vm_state != st) {
+		log_debug("agent", "VM %s: %s -> %s", uuid,
+		    vm_state_name(vm->vm_state), vm_state_name(st));
+		vm->vm_state = st;
+	}
+}
+
+static const struct virt_events agent_virt_events = {
+	.ve_connected = agent_on_connected,
+	.ve_disconnected = agent_on_disconnected,
+	.ve_lifecycle = agent_on_lifecycle,
+};
+
+/* ---- status ---- */
+
+json_object *
+agent_status_encode(struct agent *a)
+{
+	const struct carved_conf *conf = a->a_conf;
+	json_object *o = json_object_new_object(), *lv, *vms, *cmds;
+	struct capacity cap;
+	unsigned by_state[VM_STATE_MAX] = { 0 };
+	struct strmap_iter it;
+	void *v;
+	char *s;
+
+	jsonx_add_string(o, "version", PACKAGE_VERSION);
+	jsonx_add_string(o, "node_name", conf->node_name);
+	jsonx_add_int(o, "pid", (int64_t)getpid());
+	jsonx_add_int(o, "uptime_s", (time_now_ms() - a->a_started_at_ms) / 1000);
+	jsonx_add_string(o, "mode", conf->cp_url ? "control_plane" :
+	    "standalone");
+	if (conf->cp_url)
+		jsonx_add_string(o, "control_plane_url", conf->cp_url);
+
+	lv = json_object_new_object();
+	jsonx_add_string(lv, "uri", virt_uri(a->a_virt));
+	jsonx_add_bool(lv, "connected", virt_connected(a->a_virt));
+	jsonx_add_int(lv, "connections", virt_generation(a->a_virt));
+	jsonx_add_string(lv, "last_error", virt_last_error(a->a_virt));
+	if (a->a_have_inv) {
+		jsonx_add_string(lv, "domain_type", a->a_inv.domain_type);
+		jsonx_add_string(lv, "driver", a->a_inv.driver);
+		s = xasprintf("%lu.%lu.%lu", a->a_inv.lib_version / 1000000,
+		    (a->a_inv.lib_version / 1000) % 1000,
+		    a->a_inv.lib_version % 1000);
+		jsonx_add_string(lv, "libvirt_version", s);
+		free(s);
+	}
+	json_object_object_add(o, "libvirt", lv);
+
+	vms = json_object_new_object();
+	it = strmap_iter(a->a_vms);
+	while (strmap_next(a->a_vms, &it, NULL, &v))
+		by_state[((struct vm_info *)v)->vm_state]++;
+	jsonx_add_int(vms, "total", (int64_t)strmap_count(a->a_vms));
+	for (int i = 0; i < VM_STATE_MAX; i++)
+		if (by_state[i])
+			jsonx_add_int(vms, vm_state_name(i), by_state[i]);
+	json_object_object_add(o, "vms", vms);
+
+	cmds = json_object_new_object();
+	jsonx_add_int(cmds, "running", engine_running(a->a_engine));
+	jsonx_add_int(cmds, "queued", engine_queued(a->a_engine));
+	jsonx_add_int(cmds, "max_concurrent", conf->max_concurrent_ops);
+	json_object_object_add(o, "commands", cmds);
+	json_object_object_add(o, "inflight",
+	    engine_inflight_encode(a->a_engine));
+
+	if (agent_capacity(a, &cap))
+		json_object_object_add(o, "capacity", capacity_encode(&cap));
+	return o;
+}
+
+/* ---- life cycle ---- */
+
+static void
+agent_on_signal(uv_signal_t *s, int signum)
+{
+	struct agent *a = s->data;
+
+	if (signum == SIGHUP) {
+		log_info("agent", "SIGHUP: configuration is read at start-up; "
+		    "restart carved to apply changes");
+		return;
+	}
+	log_info("agent", "%s received: stopping", strsignal(signum));
+	agent_stop(a);
+}
+
+int
+agent_init(struct agent *a, uv_loop_t *loop, const struct carved_conf *conf,
+    struct carve_error *err)
+{
+	char *path;
+
+	memset(a, 0, sizeof(*a));
+	a->a_loop = loop;
+	a->a_conf = conf;
+	a->a_started_at_ms = time_now_ms();
+	a->a_vms = strmap_new();
+	a->a_engine = engine_new(a, conf->max_concurrent_ops);
+
+	path = xasprintf("%s/journal.db", conf->state_dir);
+	if (journal_open(loop, path, &a->a_journal, err) < 0) {
+		free(path);
+		return -1;
+	}
+	free(path);
+	if (engine_load(a->a_engine, err) < 0)
+		return -1;
+	if (control_open(a, &a->a_control, err) < 0)
+		return -1;
+	if (conf->metrics_listen != NULL && conf->metrics_listen[0] != '\0' &&
+	    metrics_open(a, conf->metrics_listen, &a->a_metrics, err) < 0)
+		return -1;
+
+	a->a_virt = virt_new(loop, conf->uri, &agent_virt_events, a);
+	virt_start(a->a_virt);
+
+	uv_signal_init(loop, &a->a_sigterm);
+	uv_signal_init(loop, &a->a_sigint);
+	uv_signal_init(loop, &a->a_sighup);
+	a->a_sigterm.data = a->a_sigint.data = a->a_sighup.data = a;
+	uv_signal_start(&a->a_sigterm, agent_on_signal, SIGTERM);
+	uv_signal_start(&a->a_sigint, agent_on_signal, SIGINT);
+	uv_signal_start(&a->a_sighup, agent_on_signal, SIGHUP);
+	return 0;
+}
+
+/* Shutdown chain: control closed -> engine drained -> journal -> virt. */
+
+static void
+agent_virt_closed(void *arg)
+{
+	struct agent *a = arg;
+
+	a->a_virt = NULL;
+	uv_close((uv_handle_t *)&a->a_sigterm, NULL);
+	uv_close((uv_handle_t *)&a->a_sigint, NULL);
+	uv_close((uv_handle_t *)&a->a_sighup, NULL);
+	log_info("agent", "stopped");
+}
+
+static void
+agent_journal_closed(void *arg)
+{
+	struct agent *a = arg;
+
+	a->a_journal = NULL;
+	virt_close(a->a_virt, agent_virt_closed, a);
+}
+
+static void
+agent_drained(void *arg)
+{
+	struct agent *a = arg;
+
+	journal_close(a->a_journal, agent_journal_closed, a);
+}
+
+static void
+agent_metrics_closed(void *arg)
+{
+	struct agent *a = arg;
+
+	a->a_metrics = NULL;
+	engine_drain(a->a_engine, agent_drained, a);
+}
+
+static void
+agent_control_closed(void *arg)
+{
+	struct agent *a = arg;
+
+	a->a_control = NULL;
+	if (a->a_metrics)
+		metrics_close(a->a_metrics, agent_metrics_closed, a);
+	else
+		agent_metrics_closed(a);
+}
+
+void
+agent_stop(struct agent *a)
+{
+	if (a->a_stopping)
+		return;
+	a->a_stopping = true;
+	uv_signal_stop(&a->a_sighup);
+	if (a->a_control)
+		control_close(a->a_control, agent_control_closed, a);
+	else
+		agent_control_closed(a);
+}
+
+void
+agent_fini(struct agent *a)
+{
+	engine_free(a->a_engine);
+	agent_view_clear(a->a_vms);
+	host_inventory_clear(&a->a_inv);
+}

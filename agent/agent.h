@@ -1,1 +1,74 @@
-/* placeholder */
+/*
+ * The agent: one struct that owns everything carved knows, passed down to
+ * every module (no globals). Owned by the loop thread; worker threads only
+ * see copies handed to them in a job.
+ */
+#ifndef CARVE_AGENT_H
+#define CARVE_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "agent/capacity.h"
+#include "agent/conf.h"
+#include "agent/virt_ops.h"
+#include "api/vm.h"
+#include "common/strmap.h"
+
+struct virt;
+struct journal;
+struct engine;
+struct control;
+struct metrics;
+
+struct agent {
+	uv_loop_t *a_loop;
+	const struct carved_conf *a_conf;
+	int64_t a_started_at_ms;
+	struct virt *a_virt;
+	struct journal *a_journal;
+	struct engine *a_engine;
+	struct control *a_control;
+	struct metrics *a_metrics;       /* NULL when [metrics] listen is unset */
+
+	/* The view: vm_id -> struct vm_info *, rebuilt from libvirt on every
+	 * (re)connect and kept current by events and command results. */
+	struct strmap *a_vms;
+	bool a_view_ready;
+	unsigned a_view_refreshing;   /* list operations in flight */
+
+	struct host_inventory a_inv;
+	bool a_have_inv;
+
+	uv_signal_t a_sigterm, a_sigint, a_sighup;
+	bool a_stopping;
+	int a_exit_code;
+};
+
+/* Set everything up (journal loaded, socket listening, libvirt connecting). */
+int agent_init(struct agent *a, uv_loop_t *loop, const struct carved_conf *conf,
+    struct carve_error *err);
+/* Begin an orderly stop: drain running commands, close everything. */
+void agent_stop(struct agent *a);
+/* Free what agent_init made; call after the loop has stopped. */
+void agent_fini(struct agent *a);
+
+/* A VM in the view by id (UUID) or name, or NULL. */
+struct vm_info *agent_vm_find(struct agent *a, const char *id_or_name);
+/* Replace or insert a view entry (copied). */
+void agent_vm_put(struct agent *a, const struct vm_info *vm);
+void agent_vm_remove(struct agent *a, const char *vm_id);
+
+/*
+ * Current capacity: host totals (inventory) with the configured reserve and
+ * ratios; allocated = managed VMs + in-flight claims. Returns false when the
+ * inventory is not known yet (libvirt never connected).
+ */
+bool agent_capacity(struct agent *a, struct capacity *out);
+
+/* The status object carvectl status shows. */
+json_object *agent_status_encode(struct agent *a);
+
+#endif

@@ -1,2 +1,582 @@
-/* placeholder: being written */
+/*
+ * carved.conf: see conf.h. One table (conf_keys) says, for every key, where
+ * it lives in struct carved_conf, its type, bounds, default and meaning. The
+ * parser, the defaults, conf_free and the Markdown reference all walk that
+ * table, so adding a key is one line and the documentation follows it.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/ids.h"
+#include "common/ini.h"
+#include "common/xalloc.h"
+#include "conf.h"
+
+enum conf_type {
+	CONF_STRING,	/* non-empty text */
+	CONF_PATH,	/* absolute path */
+	CONF_UINT,	/* unsigned, in [min, max] */
+	CONF_ULLONG,	/* unsigned long long, in [min, max] */
+	CONF_RATIO,	/* double, in (min, max] */
+	CONF_LOGLEVEL,	/* enum log_level */
+	CONF_DOMTYPE,	/* auto|kvm|qemu, kept as a string */
+	CONF_URL,	/* https://... */
+	CONF_TYPE_MAX
+};
+
+/* An empty value means "none": the field becomes NULL. */
+#define CK_OPTIONAL	0x1
+/* The default is computed (gethostname) rather than written in the table. */
+#define CK_HOSTNAME	0x2
+
+struct conf_key {
+	const char *ck_section;
+	const char *ck_key;
+	enum conf_type ck_type;
+	size_t ck_offset;
+	unsigned long long ck_min;
+	unsigned long long ck_max;
+	int ck_flags;
+	const char *ck_default;	/* parsed like a value from the file */
+	const char *ck_help;
+};
+
+#define CONF_AT(m) offsetof(struct carved_conf, m)
+/* Type handlers share one signature; not all of them need the key. */
+#define UNUSED __attribute__((unused))
+
+static const struct conf_key conf_keys[] = {
+	{ "agent", "node_name", CONF_STRING, CONF_AT(node_name), 0, 0,
+	    CK_HOSTNAME, NULL,
+	    "Name this node is known by; 1 to 64 letters, digits, '.', '_' or "
+	    "'-', starting with a letter or digit." },
+	{ "agent", "state_dir", CONF_PATH, CONF_AT(state_dir), 0, 0, 0,
+	    "/var/lib/carve",
+	    "Journal, node identity, image cache and VM disks." },
+	{ "agent", "socket", CONF_PATH, CONF_AT(socket), 0, 0, 0,
+	    "/run/carve/carved.sock",
+	    "Control socket that carvectl connects to." },
+	{ "agent", "socket_group", CONF_STRING, CONF_AT(socket_group), 0, 0, 0,
+	    "carve",
+	    "Group owning the control socket; besides root, only its members "
+	    "may run commands that change anything." },
+	{ "agent", "log_level", CONF_LOGLEVEL, CONF_AT(log_level), 0, 0, 0,
+	    "info",
+	    "Least severe level logged; `carvectl log-level` changes it at run "
+	    "time." },
+	{ "agent", "max_concurrent_ops", CONF_UINT, CONF_AT(max_concurrent_ops),
+	    1, 64, 0, "4",
+	    "Hypervisor operations (create, migrate, ...) run at the same time; "
+	    "the rest wait their turn." },
+	{ "agent", "stop_timeout_s", CONF_UINT, CONF_AT(stop_timeout_s),
+	    0, 3600, 0, "60",
+	    "Seconds a guest gets to shut down gracefully before it is forced "
+	    "off." },
+
+	{ "libvirt", "uri", CONF_STRING, CONF_AT(uri), 0, 0, 0,
+	    "qemu:///system",
+	    "libvirt connection URI." },
+	{ "libvirt", "domain_type", CONF_DOMTYPE, CONF_AT(domain_type), 0, 0, 0,
+	    "auto",
+	    "Domain type of new guests: `kvm` (hardware virtualisation), `qemu` "
+	    "(emulation), or `auto` to probe the host." },
+	{ "libvirt", "kernel_dir", CONF_PATH, CONF_AT(kernel_dir), 0, 0,
+	    CK_OPTIONAL, NULL,
+	    "Directory of kernels and initrds for direct kernel boot; unset "
+	    "turns direct kernel boot off." },
+	{ "libvirt", "console_log_dir", CONF_PATH, CONF_AT(console_log_dir),
+	    0, 0, 0, "/var/log/libvirt/qemu",
+	    "Where guests' serial console output is logged." },
+
+	{ "capacity", "reserved_vcpus", CONF_UINT, CONF_AT(reserved_vcpus),
+	    0, 4096, 0, "0",
+	    "Host CPUs kept back from guests." },
+	{ "capacity", "reserved_memory_mib", CONF_ULLONG,
+	    CONF_AT(reserved_memory_mib), 0, 16ULL * 1024 * 1024, 0, "512",
+	    "Host memory (MiB) kept back from guests." },
+	{ "capacity", "reserved_disk_gib", CONF_ULLONG,
+	    CONF_AT(reserved_disk_gib), 0, 1024ULL * 1024, 0, "0",
+	    "Disk space (GiB) under state_dir kept back from guest disks." },
+	{ "capacity", "cpu_allocation_ratio", CONF_RATIO,
+	    CONF_AT(cpu_allocation_ratio), 0, 1000, 0, "4.0",
+	    "Guest vCPUs allowed per host CPU." },
+	{ "capacity", "ram_allocation_ratio", CONF_RATIO,
+	    CONF_AT(ram_allocation_ratio), 0, 1000, 0, "1.0",
+	    "Guest memory allowed per byte of host memory." },
+	{ "capacity", "disk_allocation_ratio", CONF_RATIO,
+	    CONF_AT(disk_allocation_ratio), 0, 1000, 0, "1.0",
+	    "Guest disk allowed per byte of disk under state_dir." },
+
+	{ "control_plane", "url", CONF_URL, CONF_AT(cp_url), 0, 0,
+	    CK_OPTIONAL, NULL,
+	    "Control plane base URL; unset runs carved standalone, driven by "
+	    "carvectl only." },
+	{ "control_plane", "ca_file", CONF_PATH, CONF_AT(cp_ca_file), 0, 0,
+	    CK_OPTIONAL, NULL,
+	    "CA certificates the control plane's certificate must chain to "
+	    "(pinned instead of the system store)." },
+	{ "control_plane", "cert_file", CONF_PATH, CONF_AT(cp_cert_file), 0, 0,
+	    CK_OPTIONAL, NULL,
+	    "Client certificate presented to the control plane." },
+	{ "control_plane", "key_file", CONF_PATH, CONF_AT(cp_key_file), 0, 0,
+	    CK_OPTIONAL, NULL,
+	    "Private key of cert_file; keep it mode 0600." },
+	{ "control_plane", "bootstrap_token_file", CONF_PATH,
+	    CONF_AT(cp_bootstrap_token_file), 0, 0, CK_OPTIONAL, NULL,
+	    "File holding the one-time token this node enrols with." },
+
+	{ "metrics", "listen", CONF_STRING, CONF_AT(metrics_listen), 0, 0,
+	    CK_OPTIONAL, NULL,
+	    "host:port of the Prometheus metrics endpoint; unset turns it "
+	    "off." },
+};
+
+#define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+/*
+ * Per type: how a value is parsed into the field, what it must look like
+ * (shared by the error message and the reference, so they agree), and
+ * whether the field is an owned string.
+ */
+struct conf_type_ops {
+	int (*ct_parse)(const struct conf_key *, const char *, void *);
+	void (*ct_expect)(const struct conf_key *, char *, size_t);
+	bool ct_owned;
+};
+
+static const char *const conf_domain_types[] = { "auto", "kvm", "qemu" };
+
+/* Replace an owned string field. */
+static void
+conf_store(void *field, const char *value)
+{
+	char **p = field;
+
+	free(*p);
+	*p = xstrdup(value);
+}
+
+static int
+conf_parse_string(const struct conf_key *k UNUSED, const char *v, void *field)
+{
+	if (*v == '\0')
+		return -1;
+	conf_store(field, v);
+	return 0;
+}
+
+static int
+conf_parse_path(const struct conf_key *k UNUSED, const char *v, void *field)
+{
+	/* carved chdirs nowhere, but systemd's cwd is not the operator's. */
+	if (v[0] != '/')
+		return -1;
+	conf_store(field, v);
+	return 0;
+}
+
+/* Strictly decimal: strtoull alone would take " 1", "+1" and wrap "-1". */
+static int
+conf_parse_ull(const struct conf_key *k, const char *v, unsigned long long *out)
+{
+	unsigned long long n;
+	char *end;
+
+	if (v[0] < '0' || v[0] > '9')
+		return -1;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < k->ck_min || n > k->ck_max)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static int
+conf_parse_uint(const struct conf_key *k, const char *v, void *field)
+{
+	unsigned long long n;
+
+	if (conf_parse_ull(k, v, &n) == -1)
+		return -1;
+	/* The table's bounds keep n within unsigned. */
+	*(unsigned *)field = (unsigned)n;
+	return 0;
+}
+
+static int
+conf_parse_ullong(const struct conf_key *k, const char *v, void *field)
+{
+	return conf_parse_ull(k, v, field);
+}
+
+static int
+conf_parse_ratio(const struct conf_key *k, const char *v, void *field)
+{
+	double d;
+	char *end;
+
+	/* Plain decimal only: no "nan", "inf", hex floats or a sign. */
+	if (!((v[0] >= '0' && v[0] <= '9') || v[0] == '.') ||
+	    v[strspn(v, "0123456789.eE+-")] != '\0')
+		return -1;
+	errno = 0;
+	d = strtod(v, &end);
+	if (errno != 0 || end == v || *end != '\0' ||
+	    !(d > (double)k->ck_min && d <= (double)k->ck_max))
+		return -1;
+	*(double *)field = d;
+	return 0;
+}
+
+static int
+conf_parse_loglevel(const struct conf_key *k UNUSED, const char *v, void *field)
+{
+	return log_level_parse(v, field);
+}
+
+static int
+conf_parse_domtype(const struct conf_key *k UNUSED, const char *v, void *field)
+{
+	for (size_t i = 0; i < sizeof(conf_domain_types) /
+	    sizeof(conf_domain_types[0]); i++) {
+		if (strcmp(v, conf_domain_types[i]) == 0) {
+			conf_store(field, v);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+conf_parse_url(const struct conf_key *k UNUSED, const char *v, void *field)
+{
+	static const char scheme[] = "https://";
+
+	/* TLS is never optional towards the control plane. */
+	if (strncmp(v, scheme, sizeof(scheme) - 1) != 0 ||
+	    v[sizeof(scheme) - 1] == '\0' || v[sizeof(scheme) - 1] == '/' ||
+	    strpbrk(v, " \t") != NULL)
+		return -1;
+	conf_store(field, v);
+	return 0;
+}
+
+static void
+conf_expect_string(const struct conf_key *k UNUSED, char *buf, size_t size)
+{
+	snprintf(buf, size, "non-empty text");
+}
+
+static void
+conf_expect_path(const struct conf_key *k UNUSED, char *buf, size_t size)
+{
+	snprintf(buf, size, "an absolute path");
+}
+
+static void
+conf_expect_integer(const struct conf_key *k, char *buf, size_t size)
+{
+	snprintf(buf, size, "an integer between %llu and %llu", k->ck_min,
+	    k->ck_max);
+}
+
+static void
+conf_expect_ratio(const struct conf_key *k, char *buf, size_t size)
+{
+	snprintf(buf, size, "a number greater than %llu and at most %llu",
+	    k->ck_min, k->ck_max);
+}
+
+static void
+conf_expect_loglevel(const struct conf_key *k UNUSED, char *buf, size_t size)
+{
+	snprintf(buf, size, "one of debug, info, warn, error");
+}
+
+static void
+conf_expect_domtype(const struct conf_key *k UNUSED, char *buf, size_t size)
+{
+	snprintf(buf, size, "one of auto, kvm, qemu");
+}
+
+static void
+conf_expect_url(const struct conf_key *k UNUSED, char *buf, size_t size)
+{
+	snprintf(buf, size, "an https:// URL");
+}
+
+static const struct conf_type_ops conf_types[CONF_TYPE_MAX] = {
+	[CONF_STRING] = { conf_parse_string, conf_expect_string, true },
+	[CONF_PATH] = { conf_parse_path, conf_expect_path, true },
+	[CONF_UINT] = { conf_parse_uint, conf_expect_integer, false },
+	[CONF_ULLONG] = { conf_parse_ullong, conf_expect_integer, false },
+	[CONF_RATIO] = { conf_parse_ratio, conf_expect_ratio, false },
+	[CONF_LOGLEVEL] = { conf_parse_loglevel, conf_expect_loglevel, false },
+	[CONF_DOMTYPE] = { conf_parse_domtype, conf_expect_domtype, true },
+	[CONF_URL] = { conf_parse_url, conf_expect_url, true },
+};
+
+static void *
+conf_field(struct carved_conf *conf, const struct conf_key *k)
+{
+	return (char *)conf + k->ck_offset;
+}
+
+static void
+conf_expect(const struct conf_key *k, char *buf, size_t size)
+{
+	size_t n;
+
+	conf_types[k->ck_type].ct_expect(k, buf, size);
+	n = strlen(buf);
+	if (k->ck_flags & CK_OPTIONAL)
+		snprintf(buf + n, size - n, ", or empty for none");
+}
+
+/* Parse value into k's field; on error, err says what was expected. */
+static int
+conf_set(struct carved_conf *conf, const struct conf_key *k,
+    const char *value, struct carve_error *err)
+{
+	char expect[128];
+	char **owned;
+
+	if ((k->ck_flags & CK_OPTIONAL) && *value == '\0') {
+		owned = conf_field(conf, k);
+		free(*owned);
+		*owned = NULL;
+		return 0;
+	}
+	if (conf_types[k->ck_type].ct_parse(k, value, conf_field(conf, k)) == 0)
+		return 0;
+	conf_expect(k, expect, sizeof(expect));
+	return error_set(err, CARVE_EINVAL, "[%s] %s: must be %s, got \"%s\"",
+	    k->ck_section, k->ck_key, expect, value);
+}
+
+static const struct conf_key *
+conf_lookup(const char *section, const char *key)
+{
+	for (size_t i = 0; i < CONF_NKEYS; i++)
+		if (strcmp(conf_keys[i].ck_section, section) == 0 &&
+		    strcmp(conf_keys[i].ck_key, key) == 0)
+			return &conf_keys[i];
+	return NULL;
+}
+
+static const struct conf_key *
+conf_key_of(size_t offset)
+{
+	for (size_t i = 0; i < CONF_NKEYS; i++)
+		if (conf_keys[i].ck_offset == offset)
+			return &conf_keys[i];
+	return NULL;
+}
+
+void
+conf_defaults(struct carved_conf *conf)
+{
+	char host[HOST_NAME_MAX + 1];
+
+	memset(conf, 0, sizeof(*conf));
+	for (size_t i = 0; i < CONF_NKEYS; i++) {
+		const struct conf_key *k = &conf_keys[i];
+
+		if (k->ck_default != NULL && conf_set(conf, k, k->ck_default,
+		    NULL) == -1) {
+			/* The table contradicts itself: a bug, caught by tests. */
+			fprintf(stderr, "level=fatal comp=conf msg=\"bad default "
+			    "for [%s] %s\"\n", k->ck_section, k->ck_key);
+			abort();
+		}
+		/* An unusable host name is reported when the config is loaded. */
+		if ((k->ck_flags & CK_HOSTNAME) &&
+		    gethostname(host, sizeof(host)) == 0) {
+			host[sizeof(host) - 1] = '\0';
+			conf_store(conf_field(conf, k), host);
+		}
+	}
+}
+
+void
+conf_free(struct carved_conf *conf)
+{
+	for (size_t i = 0; i < CONF_NKEYS; i++) {
+		char **p;
+
+		if (!conf_types[conf_keys[i].ck_type].ct_owned)
+			continue;
+		p = conf_field(conf, &conf_keys[i]);
+		free(*p);
+		*p = NULL;
+	}
+}
+
+/* A deep copy, so a failed load can leave the caller's struct untouched. */
+static void
+conf_copy(struct carved_conf *dst, const struct carved_conf *src)
+{
+	*dst = *src;
+	for (size_t i = 0; i < CONF_NKEYS; i++) {
+		char **p;
+
+		if (!conf_types[conf_keys[i].ck_type].ct_owned)
+			continue;
+		p = conf_field(dst, &conf_keys[i]);
+		if (*p != NULL)
+			*p = xstrdup(*p);
+	}
+}
+
+struct conf_parse {
+	struct carved_conf *cp_conf;
+	const char *cp_name;
+	unsigned cp_line[CONF_NKEYS];	/* where each key was set; 0 = not */
+};
+
+static int
+conf_key_cb(const char *section, const char *key, const char *value,
+    unsigned line, struct carve_error *err, void *arg)
+{
+	struct conf_parse *cp = arg;
+	const struct conf_key *k;
+
+	if ((k = conf_lookup(section, key)) == NULL)
+		return error_set(err, CARVE_EINVAL, "unknown key \"%s\" in "
+		    "section [%s]", key, section);
+	cp->cp_line[k - conf_keys] = line;
+	return conf_set(cp->cp_conf, k, value, err);
+}
+
+/* "name:line: " for a key set in the file, "name: " for one that was not. */
+static int
+conf_error_at(const struct conf_parse *cp, const struct conf_key *k,
+    struct carve_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int
+conf_error_at(const struct conf_parse *cp, const struct conf_key *k,
+    struct carve_error *err, const char *fmt, ...)
+{
+	char msg[CARVE_ERRMSG_MAX];
+	unsigned line = cp->cp_line[k - conf_keys];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line == 0)
+		return error_set(err, CARVE_EINVAL, "%s: %s", cp->cp_name, msg);
+	return error_set(err, CARVE_EINVAL, "%s:%u: %s", cp->cp_name, line, msg);
+}
+
+/* Rules that span keys, checked once the whole file is read. */
+static int
+conf_check(const struct conf_parse *cp, struct carve_error *err)
+{
+	static const size_t needs_url[] = {
+		CONF_AT(cp_ca_file), CONF_AT(cp_cert_file), CONF_AT(cp_key_file),
+		CONF_AT(cp_bootstrap_token_file),
+	};
+	struct carved_conf *conf = cp->cp_conf;
+	const struct conf_key *k;
+	struct carve_error nerr = { 0 };
+
+	for (size_t i = 0; i < sizeof(needs_url) / sizeof(needs_url[0]); i++) {
+		k = conf_key_of(needs_url[i]);
+		if (conf->cp_url == NULL &&
+		    *(char **)conf_field(conf, k) != NULL)
+			return conf_error_at(cp, k, err, "[control_plane] %s is "
+			    "set but url is not (without url, carved runs "
+			    "standalone)", k->ck_key);
+	}
+
+	k = conf_key_of(CONF_AT(node_name));
+	if (cp->cp_line[k - conf_keys] != 0) {
+		if (ids_name_check(conf->node_name, "[agent] node_name",
+		    &nerr) == -1)
+			return conf_error_at(cp, k, err, "%s", nerr.message);
+	} else if (ids_name_check(conf->node_name, "the host name", &nerr) == -1) {
+		return conf_error_at(cp, k, err, "%s; set node_name in [agent]",
+		    nerr.message);
+	}
+	return 0;
+}
+
+/*
+ * Parse path (or buf when path is NULL) into a copy of conf, and swap the
+ * copy in only if everything checked out.
+ */
+static int
+conf_load_from(const char *path, const char *buf, size_t len,
+    const char *name, struct carved_conf *conf, struct carve_error *err)
+{
+	struct carved_conf tmp;
+	struct conf_parse cp = { 0 };
+	int rc;
+
+	conf_copy(&tmp, conf);
+	cp.cp_conf = &tmp;
+	cp.cp_name = name != NULL ? name : "<config>";
+	if (path != NULL)
+		rc = ini_parse_file(path, conf_key_cb, err, &cp);
+	else
+		rc = ini_parse_buf(buf, len, cp.cp_name, conf_key_cb, err, &cp);
+	if (rc == -1 || conf_check(&cp, err) == -1) {
+		conf_free(&tmp);
+		return -1;
+	}
+	conf_free(conf);
+	*conf = tmp;
+	return 0;
+}
+
+int
+conf_load(const char *path, struct carved_conf *conf, struct carve_error *err)
+{
+	return conf_load_from(path, NULL, 0, path, conf, err);
+}
+
+int
+conf_load_buf(const char *buf, size_t len, const char *name,
+    struct carved_conf *conf, struct carve_error *err)
+{
+	return conf_load_from(NULL, buf, len, name, conf, err);
+}
+
+void
+conf_print_reference(FILE *out)
+{
+	const char *section = NULL;
+	char expect[128];
+
+	for (size_t i = 0; i < CONF_NKEYS; i++) {
+		const struct conf_key *k = &conf_keys[i];
+
+		if (section == NULL || strcmp(section, k->ck_section) != 0) {
+			section = k->ck_section;
+			fprintf(out, "%s### [%s]\n\n"
+			    "| Key | Default | Allowed | Meaning |\n"
+			    "|-----|---------|---------|---------|\n",
+			    i == 0 ? "" : "\n", section);
+		}
+		conf_expect(k, expect, sizeof(expect));
+		fprintf(out, "| `%s` | ", k->ck_key);
+		if (k->ck_flags & CK_HOSTNAME)
+			fprintf(out, "the host name");
+		else if (k->ck_default == NULL)
+			fprintf(out, "none");
+		else
+			fprintf(out, "`%s`", k->ck_default);
+		fprintf(out, " | %s | %s |\n", expect, k->ck_help);
+	}
+}

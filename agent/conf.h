@@ -8,6 +8,7 @@
 #define CARVE_CONF_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -54,6 +55,13 @@ void conf_defaults(struct carved_conf *conf);
 int conf_load(const char *path, struct carved_conf *conf, struct carve_error *err);
 int conf_load_buf(const char *buf, size_t len, const char *name,
     struct carved_conf *conf, struct carve_error *err);
+/* Frees every string in conf and sets it to NULL; conf itself is the caller's. */
 void conf_free(struct carved_conf *conf);
+/*
+ * Print the configuration reference (every section and key with its default,
+ * allowed values and meaning) as Markdown, from the same table the parser
+ * uses, so the README cannot drift from the code.
+ */
+void conf_print_reference(FILE *out);
 
 #endif

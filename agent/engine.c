@@ -1,2 +1,825 @@
-/* placeholder: being written */
+/*
+ * The command engine: see engine.h for the contract.
+ *
+ * Record life: ADMITTING -> (journal accept) -> QUEUED -> RUNNING ->
+ * FINISHING (journal finish) -> DONE. Every record stays in e->cmds (by id)
+ * and e->all (acceptance order) so a re-delivered id is answered without
+ * running again; records loaded from the journal enter as DONE, or as
+ * QUEUED+recovering when the agent died before their result.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "agent/agent.h"
+#include "agent/engine.h"
+#include "agent/handlers.h"
+#include "agent/journal.h"
+#include "agent/virt.h"
+#include "common/jsonx.h"
+#include "common/log.h"
+#include "common/strmap.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+
+/* Results are kept (journal and memory) for a week: longer than any
+ * control plane keeps re-delivering a command. */
+#define ENGINE_RETAIN_MS (7LL * 24 * 3600 * 1000)
+
+enum ecmd_state {
+	EC_ADMITTING,
+	EC_QUEUED,
+	EC_RUNNING,
+	EC_FINISHING,
+	EC_DONE,
+};
+
+struct waiter {
+	struct waiter *next;
+	engine_result_cb cb;
+	void *arg;
+};
+
+struct vmq;
+
+struct ecmd {
+	struct engine *e;
+	enum ecmd_state state;
+	struct command cmd;           /* cleared once DONE */
+	const struct handler *h;
+	bool recovering;
+	struct cap_request claim;
+	bool claimed;
+	struct command_result res;    /* valid once FINISHING */
+	struct waiter *waiters;
+	struct vmq *q;
+	char *cmd_json;
+	int64_t started_mono;
+	struct handler_job job;
+	uv_work_t work;
+	TAILQ_ENTRY(ecmd) q_link;
+	TAILQ_ENTRY(ecmd) all_link;
+};
+
+/* The commands of one VM, run strictly in order. */
+struct vmq {
+	char vm_id[IDS_UUID_LEN + 1];
+	TAILQ_HEAD(, ecmd) cmds;
+	bool busy;                    /* head is running or finishing */
+	bool on_ready;
+	TAILQ_ENTRY(vmq) ready_link;
+};
+
+struct engine {
+	struct agent *a;
+	/* Fault injection for the crash tests (CARVED_TEST_DELAY_{BEFORE,
+	 * AFTER}_MS): widen the windows in which kill -9 must be survived. */
+	unsigned delay_before_ms, delay_after_ms;
+	unsigned max;
+	unsigned running;
+	unsigned queued;
+	unsigned finishing;
+	bool ready;
+	bool draining;
+	void (*drain_cb)(void *);
+	void *drain_arg;
+	struct strmap *cmds;          /* id -> ecmd */
+	struct strmap *queues;        /* vm_id -> vmq */
+	struct strmap *creating;      /* vm_id -> ecmd (create not finished) */
+	TAILQ_HEAD(, vmq) ready_q;
+	TAILQ_HEAD(ecmd_all, ecmd) all;
+	struct engine_type_stats stats[CMD_TYPE_MAX];
+};
+
+static void engine_kick(struct engine *e);
+
+static unsigned
+engine_env_ms(const char *name)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long v;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > 600000) {
+		log_warn("engine", "ignoring %s=%s (want 0..600000)", name, s);
+		return 0;
+	}
+	log_warn("engine", "fault injection: %s=%lu", name, v);
+	return (unsigned)v;
+}
+
+struct engine *
+engine_new(struct agent *a, unsigned max_concurrent)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+
+	e->a = a;
+	e->max = max_concurrent ? max_concurrent : 1;
+	e->delay_before_ms = engine_env_ms("CARVED_TEST_DELAY_BEFORE_MS");
+	e->delay_after_ms = engine_env_ms("CARVED_TEST_DELAY_AFTER_MS");
+	e->cmds = strmap_new();
+	e->queues = strmap_new();
+	e->creating = strmap_new();
+	TAILQ_INIT(&e->ready_q);
+	TAILQ_INIT(&e->all);
+	return e;
+}
+
+static void
+ecmd_free(struct ecmd *c)
+{
+	struct waiter *w, *next;
+
+	for (w = c->waiters; w != NULL; w = next) {
+		next = w->next;
+		free(w);
+	}
+	command_clear(&c->cmd);
+	command_result_clear(&c->res);
+	free(c->cmd_json);
+	free(c);
+}
+
+void
+engine_free(struct engine *e)
+{
+	struct ecmd *c, *next;
+	struct strmap_iter it;
+	void *v;
+
+	if (e == NULL)
+		return;
+	for (c = TAILQ_FIRST(&e->all); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, all_link);
+		ecmd_free(c);
+	}
+	it = strmap_iter(e->queues);
+	while (strmap_next(e->queues, &it, NULL, &v))
+		free(v);
+	strmap_free(e->queues);
+	strmap_free(e->cmds);
+	strmap_free(e->creating);
+	free(e);
+}
+
+/* ---- per-VM queues ---- */
+
+static struct vmq *
+vmq_get(struct engine *e, const char *vm_id)
+{
+	struct vmq *q = strmap_get(e->queues, vm_id);
+
+	if (q == NULL) {
+		q = xcalloc(1, sizeof(*q));
+		snprintf(q->vm_id, sizeof(q->vm_id), "%s", vm_id);
+		TAILQ_INIT(&q->cmds);
+		strmap_put(e->queues, vm_id, q);
+	}
+	return q;
+}
+
+static void
+vmq_mark_ready(struct engine *e, struct vmq *q, bool front)
+{
+	if (q->on_ready || q->busy || TAILQ_EMPTY(&q->cmds))
+		return;
+	if (front)
+		TAILQ_INSERT_HEAD(&e->ready_q, q, ready_link);
+	else
+		TAILQ_INSERT_TAIL(&e->ready_q, q, ready_link);
+	q->on_ready = true;
+}
+
+static void
+ecmd_enqueue(struct engine *e, struct ecmd *c)
+{
+	struct vmq *q = vmq_get(e, c->cmd.cmd_vm_id);
+
+	c->q = q;
+	c->state = EC_QUEUED;
+	e->queued++;
+	TAILQ_INSERT_TAIL(&q->cmds, c, q_link);
+	vmq_mark_ready(e, q, false);
+}
+
+/* ---- results ---- */
+
+static void
+ecmd_reply(struct ecmd *c)
+{
+	struct waiter *w = c->waiters, *next;
+
+	c->waiters = NULL;
+	for (; w != NULL; w = next) {
+		next = w->next;
+		w->cb(&c->res, w->arg);
+		free(w);
+	}
+}
+
+static void
+engine_check_drained(struct engine *e)
+{
+	void (*cb)(void *);
+
+	if (!e->draining || e->running > 0 || e->finishing > 0 || !e->drain_cb)
+		return;
+	cb = e->drain_cb;
+	e->drain_cb = NULL;
+	cb(e->drain_arg);
+}
+
+static void
+ecmd_release_claim(struct engine *e, struct ecmd *c)
+{
+	if (c->h != NULL && c->h->h_creates_vm &&
+	    strmap_get(e->creating, c->cmd.cmd_vm_id) == c)
+		strmap_del(e->creating, c->cmd.cmd_vm_id);
+	c->claimed = false;
+}
+
+static void
+ecmd_finished_durable(struct journal *j, int status, void *arg)
+{
+	struct ecmd *c = arg;
+	struct engine *e = c->e;
+	struct vmq *q = c->q;
+
+	(void)j;
+	if (status < 0)
+		log_error("engine", "cannot journal the result of command %s "
+		    "(%s): it will be recovered at the next start",
+		    c->res.res_command_id, strerror(-status));
+	e->finishing--;
+	c->state = EC_DONE;
+	if ((int)c->res.res_type >= 0 && c->res.res_type < CMD_TYPE_MAX) {
+		struct engine_type_stats *st = &e->stats[c->res.res_type];
+		if (c->res.res_status == CMD_STATUS_SUCCEEDED)
+			st->succeeded++;
+		else
+			st->failed++;
+		st->duration_ms_sum += (uint64_t)(time_now_ms() -
+		    c->res.res_accepted_at_ms);
+	}
+	if (q != NULL) {
+		TAILQ_REMOVE(&q->cmds, c, q_link);
+		c->q = NULL;
+		q->busy = false;
+		if (TAILQ_EMPTY(&q->cmds)) {
+			strmap_del(e->queues, q->vm_id);
+			free(q);
+		} else {
+			vmq_mark_ready(e, q, false);
+		}
+	}
+	/* Keep only what a re-delivery needs to be answered (c->res). */
+	free(c->cmd_json);
+	c->cmd_json = NULL;
+	command_clear(&c->cmd);
+	ecmd_reply(c);
+	engine_check_drained(e);
+	engine_kick(e);
+}
+
+/* Fill the result from err/data and make it durable; then reply. */
+static void
+ecmd_finish(struct engine *e, struct ecmd *c, const struct carve_error *err,
+    json_object *data)
+{
+	json_object *o;
+	char *js;
+
+	ecmd_release_claim(e, c);
+	snprintf(c->res.res_command_id, sizeof(c->res.res_command_id), "%s",
+	    c->cmd.cmd_id);
+	snprintf(c->res.res_vm_id, sizeof(c->res.res_vm_id), "%s",
+	    c->cmd.cmd_vm_id);
+	c->res.res_type = c->cmd.cmd_type;
+	if (error_isset(err)) {
+		c->res.res_status = CMD_STATUS_FAILED;
+		c->res.res_error = *err;
+		if (data)
+			json_object_put(data);
+	} else {
+		c->res.res_status = CMD_STATUS_SUCCEEDED;
+		c->res.res_data = data;
+	}
+	c->res.res_finished_at_ms = time_now_ms();
+	c->state = EC_FINISHING;
+	e->finishing++;
+	log_kv(c->res.res_status == CMD_STATUS_SUCCEEDED ? LOG_LVL_INFO :
+	    LOG_LVL_WARN, "engine", "command finished",
+	    "command_id", c->res.res_command_id,
+	    "type", command_type_name(c->res.res_type),
+	    "vm_id", c->res.res_vm_id,
+	    "status", command_status_name(c->res.res_status),
+	    "error", error_isset(err) ? error_code_name(err->code) : "",
+	    "detail", error_isset(err) ? err->message : "", (char *)NULL);
+	o = command_result_encode(&c->res);
+	js = jsonx_to_string(o);
+	json_object_put(o);
+	journal_finish(e->a->a_journal, c->cmd.cmd_id, c->res.res_status, js,
+	    c->res.res_finished_at_ms, ecmd_finished_durable, c);
+	free(js);
+}
+
+/* ---- running ---- */
+
+static void
+engine_work(uv_work_t *w)
+{
+	struct ecmd *c = w->data;
+
+	if (c->e->delay_before_ms)
+		time_sleep_ms(c->e->delay_before_ms);
+	if (c->recovering && c->h->h_recover != NULL)
+		c->h->h_recover(&c->job);
+	else
+		c->h->h_run(&c->job);
+	if (c->e->delay_after_ms)
+		time_sleep_ms(c->e->delay_after_ms);
+	virConnectClose(c->job.hj_conn);
+	c->job.hj_conn = NULL;
+}
+
+static void
+engine_apply_view(struct engine *e, struct ecmd *c)
+{
+	struct handler_job *j = &c->job;
+
+	if (j->hj_vm_gone)
+		agent_vm_remove(e->a, c->cmd.cmd_vm_id);
+	else if (j->hj_has_vm)
+		agent_vm_put(e->a, &j->hj_vm);
+}
+
+static void
+engine_work_done(uv_work_t *w, int status)
+{
+	struct ecmd *c = w->data;
+	struct engine *e = c->e;
+	struct handler_job *j = &c->job;
+
+	(void)status;
+	e->running--;
+	free(j->hj_kernel_dir);
+	free(j->hj_console_log);
+	j->hj_kernel_dir = j->hj_console_log = NULL;
+	if (j->hj_err.code == CARVE_EUNAVAIL) {
+		/* libvirt went away under the command: run it again once back. */
+		log_warn("engine", "command %s interrupted: %s; will retry after "
+		    "reconnecting", c->cmd.cmd_id, j->hj_err.message);
+		if (j->hj_data)
+			json_object_put(j->hj_data);
+		j->hj_data = NULL;
+		c->state = EC_QUEUED;
+		e->queued++;
+		c->q->busy = false;
+		vmq_mark_ready(e, c->q, true);
+		if (virt_connected(e->a->a_virt))
+			virt_report_dead(e->a->a_virt);
+		engine_check_drained(e);
+		return;
+	}
+	engine_apply_view(e, c);
+	log_debug("engine", "command %s ran in %lld ms", c->cmd.cmd_id,
+	    (long long)(time_mono_ms() - c->started_mono));
+	ecmd_finish(e, c, &j->hj_err, j->hj_data);
+	j->hj_data = NULL;
+}
+
+static char *
+engine_console_log(struct engine *e, const char *vm_id)
+{
+	const struct carved_conf *conf = e->a->a_conf;
+
+	if (strcmp(e->a->a_inv.domain_type, "test") == 0 ||
+	    conf->console_log_dir == NULL || conf->console_log_dir[0] == '\0')
+		return NULL;
+	return xasprintf("%s/carve-%s.console.log", conf->console_log_dir, vm_id);
+}
+
+/* Start c on the pool; false when libvirt is not available right now. */
+static bool
+engine_start(struct engine *e, struct ecmd *c)
+{
+	struct handler_job *j = &c->job;
+	const struct carved_conf *conf = e->a->a_conf;
+	virConnectPtr conn = virt_conn(e->a->a_virt);
+
+	if (conn == NULL)
+		return false;
+	memset(j, 0, sizeof(*j));
+	j->hj_conn = conn;
+	j->hj_cmd = &c->cmd;
+	snprintf(j->hj_domain_type, sizeof(j->hj_domain_type), "%s",
+	    e->a->a_inv.domain_type);
+	j->hj_kernel_dir = conf->kernel_dir ? xstrdup(conf->kernel_dir) : NULL;
+	j->hj_console_log = engine_console_log(e, c->cmd.cmd_vm_id);
+	j->hj_stop_timeout_s = conf->stop_timeout_s;
+	j->hj_now_ms = time_now_ms();
+	c->state = EC_RUNNING;
+	c->started_mono = time_mono_ms();
+	e->queued--;
+	e->running++;
+	c->work.data = c;
+	log_kv(LOG_LVL_INFO, "engine", c->recovering ? "recovering command" :
+	    "running command", "command_id", c->cmd.cmd_id,
+	    "type", command_type_name(c->cmd.cmd_type),
+	    "vm_id", c->cmd.cmd_vm_id, (char *)NULL);
+	uv_queue_work(e->a->a_loop, &c->work, engine_work, engine_work_done);
+	return true;
+}
+
+static void
+engine_kick(struct engine *e)
+{
+	struct vmq *q;
+	struct ecmd *c;
+
+	while (e->ready && !e->draining && e->running < e->max &&
+	    (q = TAILQ_FIRST(&e->ready_q)) != NULL) {
+		c = TAILQ_FIRST(&q->cmds);
+		TAILQ_REMOVE(&e->ready_q, q, ready_link);
+		q->on_ready = false;
+		q->busy = true;
+		if (!engine_start(e, c)) {
+			q->busy = false;
+			vmq_mark_ready(e, q, true);
+			return;
+		}
+	}
+}
+
+void
+engine_set_ready(struct engine *e, bool ready)
+{
+	e->ready = ready;
+	engine_kick(e);
+}
+
+/* ---- submission ---- */
+
+static void
+engine_reply_now(const struct command_result *res, engine_result_cb cb,
+    void *arg)
+{
+	cb(res, arg);
+}
+
+/* Reject without recording: the command never got an id slot. */
+static void
+engine_reject(const struct command *cmd, const struct carve_error *err,
+    engine_result_cb cb, void *arg)
+{
+	struct command_result res;
+
+	memset(&res, 0, sizeof(res));
+	snprintf(res.res_command_id, sizeof(res.res_command_id), "%s", cmd->cmd_id);
+	snprintf(res.res_vm_id, sizeof(res.res_vm_id), "%s", cmd->cmd_vm_id);
+	res.res_type = cmd->cmd_type;
+	res.res_status = CMD_STATUS_FAILED;
+	res.res_error = *err;
+	res.res_accepted_at_ms = res.res_finished_at_ms = time_now_ms();
+	engine_reply_now(&res, cb, arg);
+}
+
+static void
+ecmd_add_waiter(struct ecmd *c, engine_result_cb cb, void *arg)
+{
+	struct waiter *w = xcalloc(1, sizeof(*w));
+
+	w->cb = cb;
+	w->arg = arg;
+	w->next = c->waiters;
+	c->waiters = w;
+}
+
+/* Generic admission; the handler adds its own checks. */
+static int
+engine_admit(struct engine *e, struct ecmd *c, struct carve_error *err)
+{
+	const struct command *cmd = &c->cmd;
+	struct agent *a = e->a;
+
+	if (!a->a_have_inv)
+		return error_set(err, CARVE_EUNAVAIL,
+		    "not connected to libvirt yet (%s); try again",
+		    virt_last_error(a->a_virt)[0] ? virt_last_error(a->a_virt) :
+		    "connecting");
+	if (c->h->h_creates_vm) {
+		if (strmap_get(a->a_vms, cmd->cmd_vm_id) != NULL ||
+		    engine_creating(e, cmd->cmd_vm_id))
+			return error_set(err, CARVE_ECONFLICT,
+			    "a VM with id %s already exists", cmd->cmd_vm_id);
+	} else if (strmap_get(a->a_vms, cmd->cmd_vm_id) == NULL &&
+	    !engine_creating(e, cmd->cmd_vm_id)) {
+		return error_set(err, CARVE_ENOTFOUND, "no VM with id %s",
+		    cmd->cmd_vm_id);
+	}
+	if (c->h->h_admit && c->h->h_admit(a, cmd, err) < 0)
+		return -1;
+	memset(&c->claim, 0, sizeof(c->claim));
+	if (c->h->h_claim) {
+		struct capacity cap;
+
+		c->h->h_claim(cmd, &c->claim);
+		if (!agent_capacity(a, &cap))
+			return error_set(err, CARVE_EUNAVAIL,
+			    "host capacity is not known yet; try again");
+		if (capacity_admit(&cap, &c->claim, err) < 0)
+			return -1;
+	}
+	if (c->h->h_creates_vm) {
+		strmap_put(e->creating, cmd->cmd_vm_id, c);
+		c->claimed = true;
+	}
+	return 0;
+}
+
+static void
+ecmd_accept_durable(struct journal *j, int status, void *arg)
+{
+	struct ecmd *c = arg;
+	struct engine *e = c->e;
+	struct carve_error err = { 0 };
+
+	(void)j;
+	if (status < 0) {
+		/* Not recorded, so not run: forget it so a retry can succeed. */
+		error_set(&err, CARVE_EINTERNAL,
+		    "cannot record the command in the journal: %s",
+		    strerror(-status));
+		ecmd_release_claim(e, c);
+		strmap_del(e->cmds, c->cmd.cmd_id);
+		TAILQ_REMOVE(&e->all, c, all_link);
+		c->res.res_accepted_at_ms = time_now_ms();
+		snprintf(c->res.res_command_id, sizeof(c->res.res_command_id),
+		    "%s", c->cmd.cmd_id);
+		snprintf(c->res.res_vm_id, sizeof(c->res.res_vm_id), "%s",
+		    c->cmd.cmd_vm_id);
+		c->res.res_type = c->cmd.cmd_type;
+		c->res.res_status = CMD_STATUS_FAILED;
+		c->res.res_error = err;
+		ecmd_reply(c);
+		ecmd_free(c);
+		return;
+	}
+	ecmd_enqueue(e, c);
+	engine_kick(e);
+}
+
+static bool
+engine_same_command(const struct ecmd *c, const struct command *cmd)
+{
+	if (c->res.res_command_id[0] != '\0' && c->state == EC_DONE)
+		return c->res.res_type == cmd->cmd_type &&
+		    strcmp(c->res.res_vm_id, cmd->cmd_vm_id) == 0;
+	return c->cmd.cmd_type == cmd->cmd_type &&
+	    strcmp(c->cmd.cmd_vm_id, cmd->cmd_vm_id) == 0;
+}
+
+void
+engine_submit(struct engine *e, struct command *cmd, engine_result_cb cb,
+    void *arg)
+{
+	struct ecmd *c = strmap_get(e->cmds, cmd->cmd_id);
+	struct carve_error err = { 0 };
+	json_object *o;
+
+	if (c != NULL) {
+		if (!engine_same_command(c, cmd)) {
+			error_set(&err, CARVE_ECONFLICT,
+			    "command id %s was already used for a different "
+			    "command", cmd->cmd_id);
+			engine_reject(cmd, &err, cb, arg);
+		} else if (c->state == EC_DONE) {
+			log_debug("engine", "command %s seen again: answering "
+			    "from the journal", cmd->cmd_id);
+			engine_reply_now(&c->res, cb, arg);
+		} else {
+			ecmd_add_waiter(c, cb, arg);
+		}
+		command_clear(cmd);
+		return;
+	}
+	if (e->draining) {
+		error_set(&err, CARVE_EUNAVAIL, "carved is shutting down");
+		engine_reject(cmd, &err, cb, arg);
+		command_clear(cmd);
+		return;
+	}
+
+	c = xcalloc(1, sizeof(*c));
+	c->e = e;
+	c->state = EC_ADMITTING;
+	c->cmd = *cmd;
+	memset(cmd, 0, sizeof(*cmd));
+	c->h = handler_for(c->cmd.cmd_type);
+	c->res.res_accepted_at_ms = time_now_ms();
+	if (engine_admit(e, c, &err) < 0 && err.code == CARVE_EUNAVAIL) {
+		/* Transient: not recorded, so a re-delivery is judged afresh. */
+		engine_reject(&c->cmd, &err, cb, arg);
+		ecmd_free(c);
+		return;
+	}
+	ecmd_add_waiter(c, cb, arg);
+	strmap_put(e->cmds, c->cmd.cmd_id, c);
+	TAILQ_INSERT_TAIL(&e->all, c, all_link);
+	o = command_encode(&c->cmd);
+	c->cmd_json = jsonx_to_string(o);
+	json_object_put(o);
+	journal_accept(e->a->a_journal, c->cmd.cmd_id,
+	    command_type_name(c->cmd.cmd_type), c->cmd.cmd_vm_id, c->cmd_json,
+	    c->res.res_accepted_at_ms,
+	    error_isset(&err) ? NULL : ecmd_accept_durable,
+	    error_isset(&err) ? NULL : c);
+	if (error_isset(&err)) {
+		/* A permanent rejection is a result like any other: journaled
+		 * (both records go in the same group commit). */
+		ecmd_finish(e, c, &err, NULL);
+	}
+}
+
+/* ---- journal replay ---- */
+
+static void
+engine_load_entry(const struct journal_entry *je, void *arg)
+{
+	struct engine *e = arg;
+	struct ecmd *c;
+	struct carve_error err = { 0 };
+	json_object *o;
+
+	if (strmap_get(e->cmds, je->je_id) != NULL)
+		return;
+	c = xcalloc(1, sizeof(*c));
+	c->e = e;
+	if (je->je_status != CMD_STATUS_ACCEPTED && je->je_result_json != NULL) {
+		o = jsonx_parse(je->je_result_json, strlen(je->je_result_json), &err);
+		if (o == NULL ||
+		    command_result_decode(o, &c->res, &err) < 0) {
+			log_error("engine", "journal entry %s has an unreadable "
+			    "result, ignoring it: %s", je->je_id, err.message);
+			if (o)
+				json_object_put(o);
+			free(c);
+			return;
+		}
+		json_object_put(o);
+		c->state = EC_DONE;
+		snprintf(c->cmd.cmd_id, sizeof(c->cmd.cmd_id), "%s", je->je_id);
+		strmap_put(e->cmds, je->je_id, c);
+		TAILQ_INSERT_TAIL(&e->all, c, all_link);
+		return;
+	}
+	if (command_decode_buf(je->je_command_json, strlen(je->je_command_json),
+	    &c->cmd, &err) < 0) {
+		log_error("engine", "journal entry %s has an unreadable command, "
+		    "ignoring it: %s", je->je_id, err.message);
+		free(c);
+		return;
+	}
+	c->h = handler_for(c->cmd.cmd_type);
+	c->recovering = true;
+	c->res.res_accepted_at_ms = je->je_accepted_at_ms;
+	c->cmd_json = xstrdup(je->je_command_json);
+	strmap_put(e->cmds, c->cmd.cmd_id, c);
+	TAILQ_INSERT_TAIL(&e->all, c, all_link);
+	if (c->h->h_creates_vm) {
+		/* Its resources stay claimed until recovery settles it. */
+		if (c->h->h_claim)
+			c->h->h_claim(&c->cmd, &c->claim);
+		strmap_put(e->creating, c->cmd.cmd_vm_id, c);
+		c->claimed = true;
+	}
+	ecmd_enqueue(e, c);
+	log_warn("engine", "command %s (%s) was accepted but never finished: "
+	    "it will be recovered", c->cmd.cmd_id,
+	    command_type_name(c->cmd.cmd_type));
+}
+
+int
+engine_load(struct engine *e, struct carve_error *err)
+{
+	return journal_load(e->a->a_journal, time_now_ms(), ENGINE_RETAIN_MS,
+	    engine_load_entry, e, err);
+}
+
+/* ---- queries ---- */
+
+void
+engine_claims(struct engine *e, struct cap_request *sum)
+{
+	struct strmap_iter it = strmap_iter(e->creating);
+	const char *vm_id;
+	void *v;
+
+	memset(sum, 0, sizeof(*sum));
+	while (strmap_next(e->creating, &it, &vm_id, &v)) {
+		struct ecmd *c = v;
+		if (!c->claimed || strmap_get(e->a->a_vms, vm_id) != NULL)
+			continue;
+		for (int i = 0; i < CAP_NCLASSES; i++)
+			sum->amount[i] += c->claim.amount[i];
+	}
+}
+
+bool
+engine_creating(struct engine *e, const char *vm_id)
+{
+	return strmap_get(e->creating, vm_id) != NULL;
+}
+
+bool
+engine_name_pending(struct engine *e, const char *name)
+{
+	struct strmap_iter it = strmap_iter(e->creating);
+	void *v;
+
+	while (strmap_next(e->creating, &it, NULL, &v)) {
+		struct ecmd *c = v;
+		if (strcmp(c->cmd.cmd_args.create.vs_name, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+const struct engine_type_stats *
+engine_stats(const struct engine *e, enum command_type type)
+{
+	return &e->stats[type];
+}
+
+unsigned
+engine_running(const struct engine *e)
+{
+	return e->running;
+}
+
+unsigned
+engine_queued(const struct engine *e)
+{
+	return e->queued;
+}
+
+json_object *
+engine_inflight_encode(struct engine *e)
+{
+	json_object *arr = json_object_new_array();
+	struct ecmd *c;
+
+	TAILQ_FOREACH(c, &e->all, all_link) {
+		json_object *o;
+		const char *st;
+
+		if (c->state == EC_DONE)
+			continue;
+		st = c->state == EC_RUNNING ? "running" :
+		    c->state == EC_FINISHING ? "finishing" :
+		    c->state == EC_ADMITTING ? "accepting" : "queued";
+		o = json_object_new_object();
+		jsonx_add_string(o, "command_id", c->cmd.cmd_id);
+		jsonx_add_string(o, "type", command_type_name(c->cmd.cmd_type));
+		jsonx_add_string(o, "vm_id", c->cmd.cmd_vm_id);
+		jsonx_add_string(o, "state", st);
+		jsonx_add_bool(o, "recovering", c->recovering);
+		jsonx_add_int(o, "accepted_at", c->res.res_accepted_at_ms);
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
+json_object *
+engine_recent_encode(struct engine *e, unsigned limit)
+{
+	json_object *arr = json_object_new_array();
+	struct ecmd *c;
+	unsigned n = 0;
+
+	TAILQ_FOREACH_REVERSE(c, &e->all, ecmd_all, all_link) {
+		if (n >= limit)
+			break;
+		if (c->state != EC_DONE)
+			continue;
+		json_object_array_add(arr, command_result_encode(&c->res));
+		n++;
+	}
+	return arr;
+}
+
+void
+engine_drain(struct engine *e, void (*cb)(void *arg), void *arg)
+{
+	e->draining = true;
+	e->drain_cb = cb;
+	e->drain_arg = arg;
+	engine_check_drained(e);
+}

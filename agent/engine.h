@@ -1,1 +1,77 @@
-/* placeholder */
+/*
+ * The command engine: exactly-once effect over at-least-once delivery.
+ *
+ * A command (already decoded) is looked up by id: a known id is answered
+ * from memory/the journal and never run again. A new one is admitted
+ * (existence, conflicts, capacity claim), journaled as accepted (durable
+ * before anything happens), queued behind earlier commands for the same VM,
+ * run on the thread pool when its VM's queue and the concurrency limit
+ * allow, and its result journaled (durable) before anyone is told. Commands
+ * found accepted-but-unfinished in the journal at start-up are recovered
+ * through their handler's recovery step once libvirt's state is known.
+ */
+#ifndef CARVE_ENGINE_H
+#define CARVE_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "agent/capacity.h"
+#include "api/command.h"
+#include "common/error.h"
+
+struct agent;
+struct engine;
+
+/* Called exactly once per submit, on the loop thread; res is borrowed. */
+typedef void (*engine_result_cb)(const struct command_result *res, void *arg);
+
+struct engine *engine_new(struct agent *a, unsigned max_concurrent);
+void engine_free(struct engine *e);
+
+/* Load retained records from the journal (start-up, blocking). */
+int engine_load(struct engine *e, struct carve_error *err);
+
+/*
+ * Submit a command; takes ownership of cmd's contents (cmd is left cleared).
+ * cb may run before engine_submit returns (a known id, or a rejection).
+ */
+void engine_submit(struct engine *e, struct command *cmd, engine_result_cb cb,
+    void *arg);
+
+/* The agent's view of libvirt is (re)built: run what is queued. */
+void engine_set_ready(struct engine *e, bool ready);
+
+/* Sum of claims of creates not yet in the view. */
+void engine_claims(struct engine *e, struct cap_request *sum);
+/* True while a create for vm_id is queued or running. */
+bool engine_creating(struct engine *e, const char *vm_id);
+/* True while a create for a VM named name is queued or running. */
+bool engine_name_pending(struct engine *e, const char *name);
+
+/* Counters since start, for metrics. */
+struct engine_type_stats {
+	uint64_t succeeded;
+	uint64_t failed;
+	uint64_t duration_ms_sum;    /* accepted -> result durable */
+};
+const struct engine_type_stats *engine_stats(const struct engine *e,
+    enum command_type type);
+
+unsigned engine_running(const struct engine *e);
+unsigned engine_queued(const struct engine *e);
+/* [{command_id,type,vm_id,state:"queued"|"running",accepted_at}] */
+json_object *engine_inflight_encode(struct engine *e);
+/* The newest limit results, newest first (wire form). */
+json_object *engine_recent_encode(struct engine *e, unsigned limit);
+
+/*
+ * Stop starting commands; cb runs once nothing is running and every result
+ * is durable. Queued commands stay accepted in the journal and are recovered
+ * at the next start.
+ */
+void engine_drain(struct engine *e, void (*cb)(void *arg), void *arg);
+
+#endif

@@ -1,2 +1,263 @@
-/* placeholder: being written */
+/*
+ * The command types carved runs, as a table: admission (loop thread), effect
+ * and recovery (worker thread). See handlers.h.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agent/agent.h"
+#include "agent/engine.h"
+#include "agent/handlers.h"
+#include "agent/virt_ops.h"
+#include "agent/virt_xml.h"
+#include "common/jsonx.h"
+#include "common/xalloc.h"
+
+/* ---- helpers ---- */
+
+static json_object *
+handler_vm_data(const struct vm_info *vm)
+{
+	json_object *o = json_object_new_object();
+
+	jsonx_add_string(o, "vm_id", vm->vm_id);
+	jsonx_add_string(o, "name", vm->vm_name);
+	jsonx_add_string(o, "state", vm_state_name(vm->vm_state));
+	return o;
+}
+
+/*
+ * Resolve name inside dir to a real path, refusing anything that ends up
+ * outside dir (a symlink pointing elsewhere) or is not a regular file.
+ */
+static char *
+handler_resolve_boot_file(const char *dir, const char *name, const char *what,
+    struct carve_error *err)
+{
+	char rdir[PATH_MAX], rfile[PATH_MAX];
+	char *path;
+	struct stat st;
+	size_t n;
+
+	if (dir == NULL) {
+		error_set(err, CARVE_EINVAL, "direct kernel boot is disabled on "
+		    "this host ([libvirt] kernel_dir is not set)");
+		return NULL;
+	}
+	if (realpath(dir, rdir) == NULL) {
+		error_set(err, CARVE_EINVAL, "kernel_dir %s is not usable: %s",
+		    dir, strerror(errno));
+		return NULL;
+	}
+	path = xasprintf("%s/%s", rdir, name);
+	if (realpath(path, rfile) == NULL) {
+		error_set(err, CARVE_EINVAL, "%s \"%s\" not found in %s", what,
+		    name, dir);
+		free(path);
+		return NULL;
+	}
+	free(path);
+	n = strlen(rdir);
+	if (strncmp(rfile, rdir, n) != 0 || rfile[n] != '/') {
+		error_set(err, CARVE_EINVAL, "%s \"%s\" resolves outside %s",
+		    what, name, dir);
+		return NULL;
+	}
+	if (stat(rfile, &st) < 0 || !S_ISREG(st.st_mode)) {
+		error_set(err, CARVE_EINVAL, "%s \"%s\" is not a regular file",
+		    what, name);
+		return NULL;
+	}
+	return xstrdup(rfile);
+}
+
+/* ---- vm.create ---- */
+
+static void
+create_claim(const struct command *cmd, struct cap_request *claim)
+{
+	const struct vm_spec *s = &cmd->cmd_args.create;
+
+	claim->amount[CAP_VCPU] = s->vs_vcpus;
+	claim->amount[CAP_MEMORY_MIB] = s->vs_memory_mib;
+	claim->amount[CAP_DISK_GIB] = s->vs_disk_gib;
+}
+
+static int
+create_admit(struct agent *a, const struct command *cmd,
+    struct carve_error *err)
+{
+	const struct vm_spec *s = &cmd->cmd_args.create;
+
+	if (agent_vm_find(a, s->vs_name) != NULL ||
+	    engine_name_pending(a->a_engine, s->vs_name))
+		return error_set(err, CARVE_ECONFLICT,
+		    "a VM named \"%s\" already exists on this host", s->vs_name);
+	if (s->vs_kernel != NULL && a->a_conf->kernel_dir == NULL)
+		return error_set(err, CARVE_EINVAL, "direct kernel boot is "
+		    "disabled on this host ([libvirt] kernel_dir is not set)");
+	return 0;
+}
+
+static void
+create_run(struct handler_job *j)
+{
+	const struct command *cmd = j->hj_cmd;
+	const struct vm_spec *s = &cmd->cmd_args.create;
+	struct virt_xml_opts opts;
+	char *kernel = NULL, *initrd = NULL, *xml = NULL;
+
+	if (s->vs_kernel != NULL) {
+		kernel = handler_resolve_boot_file(j->hj_kernel_dir, s->vs_kernel,
+		    "kernel", &j->hj_err);
+		if (kernel == NULL)
+			goto out;
+	}
+	if (s->vs_initrd != NULL) {
+		initrd = handler_resolve_boot_file(j->hj_kernel_dir, s->vs_initrd,
+		    "initrd", &j->hj_err);
+		if (initrd == NULL)
+			goto out;
+	}
+	memset(&opts, 0, sizeof(opts));
+	opts.domain_type = j->hj_domain_type;
+	opts.vm_id = cmd->cmd_vm_id;
+	opts.command_id = cmd->cmd_id;
+	opts.created_at_ms = j->hj_now_ms;
+	opts.kernel_path = kernel;
+	opts.initrd_path = initrd;
+	opts.console_log = j->hj_console_log;
+	xml = virt_xml_domain(s, &opts, &j->hj_err);
+	if (xml == NULL)
+		goto out;
+	if (virt_op_create(j->hj_conn, xml, cmd->cmd_vm_id, cmd->cmd_id,
+	    &j->hj_vm, &j->hj_err) < 0)
+		goto out;
+	j->hj_has_vm = true;
+	j->hj_data = handler_vm_data(&j->hj_vm);
+out:
+	free(kernel);
+	free(initrd);
+	free(xml);
+}
+
+/* ---- vm.start / vm.stop / vm.reboot ---- */
+
+static void
+handler_note_gone(struct handler_job *j)
+{
+	if (j->hj_err.code == CARVE_ENOTFOUND)
+		j->hj_vm_gone = true;
+}
+
+static void
+start_run(struct handler_job *j)
+{
+	if (virt_op_start(j->hj_conn, j->hj_cmd->cmd_vm_id, &j->hj_vm,
+	    &j->hj_err) < 0) {
+		handler_note_gone(j);
+		return;
+	}
+	j->hj_has_vm = true;
+	j->hj_data = handler_vm_data(&j->hj_vm);
+}
+
+static void
+stop_run(struct handler_job *j)
+{
+	const struct command_stop_args *sa = &j->hj_cmd->cmd_args.stop;
+	bool forced = false;
+
+	if (virt_op_stop(j->hj_conn, j->hj_cmd->cmd_vm_id, sa->force,
+	    sa->timeout_s, &forced, &j->hj_vm, &j->hj_err) < 0) {
+		handler_note_gone(j);
+		return;
+	}
+	j->hj_has_vm = true;
+	j->hj_data = handler_vm_data(&j->hj_vm);
+	jsonx_add_bool(j->hj_data, "forced", forced);
+}
+
+static void
+reboot_run(struct handler_job *j)
+{
+	if (virt_op_reboot(j->hj_conn, j->hj_cmd->cmd_vm_id, &j->hj_vm,
+	    &j->hj_err) < 0) {
+		handler_note_gone(j);
+		return;
+	}
+	j->hj_has_vm = true;
+	j->hj_data = handler_vm_data(&j->hj_vm);
+}
+
+/*
+ * A reboot interrupted by the agent's death may or may not have happened;
+ * doing it again could reboot the guest twice. Report what libvirt shows.
+ */
+static void
+reboot_recover(struct handler_job *j)
+{
+	if (virt_op_get(j->hj_conn, j->hj_cmd->cmd_vm_id, &j->hj_vm,
+	    &j->hj_err) < 0) {
+		handler_note_gone(j);
+		return;
+	}
+	j->hj_has_vm = true;
+	j->hj_data = handler_vm_data(&j->hj_vm);
+	jsonx_add_bool(j->hj_data, "recovered", true);
+}
+
+/* ---- vm.destroy ---- */
+
+static void
+destroy_run(struct handler_job *j)
+{
+	if (virt_op_destroy(j->hj_conn, j->hj_cmd->cmd_vm_id, &j->hj_err) < 0)
+		return;
+	j->hj_vm_gone = true;
+	j->hj_data = json_object_new_object();
+	jsonx_add_string(j->hj_data, "vm_id", j->hj_cmd->cmd_vm_id);
+	jsonx_add_bool(j->hj_data, "destroyed", true);
+}
+
+/*
+ * The table. Recovery of idempotent effects is running them again: create
+ * defines what is missing and starts what is stopped, stop/start/destroy
+ * converge on their end state.
+ */
+static const struct handler handlers[CMD_TYPE_MAX] = {
+	[CMD_VM_CREATE] = {
+		.h_type = CMD_VM_CREATE, .h_creates_vm = true,
+		.h_claim = create_claim, .h_admit = create_admit,
+		.h_run = create_run, .h_recover = create_run,
+	},
+	[CMD_VM_START] = {
+		.h_type = CMD_VM_START,
+		.h_run = start_run, .h_recover = start_run,
+	},
+	[CMD_VM_STOP] = {
+		.h_type = CMD_VM_STOP,
+		.h_run = stop_run, .h_recover = stop_run,
+	},
+	[CMD_VM_REBOOT] = {
+		.h_type = CMD_VM_REBOOT,
+		.h_run = reboot_run, .h_recover = reboot_recover,
+	},
+	[CMD_VM_DESTROY] = {
+		.h_type = CMD_VM_DESTROY,
+		.h_run = destroy_run, .h_recover = destroy_run,
+	},
+};
+
+const struct handler *
+handler_for(enum command_type type)
+{
+	if ((int)type < 0 || type >= CMD_TYPE_MAX)
+		return NULL;
+	return &handlers[type];
+}

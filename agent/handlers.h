@@ -1,1 +1,63 @@
-/* placeholder */
+/*
+ * The command types carved runs: a dispatch table (tmux's cmd_entry shape)
+ * with, per type, its admission check (loop thread), its idempotent effect
+ * and its recovery step (worker thread, blocking libvirt calls). Argument
+ * decoding lives with the wire format in api/command.c.
+ */
+#ifndef CARVE_HANDLERS_H
+#define CARVE_HANDLERS_H
+
+#include <stdbool.h>
+
+#include <json-c/json.h>
+#include <libvirt/libvirt.h>
+
+#include "agent/capacity.h"
+#include "api/command.h"
+#include "api/vm.h"
+#include "common/error.h"
+
+struct agent;
+
+/* What a handler's worker function gets and gives back. */
+struct handler_job {
+	/* in (copied on the loop thread; read-only on the worker) */
+	virConnectPtr hj_conn;              /* reference owned by the job */
+	const struct command *hj_cmd;
+	char hj_domain_type[16];
+	char *hj_kernel_dir;                /* owned, or NULL */
+	char *hj_console_log;               /* owned, or NULL */
+	unsigned hj_stop_timeout_s;
+	int64_t hj_now_ms;
+	/* out */
+	struct vm_info hj_vm;               /* valid when hj_has_vm */
+	bool hj_has_vm;
+	bool hj_vm_gone;                    /* the VM no longer exists */
+	json_object *hj_data;               /* result details, owned */
+	struct carve_error hj_err;
+};
+
+struct handler {
+	enum command_type h_type;
+	/* Commands that make the VM they target (its id must be new). */
+	bool h_creates_vm;
+	/* What the command claims of the host's capacity (creates), or NULL. */
+	void (*h_claim)(const struct command *cmd, struct cap_request *claim);
+	/*
+	 * Loop thread, before the command is journaled: type-specific checks
+	 * against the view (the engine checks existence and capacity).
+	 */
+	int (*h_admit)(struct agent *a, const struct command *cmd,
+	    struct carve_error *err);
+	/* Worker thread: make the effect happen (idempotently). */
+	void (*h_run)(struct handler_job *job);
+	/*
+	 * Worker thread: finish a command that was accepted but has no result
+	 * (the agent died mid-way), from libvirt's real state.
+	 */
+	void (*h_recover)(struct handler_job *job);
+};
+
+const struct handler *handler_for(enum command_type type);
+
+#endif

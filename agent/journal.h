@@ -72,6 +72,15 @@ void journal_finish(struct journal *j, const char *id, enum command_status st,
 /* Number of writes submitted and not yet durable. */
 unsigned journal_pending(const struct journal *j);
 
+/* Counters since open, for metrics and tests: group commit shows as
+ * commits far below records. */
+struct journal_stats {
+	uint64_t commits;   /* transactions committed */
+	uint64_t records;   /* records written by them */
+};
+
+void journal_get_stats(const struct journal *j, struct journal_stats *out);
+
 /*
  * Flush what is pending, then close the database and free j; cb (may be
  * NULL) runs on the loop when done. No journal call may follow.

@@ -1,1 +1,76 @@
-/* placeholder */
+/*
+ * Blocking libvirt operations on carve-managed domains. Each runs on a
+ * worker thread with a connection reference from virt_conn() and touches no
+ * agent state: inputs in, results out. All are idempotent against libvirt's
+ * real state, so re-running one after a crash finishes the job:
+ *   create  = define if absent, start if not running
+ *   start   = start unless running        stop = shut down unless shut off
+ *   destroy = stop if running, undefine if defined
+ * A domain without carve's metadata element is never touched.
+ *
+ * Errors: CARVE_ENOTFOUND, CARVE_ECONFLICT, CARVE_EHYPERVISOR with libvirt's
+ * message, or CARVE_EUNAVAIL when the connection died under the call (the
+ * caller retries after reconnecting).
+ */
+#ifndef CARVE_VIRT_OPS_H
+#define CARVE_VIRT_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+#include <libvirt/libvirt.h>
+
+#include "agent/virt_xml.h"
+#include "api/vm.h"
+#include "common/error.h"
+
+/* Define (if absent) and start the domain described by xml. */
+int virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,
+    const char *command_id, struct vm_info *out, struct carve_error *err);
+int virt_op_start(virConnectPtr c, const char *vm_id, struct vm_info *out,
+    struct carve_error *err);
+/*
+ * Graceful (ACPI) shutdown, waiting up to timeout_s, then forced off; with
+ * force, off at once. *forced tells whether it came to that.
+ */
+int virt_op_stop(virConnectPtr c, const char *vm_id, bool force,
+    unsigned timeout_s, bool *forced, struct vm_info *out,
+    struct carve_error *err);
+int virt_op_reboot(virConnectPtr c, const char *vm_id, struct vm_info *out,
+    struct carve_error *err);
+/* Succeeds when the domain is already gone. */
+int virt_op_destroy(virConnectPtr c, const char *vm_id, struct carve_error *err);
+/* One managed domain: CARVE_ENOTFOUND when absent or not managed. */
+int virt_op_get(virConnectPtr c, const char *vm_id, struct vm_info *out,
+    struct carve_error *err);
+/* All managed domains; *out is an array the caller frees. */
+int virt_op_list(virConnectPtr c, struct vm_info **out, size_t *n,
+    struct carve_error *err);
+
+struct host_inventory {
+	char hostname[256];
+	char driver[32];              /* "QEMU", "TEST" */
+	char domain_type[16];         /* resolved: "kvm", "qemu" or "test" */
+	unsigned long hv_version;     /* major*1000000 + minor*1000 + micro */
+	unsigned long lib_version;
+	unsigned cpus;
+	uint64_t memory_mib;
+	uint64_t disk_gib;            /* size of the state dir's file system */
+	unsigned numa_nodes;
+	struct host_cpu cpu;          /* owned: host_cpu_clear */
+};
+
+/*
+ * Read the host inventory. want_type is the configured domain type
+ * ("auto", "kvm", "qemu"); auto resolves to kvm when libvirt's domain
+ * capabilities offer it, else qemu (the test driver is always "test").
+ */
+int virt_op_inventory(virConnectPtr c, const char *want_type,
+    const char *state_dir, struct host_inventory *out,
+    struct carve_error *err);
+void host_inventory_clear(struct host_inventory *inv);
+json_object *host_inventory_encode(const struct host_inventory *inv);
+
+#endif

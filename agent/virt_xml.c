@@ -1,2 +1,870 @@
-/* placeholder: being written */
+/*
+ * libvirt XML: see virt_xml.h. Output goes through libxml2's xmlTextWriter,
+ * which escapes every text and attribute value, so nothing that came from a
+ * user (names, paths, kernel command lines) is ever pasted into markup.
+ * Input (carve metadata read back from libvirt, host capabilities) is parsed
+ * with libxml2 without network access, DTD loading or entity substitution,
+ * and documents carrying a DTD are refused outright.
+ */
 #include "config.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/chvalid.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xmlstring.h>
+#include <libxml/xmlwriter.h>
+
+#include "common/ids.h"
+#include "common/xalloc.h"
+#include "virt_xml.h"
+
+/* libvirt never hands back metadata anywhere near this large. */
+#define VIRT_XML_METADATA_MAX   (64 * 1024)
+/* Capabilities grow with CPUs, NUMA cells and machine types; stay generous. */
+#define VIRT_XML_CAPS_MAX       (8 * 1024 * 1024)
+
+/*
+ * The metadata fields, in the order they are written. Each must appear
+ * exactly once when parsed back.
+ */
+enum md_kind {
+	MD_UUID,
+	MD_NAME,
+	MD_UINT,
+};
+
+enum md_field {
+	MD_ID = 0,
+	MD_VM_NAME,
+	MD_VCPUS,
+	MD_MEMORY_MIB,
+	MD_DISK_GIB,
+	MD_COMMAND_ID,
+	MD_CREATED_AT,
+	MD_NFIELDS
+};
+
+static const struct md_desc {
+	const char *name;
+	enum md_kind kind;
+	uint64_t min, max;
+} md_fields[MD_NFIELDS] = {
+	[MD_ID] =         { "id",         MD_UUID, 0, 0 },
+	[MD_VM_NAME] =    { "name",       MD_NAME, 0, 0 },
+	[MD_VCPUS] =      { "vcpus",      MD_UINT, 1, VM_VCPUS_MAX },
+	[MD_MEMORY_MIB] = { "memory_mib", MD_UINT, VM_MEMORY_MIB_MIN,
+	    VM_MEMORY_MIB_MAX },
+	[MD_DISK_GIB] =   { "disk_gib",   MD_UINT, 0, VM_DISK_GIB_MAX },
+	[MD_COMMAND_ID] = { "command_id", MD_UUID, 0, 0 },
+	[MD_CREATED_AT] = { "created_at", MD_UINT, 0, INT64_MAX },
+};
+
+/* ------------------------------------------------------------ writing */
+
+/*
+ * A thin layer over xmlTextWriter: its calls only fail on allocation or
+ * misuse, so the first failure is remembered and checked once at the end.
+ */
+struct xw {
+	xmlBufferPtr buf;
+	xmlTextWriterPtr w;
+	bool failed;
+};
+
+static void
+xw_init(struct xw *x)
+{
+	x->failed = false;
+	x->buf = xmlBufferCreate();
+	if (x->buf == NULL) {
+		x->w = NULL;
+		x->failed = true;
+		return;
+	}
+	x->w = xmlNewTextWriterMemory(x->buf, 0);
+	if (x->w == NULL) {
+		x->failed = true;
+		return;
+	}
+	if (xmlTextWriterSetIndent(x->w, 1) < 0 ||
+	    xmlTextWriterSetIndentString(x->w, BAD_CAST "  ") < 0)
+		x->failed = true;
+}
+
+/* Frees the writer; returns the document as a new string, or NULL. */
+static char *
+xw_finish(struct xw *x)
+{
+	char *out = NULL;
+
+	if (x->w != NULL) {
+		if (xmlTextWriterFlush(x->w) < 0)
+			x->failed = true;
+		xmlFreeTextWriter(x->w);
+	}
+	if (!x->failed)
+		out = xstrdup((const char *)xmlBufferContent(x->buf));
+	if (x->buf != NULL)
+		xmlBufferFree(x->buf);
+	return out;
+}
+
+static void
+xw_check(struct xw *x, int rc)
+{
+	if (rc < 0)
+		x->failed = true;
+}
+
+static void
+xw_start(struct xw *x, const char *name)
+{
+	if (!x->failed)
+		xw_check(x, xmlTextWriterStartElement(x->w, BAD_CAST name));
+}
+
+static void
+xw_end(struct xw *x)
+{
+	if (!x->failed)
+		xw_check(x, xmlTextWriterEndElement(x->w));
+}
+
+static void
+xw_attr(struct xw *x, const char *name, const char *value)
+{
+	if (!x->failed)
+		xw_check(x, xmlTextWriterWriteAttribute(x->w, BAD_CAST name,
+		    BAD_CAST value));
+}
+
+static void
+xw_text(struct xw *x, const char *name, const char *text)
+{
+	if (!x->failed)
+		xw_check(x, xmlTextWriterWriteElement(x->w, BAD_CAST name,
+		    BAD_CAST text));
+}
+
+static void
+xw_empty(struct xw *x, const char *name)
+{
+	xw_start(x, name);
+	xw_end(x);
+}
+
+/* <carve:name>text</carve:name>, the prefix bound by the enclosing vm. */
+static void
+xw_carve_text(struct xw *x, const char *name, const char *text)
+{
+	if (!x->failed)
+		xw_check(x, xmlTextWriterWriteElementNS(x->w,
+		    BAD_CAST VIRT_XML_PREFIX, BAD_CAST name, NULL, BAD_CAST text));
+}
+
+static void
+xw_carve_uint(struct xw *x, const char *name, uint64_t v)
+{
+	char num[24];
+
+	snprintf(num, sizeof(num), "%" PRIu64, v);
+	xw_carve_text(x, name, num);
+}
+
+/* UUIDs are compared as strings elsewhere: always write them lower-case. */
+static void
+xw_carve_uuid(struct xw *x, const char *name, const char *uuid)
+{
+	char norm[IDS_UUID_LEN + 1];
+
+	if (ids_uuid_valid(uuid)) {
+		ids_uuid_normalize(uuid, norm);
+		xw_carve_text(x, name, norm);
+	} else {
+		xw_carve_text(x, name, uuid != NULL ? uuid : "");
+	}
+}
+
+static void
+metadata_write(struct xw *x, const struct vm_spec *spec,
+    const struct virt_xml_opts *opts)
+{
+	if (!x->failed)
+		xw_check(x, xmlTextWriterStartElementNS(x->w,
+		    BAD_CAST VIRT_XML_PREFIX, BAD_CAST "vm", BAD_CAST VIRT_XML_NS));
+	xw_carve_uuid(x, md_fields[MD_ID].name, opts->vm_id);
+	xw_carve_text(x, md_fields[MD_VM_NAME].name, spec->vs_name);
+	xw_carve_uint(x, md_fields[MD_VCPUS].name, spec->vs_vcpus);
+	xw_carve_uint(x, md_fields[MD_MEMORY_MIB].name, spec->vs_memory_mib);
+	xw_carve_uint(x, md_fields[MD_DISK_GIB].name, spec->vs_disk_gib);
+	xw_carve_uuid(x, md_fields[MD_COMMAND_ID].name, opts->command_id);
+	xw_carve_uint(x, md_fields[MD_CREATED_AT].name,
+	    opts->created_at_ms > 0 ? (uint64_t)opts->created_at_ms : 0);
+	xw_end(x);
+}
+
+char *
+virt_xml_metadata(const struct vm_spec *spec, const struct virt_xml_opts *opts)
+{
+	struct xw x;
+
+	xw_init(&x);
+	metadata_write(&x, spec, opts);
+	return xw_finish(&x);
+}
+
+/*
+ * Refuse what the writer would escape but XML cannot carry at all: invalid
+ * UTF-8 and control characters (XML 1.0 has no representation for most of
+ * them, and none belongs in a path, name or kernel command line).
+ */
+static int
+check_xml_string(const char *s, const char *what, struct carve_error *err)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t left = strlen(s);
+
+	while (left > 0) {
+		int len = left > 4 ? 4 : (int)left;
+		int c = xmlGetUTF8Char(p, &len);
+
+		if (c < 0)
+			return error_set(err, CARVE_EINVAL,
+			    "%s is not valid UTF-8 (at byte %zu)", what,
+			    (size_t)(p - (const unsigned char *)s));
+		if (c < 0x20 || c == 0x7f || !xmlIsCharQ(c))
+			return error_set(err, CARVE_EINVAL,
+			    "%s contains disallowed character U+%04X", what,
+			    (unsigned)c);
+		p += len;
+		left -= (size_t)len;
+	}
+	return 0;
+}
+
+static int
+check_path(const char *path, const char *what, struct carve_error *err)
+{
+	if (path == NULL)
+		return 0;
+	if (path[0] != '/')
+		return error_set(err, CARVE_EINVAL,
+		    "%s must be an absolute path", what);
+	return check_xml_string(path, what, err);
+}
+
+static int
+domain_check(const struct vm_spec *spec, const struct virt_xml_opts *opts,
+    bool *full, struct carve_error *err)
+{
+	const char *t = opts->domain_type;
+
+	if (t != NULL && strcmp(t, "test") == 0)
+		*full = false;
+	else if (t != NULL && (strcmp(t, "kvm") == 0 || strcmp(t, "qemu") == 0))
+		*full = true;
+	else
+		return error_set(err, CARVE_EINVAL,
+		    "domain type must be kvm, qemu or test");
+
+	if (!ids_uuid_valid(opts->vm_id))
+		return error_set(err, CARVE_EINVAL, "vm_id is not a valid UUID");
+	if (!ids_uuid_valid(opts->command_id))
+		return error_set(err, CARVE_EINVAL,
+		    "command_id is not a valid UUID");
+	if (ids_name_check(spec->vs_name, "name", err) < 0)
+		return -1;
+	if (spec->vs_vcpus < 1 || spec->vs_vcpus > VM_VCPUS_MAX)
+		return error_set(err, CARVE_EINVAL,
+		    "vcpus must be between 1 and %d", VM_VCPUS_MAX);
+	if (spec->vs_memory_mib < VM_MEMORY_MIB_MIN ||
+	    spec->vs_memory_mib > VM_MEMORY_MIB_MAX)
+		return error_set(err, CARVE_EINVAL,
+		    "memory_mib must be between %d and %llu", VM_MEMORY_MIB_MIN,
+		    (unsigned long long)VM_MEMORY_MIB_MAX);
+	if (spec->vs_disk_gib > VM_DISK_GIB_MAX)
+		return error_set(err, CARVE_EINVAL,
+		    "disk_gib must be at most %llu",
+		    (unsigned long long)VM_DISK_GIB_MAX);
+	if (opts->created_at_ms < 0)
+		return error_set(err, CARVE_EINVAL,
+		    "created_at must not be negative");
+
+	if (check_path(opts->kernel_path, "kernel path", err) < 0 ||
+	    check_path(opts->initrd_path, "initrd path", err) < 0 ||
+	    check_path(opts->console_log, "console log path", err) < 0)
+		return -1;
+	if (spec->vs_cmdline != NULL &&
+	    check_xml_string(spec->vs_cmdline, "cmdline", err) < 0)
+		return -1;
+	if (opts->kernel_path == NULL &&
+	    (opts->initrd_path != NULL || spec->vs_cmdline != NULL))
+		return error_set(err, CARVE_EINVAL,
+		    "an initrd or kernel command line needs a kernel");
+	return 0;
+}
+
+char *
+virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
+    struct carve_error *err)
+{
+	struct xw x;
+	char num[24], norm[IDS_UUID_LEN + 1];
+	bool full;
+	char *out;
+
+	if (domain_check(spec, opts, &full, err) < 0)
+		return NULL;
+
+	xw_init(&x);
+	xw_start(&x, "domain");
+	xw_attr(&x, "type", opts->domain_type);
+	xw_text(&x, "name", spec->vs_name);
+	ids_uuid_normalize(opts->vm_id, norm);
+	xw_text(&x, "uuid", norm);
+
+	xw_start(&x, "metadata");
+	metadata_write(&x, spec, opts);
+	xw_end(&x);
+
+	snprintf(num, sizeof(num), "%" PRIu64, spec->vs_memory_mib);
+	xw_start(&x, "memory");
+	xw_attr(&x, "unit", "MiB");
+	if (!x.failed)
+		xw_check(&x, xmlTextWriterWriteString(x.w, BAD_CAST num));
+	xw_end(&x);
+	xw_start(&x, "currentMemory");
+	xw_attr(&x, "unit", "MiB");
+	if (!x.failed)
+		xw_check(&x, xmlTextWriterWriteString(x.w, BAD_CAST num));
+	xw_end(&x);
+
+	snprintf(num, sizeof(num), "%u", spec->vs_vcpus);
+	xw_start(&x, "vcpu");
+	xw_attr(&x, "placement", "static");
+	if (!x.failed)
+		xw_check(&x, xmlTextWriterWriteString(x.w, BAD_CAST num));
+	xw_end(&x);
+
+	xw_start(&x, "os");
+	xw_text(&x, "type", "hvm");
+	if (opts->kernel_path != NULL) {
+		xw_text(&x, "kernel", opts->kernel_path);
+		if (opts->initrd_path != NULL)
+			xw_text(&x, "initrd", opts->initrd_path);
+		if (spec->vs_cmdline != NULL)
+			xw_text(&x, "cmdline", spec->vs_cmdline);
+	} else {
+		xw_start(&x, "boot");
+		xw_attr(&x, "dev", "hd");
+		xw_end(&x);
+	}
+	xw_end(&x);
+
+	if (full) {
+		/* ACPI is what lets vm.stop ask the guest to power off. */
+		xw_start(&x, "features");
+		xw_empty(&x, "acpi");
+		xw_empty(&x, "apic");
+		xw_end(&x);
+	}
+
+	/*
+	 * A guest that powers off or crashes stays off: restarting it is the
+	 * control plane's decision, not the hypervisor's.
+	 */
+	xw_text(&x, "on_poweroff", "destroy");
+	xw_text(&x, "on_reboot", "restart");
+	xw_text(&x, "on_crash", "destroy");
+
+	if (full) {
+		xw_start(&x, "devices");
+		if (opts->console_log != NULL) {
+			/*
+			 * append='on': libvirt restarts qemu on snapshot revert
+			 * and would otherwise truncate the log.
+			 */
+			xw_start(&x, "serial");
+			xw_attr(&x, "type", "pty");
+			xw_start(&x, "log");
+			xw_attr(&x, "file", opts->console_log);
+			xw_attr(&x, "append", "on");
+			xw_end(&x);
+			xw_end(&x);
+			xw_start(&x, "console");
+			xw_attr(&x, "type", "pty");
+			xw_end(&x);
+		}
+		xw_start(&x, "memballoon");
+		xw_attr(&x, "model", "virtio");
+		xw_end(&x);
+		xw_end(&x);
+	}
+	xw_end(&x);
+
+	out = xw_finish(&x);
+	if (out == NULL)
+		error_set(err, CARVE_EINTERNAL, "could not build the domain XML");
+	return out;
+}
+
+/* ------------------------------------------------------------ parsing */
+
+/*
+ * Parse buf safely: no network, no DTD loading, no entity substitution, no
+ * messages on stderr. A document with a DTD is refused: carve's inputs never
+ * have one, and refusing it keeps entity tricks out entirely.
+ */
+static xmlDocPtr
+xml_parse(const char *buf, size_t maxlen, const char *what,
+    struct carve_error *err)
+{
+	xmlParserCtxtPtr ctxt;
+	xmlDocPtr doc;
+	size_t len;
+
+	if (buf == NULL) {
+		error_set(err, CARVE_EINVAL, "%s is missing", what);
+		return NULL;
+	}
+	len = strnlen(buf, maxlen + 1);
+	if (len > maxlen) {
+		error_set(err, CARVE_EINVAL, "%s is larger than %zu bytes", what,
+		    maxlen);
+		return NULL;
+	}
+
+	xmlInitParser();
+	ctxt = xmlNewParserCtxt();
+	if (ctxt == NULL) {
+		error_set(err, CARVE_EINTERNAL, "out of memory parsing %s", what);
+		return NULL;
+	}
+	doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, NULL,
+	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (doc == NULL || !ctxt->wellFormed) {
+		const xmlError *e = xmlCtxtGetLastError(ctxt);
+		char msg[128] = "";
+
+		if (e != NULL && e->message != NULL) {
+			size_t n;
+
+			/* It may quote the input: keep it printable ASCII. */
+			snprintf(msg, sizeof(msg), "%s", e->message);
+			n = strlen(msg);
+			while (n > 0 && msg[n - 1] == '\n')
+				msg[--n] = '\0';
+			for (size_t i = 0; i < n; i++)
+				if ((unsigned char)msg[i] < 0x20 ||
+				    (unsigned char)msg[i] >= 0x7f)
+					msg[i] = '?';
+		}
+		error_set(err, CARVE_EINVAL, "%s is not well-formed XML%s%s "
+		    "(line %d)", what, msg[0] ? ": " : "", msg,
+		    e != NULL ? e->line : 0);
+		xmlFreeDoc(doc);
+		xmlFreeParserCtxt(ctxt);
+		return NULL;
+	}
+	xmlFreeParserCtxt(ctxt);
+
+	if (doc->intSubset != NULL || doc->extSubset != NULL) {
+		error_set(err, CARVE_EINVAL,
+		    "%s must not contain a document type declaration", what);
+		xmlFreeDoc(doc);
+		return NULL;
+	}
+	if (xmlDocGetRootElement(doc) == NULL) {
+		error_set(err, CARVE_EINVAL, "%s has no root element", what);
+		xmlFreeDoc(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+/*
+ * An element name fit for an error message (which may end up in JSON):
+ * printable ASCII only, cut short.
+ */
+static const char *
+show_name(const xmlNode *n, char out[48])
+{
+	size_t i = 0;
+
+	for (const xmlChar *p = n->name; p != NULL && *p != '\0' && i < 40; p++)
+		out[i++] = (*p > 0x20 && *p < 0x7f) ? (char)*p : '?';
+	out[i] = '\0';
+	return out;
+}
+
+static bool
+name_is(const xmlNode *n, const char *name)
+{
+	return n->type == XML_ELEMENT_NODE &&
+	    xmlStrcmp(n->name, BAD_CAST name) == 0;
+}
+
+static bool
+is_blank_text(const xmlNode *n)
+{
+	return n->type == XML_TEXT_NODE && xmlIsBlankNode((xmlNodePtr)n);
+}
+
+static bool
+ns_is(const xmlNode *n, const xmlNs *want)
+{
+	if (n->ns == NULL || want == NULL)
+		return n->ns == want;
+	return xmlStrcmp(n->ns->href, want->href) == 0;
+}
+
+/*
+ * The text of a leaf element, a new string (xmlFree), or NULL when the
+ * element holds anything but character data.
+ */
+static xmlChar *
+leaf_text(xmlNode *n)
+{
+	for (xmlNode *c = n->children; c != NULL; c = c->next)
+		if (c->type != XML_TEXT_NODE)
+			return NULL;
+	if (n->properties != NULL)
+		return NULL;
+	if (n->children == NULL)
+		return xmlStrdup(BAD_CAST "");
+	return xmlNodeGetContent(n);
+}
+
+/* Decimal digits only: no sign, no blanks, no hex, no overflow. */
+static int
+parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0' || strlen(s) > 20)
+		return -1;
+	for (; *s != '\0'; s++) {
+		unsigned d;
+
+		if (*s < '0' || *s > '9')
+			return -1;
+		d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	if (v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int
+md_value(const struct md_desc *f, const char *text, struct vm_info *vm,
+    enum md_field which, struct carve_error *err)
+{
+	uint64_t v = 0;
+
+	switch (f->kind) {
+	case MD_UUID:
+		if (!ids_uuid_valid(text))
+			return error_set(err, CARVE_EINVAL,
+			    "metadata %s is not a valid UUID", f->name);
+		ids_uuid_normalize(text, which == MD_ID ? vm->vm_id :
+		    vm->vm_command_id);
+		return 0;
+	case MD_NAME: {
+		char what[32];
+
+		snprintf(what, sizeof(what), "metadata %s", f->name);
+		if (ids_name_check(text, what, err) < 0)
+			return -1;
+		snprintf(vm->vm_name, sizeof(vm->vm_name), "%s", text);
+		return 0;
+	}
+	case MD_UINT:
+		if (parse_uint(text, f->min, f->max, &v) < 0)
+			return error_set(err, CARVE_EINVAL,
+			    "metadata %s must be an integer between %" PRIu64
+			    " and %" PRIu64, f->name, f->min, f->max);
+		break;
+	}
+
+	switch (which) {
+	case MD_VCPUS:
+		vm->vm_vcpus = (unsigned)v;
+		break;
+	case MD_MEMORY_MIB:
+		vm->vm_memory_mib = v;
+		break;
+	case MD_DISK_GIB:
+		vm->vm_disk_gib = v;
+		break;
+	case MD_CREATED_AT:
+		vm->vm_created_at_ms = (int64_t)v;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static int
+md_parse_root(xmlNode *root, struct vm_info *vm, struct carve_error *err)
+{
+	bool seen[MD_NFIELDS] = { false };
+	char shown[48];
+
+	/*
+	 * virDomainGetMetadata selects the element by namespace and hands it
+	 * back with the namespace stripped, so an element without one is ours
+	 * as well; one in any other namespace is not.
+	 */
+	if (!name_is(root, "vm"))
+		return error_set(err, CARVE_EINVAL,
+		    "metadata root element must be <vm>, not <%s>",
+		    show_name(root, shown));
+	if (root->ns != NULL &&
+	    xmlStrcmp(root->ns->href, BAD_CAST VIRT_XML_NS) != 0)
+		return error_set(err, CARVE_EINVAL,
+		    "metadata is in the wrong namespace");
+	if (root->properties != NULL)
+		return error_set(err, CARVE_EINVAL,
+		    "metadata <vm> must not have attributes");
+
+	for (xmlNode *n = root->children; n != NULL; n = n->next) {
+		const struct md_desc *f = NULL;
+		enum md_field which = MD_NFIELDS;
+		xmlChar *text;
+		int rc;
+
+		if (is_blank_text(n) || n->type == XML_COMMENT_NODE)
+			continue;
+		if (n->type != XML_ELEMENT_NODE)
+			return error_set(err, CARVE_EINVAL,
+			    "metadata <vm> may only contain elements");
+		if (!ns_is(n, root->ns))
+			return error_set(err, CARVE_EINVAL,
+			    "metadata element <%s> is in the wrong namespace",
+			    show_name(n, shown));
+		for (int i = 0; i < MD_NFIELDS; i++) {
+			if (name_is(n, md_fields[i].name)) {
+				which = (enum md_field)i;
+				f = &md_fields[i];
+				break;
+			}
+		}
+		if (f == NULL)
+			return error_set(err, CARVE_EINVAL,
+			    "unknown metadata element <%s>",
+			    show_name(n, shown));
+		if (seen[which])
+			return error_set(err, CARVE_EINVAL,
+			    "metadata %s appears more than once", f->name);
+		seen[which] = true;
+
+		text = leaf_text(n);
+		if (text == NULL)
+			return error_set(err, CARVE_EINVAL,
+			    "metadata %s must hold plain text only", f->name);
+		rc = md_value(f, (const char *)text, vm, which, err);
+		xmlFree(text);
+		if (rc < 0)
+			return -1;
+	}
+
+	for (int i = 0; i < MD_NFIELDS; i++)
+		if (!seen[i])
+			return error_set(err, CARVE_EINVAL,
+			    "metadata %s is missing", md_fields[i].name);
+	return 0;
+}
+
+int
+virt_xml_parse_metadata(const char *xml, struct vm_info *vm,
+    struct carve_error *err)
+{
+	struct vm_info tmp;
+	xmlDocPtr doc;
+	int rc;
+
+	doc = xml_parse(xml, VIRT_XML_METADATA_MAX, "metadata", err);
+	if (doc == NULL)
+		return -1;
+	memset(&tmp, 0, sizeof(tmp));
+	rc = md_parse_root(xmlDocGetRootElement(doc), &tmp, err);
+	xmlFreeDoc(doc);
+	if (rc < 0)
+		return -1;
+
+	/* Only a fully valid record touches vm; its state is not ours. */
+	memcpy(vm->vm_id, tmp.vm_id, sizeof(vm->vm_id));
+	memcpy(vm->vm_name, tmp.vm_name, sizeof(vm->vm_name));
+	vm->vm_vcpus = tmp.vm_vcpus;
+	vm->vm_memory_mib = tmp.vm_memory_mib;
+	vm->vm_disk_gib = tmp.vm_disk_gib;
+	memcpy(vm->vm_command_id, tmp.vm_command_id, sizeof(vm->vm_command_id));
+	vm->vm_created_at_ms = tmp.vm_created_at_ms;
+	return 0;
+}
+
+/* ------------------------------------------------------- capabilities */
+
+static xmlNode *
+child_elem(const xmlNode *parent, const char *name)
+{
+	if (parent == NULL)
+		return NULL;
+	for (xmlNode *n = parent->children; n != NULL; n = n->next)
+		if (name_is(n, name))
+			return n;
+	return NULL;
+}
+
+/* Copy an element's text into out; absent element leaves out empty. */
+static int
+caps_text(const xmlNode *parent, const char *name, char *out, size_t size,
+    struct carve_error *err)
+{
+	xmlNode *n = child_elem(parent, name);
+	xmlChar *text;
+	size_t len;
+
+	out[0] = '\0';
+	if (n == NULL)
+		return 0;
+	text = xmlNodeGetContent(n);
+	if (text == NULL)
+		return 0;
+	len = strlen((const char *)text);
+	if (len >= size) {
+		xmlFree(text);
+		return error_set(err, CARVE_EINVAL,
+		    "host cpu %s in capabilities is longer than %zu bytes", name,
+		    size - 1);
+	}
+	memcpy(out, text, len + 1);
+	xmlFree(text);
+	return 0;
+}
+
+static int
+caps_uint_attr(const xmlNode *n, const char *name, unsigned *out,
+    struct carve_error *err)
+{
+	xmlChar *val;
+	uint64_t v;
+	int rc;
+
+	*out = 0;
+	if (n == NULL || (val = xmlGetNoNsProp(n, BAD_CAST name)) == NULL)
+		return 0;
+	rc = parse_uint((const char *)val, 0, UINT32_MAX, &v);
+	xmlFree(val);
+	if (rc < 0)
+		return error_set(err, CARVE_EINVAL,
+		    "host cpu topology %s in capabilities is not a number", name);
+	*out = (unsigned)v;
+	return 0;
+}
+
+static void
+caps_add_feature(struct host_cpu *cpu, const xmlChar *name)
+{
+	if (name == NULL || name[0] == '\0' ||
+	    cpu->nfeatures >= VIRT_CPU_FEATURES_MAX)
+		return;
+	cpu->features[cpu->nfeatures++] = xstrdup((const char *)name);
+}
+
+/*
+ * Features come as <feature name='x'/> (QEMU) or, in the test driver and
+ * older hosts, as empty elements under <features> (<pae/>).
+ */
+static void
+caps_features(const xmlNode *cpunode, struct host_cpu *cpu)
+{
+	for (xmlNode *n = cpunode->children; n != NULL; n = n->next) {
+		if (name_is(n, "feature")) {
+			xmlChar *name = xmlGetNoNsProp(n, BAD_CAST "name");
+
+			caps_add_feature(cpu, name);
+			xmlFree(name);
+		} else if (name_is(n, "features")) {
+			for (xmlNode *f = n->children; f != NULL; f = f->next)
+				if (f->type == XML_ELEMENT_NODE)
+					caps_add_feature(cpu, f->name);
+		}
+	}
+}
+
+static int
+caps_parse_root(const xmlNode *root, struct host_cpu *out,
+    struct carve_error *err)
+{
+	xmlNode *host, *cpunode, *topo, *cells;
+	char shown[48];
+
+	if (!name_is(root, "capabilities"))
+		return error_set(err, CARVE_EINVAL,
+		    "capabilities root element must be <capabilities>, not "
+		    "<%s>", show_name(root, shown));
+	host = child_elem(root, "host");
+	cpunode = child_elem(host, "cpu");
+	if (cpunode != NULL) {
+		topo = child_elem(cpunode, "topology");
+		if (caps_text(cpunode, "arch", out->arch, sizeof(out->arch),
+		    err) < 0 ||
+		    caps_text(cpunode, "model", out->model, sizeof(out->model),
+		    err) < 0 ||
+		    caps_text(cpunode, "vendor", out->vendor,
+		    sizeof(out->vendor), err) < 0 ||
+		    caps_uint_attr(topo, "sockets", &out->sockets, err) < 0 ||
+		    caps_uint_attr(topo, "cores", &out->cores, err) < 0 ||
+		    caps_uint_attr(topo, "threads", &out->threads, err) < 0)
+			return -1;
+		caps_features(cpunode, out);
+	}
+	cells = child_elem(child_elem(host, "topology"), "cells");
+	if (cells != NULL)
+		for (xmlNode *n = cells->children; n != NULL; n = n->next)
+			if (name_is(n, "cell"))
+				out->numa_cells++;
+	return 0;
+}
+
+int
+virt_xml_parse_caps(const char *xml, struct host_cpu *out,
+    struct carve_error *err)
+{
+	xmlDocPtr doc;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	doc = xml_parse(xml, VIRT_XML_CAPS_MAX, "capabilities", err);
+	if (doc == NULL)
+		return -1;
+	rc = caps_parse_root(xmlDocGetRootElement(doc), out, err);
+	xmlFreeDoc(doc);
+	if (rc < 0) {
+		host_cpu_clear(out);
+		return -1;
+	}
+	return 0;
+}
+
+void
+host_cpu_clear(struct host_cpu *cpu)
+{
+	if (cpu == NULL)
+		return;
+	for (unsigned i = 0; i < cpu->nfeatures && i < VIRT_CPU_FEATURES_MAX; i++)
+		free(cpu->features[i]);
+	memset(cpu, 0, sizeof(*cpu));
+}

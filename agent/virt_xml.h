@@ -51,7 +51,10 @@ char *virt_xml_metadata(const struct vm_spec *spec,
 /*
  * Parse a metadata element as returned by virDomainGetMetadata into vm
  * (id, name, vcpus, memory_mib, disk_gib, command_id, created_at; state is
- * left alone). Strictly validated: CARVE_EINVAL on anything off.
+ * left alone). Strictly validated: CARVE_EINVAL on anything off, and vm is
+ * untouched then. The element may be in VIRT_XML_NS or, as libvirt returns
+ * it, in no namespace; any other namespace is refused, as is any DTD.
+ * UUIDs come back lower-case.
  */
 int virt_xml_parse_metadata(const char *xml, struct vm_info *vm,
     struct carve_error *err);
@@ -68,7 +71,13 @@ struct host_cpu {
 	unsigned numa_cells;
 };
 
-/* Parse virConnectGetCapabilities output (host/cpu, topology/cells). */
+/*
+ * Parse virConnectGetCapabilities output (host/cpu: arch, model, vendor,
+ * topology, features; host/topology/cells: the number of cells). Parts the
+ * document lacks stay zero or empty; features beyond VIRT_CPU_FEATURES_MAX
+ * are dropped. out needs no initialization; on success the caller releases
+ * it with host_cpu_clear, on failure (CARVE_EINVAL) it holds nothing.
+ */
 int virt_xml_parse_caps(const char *xml, struct host_cpu *out,
     struct carve_error *err);
 void host_cpu_clear(struct host_cpu *cpu);

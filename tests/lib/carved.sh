@@ -1,0 +1,88 @@
+# Sourceable helpers to run a private carved in shell tests (after tap.sh).
+#
+#   carved_setup NAME URI [CONF_LINES]  make $TEST_TMPDIR/NAME/ with a config
+#                                       (extra "[section]\nkey = v" lines
+#                                       appended) ; sets CARVED_DIR
+#   carved_start [ENV=VAL...]           start carved -f in the background,
+#                                       wait until it answers and has read
+#                                       libvirt; sets CARVED_PID
+#   carved_stop                         SIGTERM and wait
+#   carved_kill9                        kill -9 and wait
+#   ctl ARGS...                         carvectl on this carved's socket
+#   ctl_json ARGS...                    carvectl --json ...
+#
+# The daemon's log is $CARVED_DIR/carved.log (shown on failure by the tests).
+
+: "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+CARVED_BIN=$top_builddir/carved
+CARVECTL_BIN=$top_builddir/carvectl
+
+carved_setup() {
+	CARVED_DIR=$TEST_TMPDIR/$1
+	mkdir -p "$CARVED_DIR/state"
+	cat > "$CARVED_DIR/carved.conf" <<EOC
+[agent]
+node_name = $1
+state_dir = $CARVED_DIR/state
+socket = $CARVED_DIR/carved.sock
+log_level = debug
+max_concurrent_ops = 4
+
+[libvirt]
+uri = $2
+EOC
+	if [ -n "${3:-}" ]; then
+		printf '%b\n' "$3" >> "$CARVED_DIR/carved.conf"
+	fi
+}
+
+ctl() {
+	"$CARVECTL_BIN" -s "$CARVED_DIR/carved.sock" "$@"
+}
+
+ctl_json() {
+	"$CARVECTL_BIN" -s "$CARVED_DIR/carved.sock" --json "$@"
+}
+
+carved_start() {
+	env "$@" "$CARVED_BIN" -f -c "$CARVED_DIR/carved.conf" \
+	    >>"$CARVED_DIR/carved.log" 2>&1 &
+	CARVED_PID=$!
+	_i=0
+	while [ $_i -lt 300 ]; do
+		if ctl_json capacity >/dev/null 2>&1; then
+			return 0
+		fi
+		if ! kill -0 "$CARVED_PID" 2>/dev/null; then
+			echo "# carved exited early; log:" >&2
+			sed 's/^/#   /' "$CARVED_DIR/carved.log" >&2
+			return 1
+		fi
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	echo "# carved did not become ready in 30 s" >&2
+	return 1
+}
+
+carved_stop() {
+	[ -n "${CARVED_PID:-}" ] || return 0
+	kill -TERM "$CARVED_PID" 2>/dev/null || true
+	wait "$CARVED_PID" 2>/dev/null
+	_rc=$?
+	CARVED_PID=
+	return $_rc
+}
+
+carved_kill9() {
+	[ -n "${CARVED_PID:-}" ] || return 0
+	kill -KILL "$CARVED_PID" 2>/dev/null || true
+	wait "$CARVED_PID" 2>/dev/null || true
+	CARVED_PID=
+}
+
+carved_show_log() {
+	tap_diag "carved log (last 40 lines):"
+	tail -n 40 "$CARVED_DIR/carved.log" | sed 's/^/#   /'
+}

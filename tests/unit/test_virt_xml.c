@@ -1,0 +1,998 @@
+/*
+ * Unit tests for agent/virt_xml.c: the generated domain XML is well-formed,
+ * escapes hostile values and is accepted by libvirt's test driver (in
+ * process, no daemon); carve's metadata survives a round trip through
+ * libvirt and every malformed variant is refused; capabilities parse both
+ * from a captured QEMU host and from the test driver.
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+
+#include "agent/virt_xml.h"
+#include "common/xalloc.h"
+
+#define VM_ID   "6f1d2a4e-3b5c-4d7e-8f90-a1b2c3d4e5f6"
+#define CMD_ID  "0a9b8c7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d"
+
+/* ------------------------------------------------------------ helpers */
+
+static void
+spec_init(struct vm_spec *spec, const char *name, unsigned vcpus,
+    uint64_t mem, uint64_t disk)
+{
+	memset(spec, 0, sizeof(*spec));
+	snprintf(spec->vs_name, sizeof(spec->vs_name), "%s", name);
+	spec->vs_vcpus = vcpus;
+	spec->vs_memory_mib = mem;
+	spec->vs_disk_gib = disk;
+}
+
+static struct virt_xml_opts
+opts_init(const char *type)
+{
+	struct virt_xml_opts o = {
+		.domain_type = type,
+		.vm_id = VM_ID,
+		.command_id = CMD_ID,
+		.created_at_ms = 1764075600123LL,
+	};
+	return o;
+}
+
+static xmlDocPtr
+parse_doc(const char *xml)
+{
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), NULL, NULL,
+	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+
+	if (doc == NULL)
+		fail_msg("not well-formed XML:\n%s", xml);
+	return doc;
+}
+
+/* Evaluates an XPath expression (carve: prefix bound) to a new string. */
+static char *
+xp_string(xmlDocPtr doc, const char *expr)
+{
+	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+	xmlXPathObjectPtr obj;
+	char *wrapped = xasprintf("string(%s)", expr);
+	char *out;
+
+	assert_non_null(ctx);
+	xmlXPathRegisterNs(ctx, BAD_CAST "carve", BAD_CAST VIRT_XML_NS);
+	obj = xmlXPathEvalExpression(BAD_CAST wrapped, ctx);
+	assert_non_null(obj);
+	out = xstrdup((const char *)obj->stringval);
+	xmlXPathFreeObject(obj);
+	xmlXPathFreeContext(ctx);
+	free(wrapped);
+	return out;
+}
+
+static int
+xp_count(xmlDocPtr doc, const char *expr)
+{
+	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+	xmlXPathObjectPtr obj;
+	char *wrapped = xasprintf("count(%s)", expr);
+	int n;
+
+	assert_non_null(ctx);
+	xmlXPathRegisterNs(ctx, BAD_CAST "carve", BAD_CAST VIRT_XML_NS);
+	obj = xmlXPathEvalExpression(BAD_CAST wrapped, ctx);
+	assert_non_null(obj);
+	n = (int)obj->floatval;
+	xmlXPathFreeObject(obj);
+	xmlXPathFreeContext(ctx);
+	free(wrapped);
+	return n;
+}
+
+static void
+assert_xp(xmlDocPtr doc, const char *expr, const char *want)
+{
+	char *got = xp_string(doc, expr);
+
+	if (strcmp(got, want) != 0)
+		fail_msg("%s: got \"%s\", want \"%s\"", expr, got, want);
+	free(got);
+}
+
+static void
+assert_xp_count(xmlDocPtr doc, const char *expr, int want)
+{
+	int got = xp_count(doc, expr);
+
+	if (got != want)
+		fail_msg("count(%s): got %d, want %d", expr, got, want);
+}
+
+static void
+silence_libvirt(void *opaque, virErrorPtr e)
+{
+	(void)opaque;
+	(void)e;
+}
+
+static virConnectPtr
+test_conn(void)
+{
+	virConnectPtr conn;
+
+	virSetErrorFunc(NULL, silence_libvirt);
+	conn = virConnectOpen("test:///default");
+	assert_non_null(conn);
+	return conn;
+}
+
+static void
+assert_vm_matches(const struct vm_info *vm, const struct vm_spec *spec,
+    const struct virt_xml_opts *o)
+{
+	assert_string_equal(vm->vm_id, o->vm_id);
+	assert_string_equal(vm->vm_name, spec->vs_name);
+	assert_int_equal(vm->vm_vcpus, spec->vs_vcpus);
+	assert_int_equal(vm->vm_memory_mib, spec->vs_memory_mib);
+	assert_int_equal(vm->vm_disk_gib, spec->vs_disk_gib);
+	assert_string_equal(vm->vm_command_id, o->command_id);
+	assert_int_equal(vm->vm_created_at_ms, o->created_at_ms);
+}
+
+/* ------------------------------------------------------ domain XML */
+
+#define HOSTILE_CMDLINE "console=ttyS0 a<b>c&d'e\"f &amp; ]]> <!-- x"
+#define HOSTILE_KERNEL  "/var/lib/carve/kernels/vm&linuz<1>"
+#define HOSTILE_INITRD  "/var/lib/carve/kernels/init'rd\".gz"
+#define HOSTILE_LOG     "/var/log/carve/console&'\"<>.log"
+
+static void
+test_domain_escaping(void **state)
+{
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("kvm");
+	struct carve_error err = { 0 };
+	char *xml;
+	xmlDocPtr doc;
+
+	(void)state;
+	spec_init(&spec, "web-1", 2, 512, 10);
+	spec.vs_cmdline = (char *)HOSTILE_CMDLINE;
+	o.kernel_path = HOSTILE_KERNEL;
+	o.initrd_path = HOSTILE_INITRD;
+	o.console_log = HOSTILE_LOG;
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	assert_int_equal(err.code, CARVE_OK);
+	/* The raw values never appear unescaped. */
+	assert_null(strstr(xml, "a<b>"));
+	assert_null(strstr(xml, "vm&linuz"));
+
+	doc = parse_doc(xml);
+	assert_xp(doc, "/domain/os/cmdline", HOSTILE_CMDLINE);
+	assert_xp(doc, "/domain/os/kernel", HOSTILE_KERNEL);
+	assert_xp(doc, "/domain/os/initrd", HOSTILE_INITRD);
+	assert_xp(doc, "/domain/devices/serial/log/@file", HOSTILE_LOG);
+	assert_xp_count(doc, "/domain/os/boot", 0);
+	/* Exactly one of each: nothing was injected. */
+	assert_xp_count(doc, "//cmdline", 1);
+	assert_xp_count(doc, "//kernel", 1);
+	assert_xp_count(doc, "/domain/devices/*", 3);
+	xmlFreeDoc(doc);
+	free(xml);
+}
+
+static void
+test_domain_qemu_shape(void **state)
+{
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("qemu");
+	struct carve_error err = { 0 };
+	char *xml;
+	xmlDocPtr doc;
+
+	(void)state;
+	spec_init(&spec, "db.primary_2", 4, 4096, 40);
+	o.vm_id = "6F1D2A4E-3B5C-4D7E-8F90-A1B2C3D4E5F6";
+	o.console_log = "/var/log/carve/db.log";
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	doc = parse_doc(xml);
+
+	assert_xp(doc, "/domain/@type", "qemu");
+	assert_xp(doc, "/domain/name", "db.primary_2");
+	assert_xp(doc, "/domain/uuid", VM_ID);   /* lower-cased */
+	assert_xp(doc, "/domain/memory", "4096");
+	assert_xp(doc, "/domain/memory/@unit", "MiB");
+	assert_xp(doc, "/domain/currentMemory", "4096");
+	assert_xp(doc, "/domain/currentMemory/@unit", "MiB");
+	assert_xp(doc, "/domain/vcpu", "4");
+	assert_xp(doc, "/domain/vcpu/@placement", "static");
+	assert_xp(doc, "/domain/os/type", "hvm");
+	assert_xp(doc, "/domain/os/boot/@dev", "hd");
+	assert_xp_count(doc, "/domain/os/kernel", 0);
+	assert_xp_count(doc, "/domain/os/cmdline", 0);
+	assert_xp_count(doc, "/domain/features/acpi", 1);
+	assert_xp_count(doc, "/domain/features/apic", 1);
+	assert_xp(doc, "/domain/on_poweroff", "destroy");
+	assert_xp(doc, "/domain/on_reboot", "restart");
+	assert_xp(doc, "/domain/on_crash", "destroy");
+	assert_xp(doc, "/domain/devices/serial/@type", "pty");
+	assert_xp(doc, "/domain/devices/serial/log/@file",
+	    "/var/log/carve/db.log");
+	assert_xp(doc, "/domain/devices/serial/log/@append", "on");
+	assert_xp(doc, "/domain/devices/console/@type", "pty");
+	assert_xp(doc, "/domain/devices/memballoon/@model", "virtio");
+	assert_xp_count(doc, "/domain/devices/disk", 0);
+	assert_xp_count(doc, "/domain/devices/interface", 0);
+
+	assert_xp_count(doc, "/domain/metadata/carve:vm", 1);
+	assert_xp_count(doc, "/domain/metadata/carve:vm/*", 7);
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:id", VM_ID);
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:name", "db.primary_2");
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:vcpus", "4");
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:memory_mib", "4096");
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:disk_gib", "40");
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:command_id", CMD_ID);
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:created_at",
+	    "1764075600123");
+	xmlFreeDoc(doc);
+	free(xml);
+
+	/* Without a console log: no serial, still the balloon. */
+	o.console_log = NULL;
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	doc = parse_doc(xml);
+	assert_xp_count(doc, "/domain/devices/serial", 0);
+	assert_xp_count(doc, "/domain/devices/console", 0);
+	assert_xp_count(doc, "/domain/devices/memballoon", 1);
+	xmlFreeDoc(doc);
+	free(xml);
+}
+
+static void
+test_domain_test_type_minimal(void **state)
+{
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("test");
+	struct carve_error err = { 0 };
+	char *xml;
+	xmlDocPtr doc;
+
+	(void)state;
+	spec_init(&spec, "t1", 1, 64, 0);
+	o.console_log = "/var/log/carve/t1.log";
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	doc = parse_doc(xml);
+	assert_xp(doc, "/domain/@type", "test");
+	assert_xp_count(doc, "/domain/features", 0);
+	assert_xp_count(doc, "/domain/devices", 0);
+	assert_xp_count(doc, "/domain/metadata/carve:vm", 1);
+	xmlFreeDoc(doc);
+	free(xml);
+}
+
+static const struct {
+	const char *what;
+	const char *type, *vm_id, *command_id, *name;
+	unsigned vcpus;
+	uint64_t mem, disk;
+	int64_t created;
+	const char *kernel, *initrd, *cmdline, *log;
+} bad_domains[] = {
+	{ "unknown type", "xen", VM_ID, CMD_ID, "a", 1, 64, 0, 0,
+	    NULL, NULL, NULL, NULL },
+	{ "no type", NULL, VM_ID, CMD_ID, "a", 1, 64, 0, 0,
+	    NULL, NULL, NULL, NULL },
+	{ "bad vm_id", "kvm", "nope", CMD_ID, "a", 1, 64, 0, 0,
+	    NULL, NULL, NULL, NULL },
+	{ "bad command_id", "kvm", VM_ID, NULL, "a", 1, 64, 0, 0,
+	    NULL, NULL, NULL, NULL },
+	{ "name with slash", "kvm", VM_ID, CMD_ID, "a/b", 1, 64, 0, 0,
+	    NULL, NULL, NULL, NULL },
+	{ "name with markup", "kvm", VM_ID, CMD_ID, "a<b", 1, 64, 0, 0,
+	    NULL, NULL, NULL, NULL },
+	{ "zero vcpus", "kvm", VM_ID, CMD_ID, "a", 0, 64, 0, 0,
+	    NULL, NULL, NULL, NULL },
+	{ "too many vcpus", "kvm", VM_ID, CMD_ID, "a", VM_VCPUS_MAX + 1, 64, 0,
+	    0, NULL, NULL, NULL, NULL },
+	{ "too little memory", "kvm", VM_ID, CMD_ID, "a", 1, 63, 0, 0,
+	    NULL, NULL, NULL, NULL },
+	{ "too much memory", "kvm", VM_ID, CMD_ID, "a", 1,
+	    VM_MEMORY_MIB_MAX + 1, 0, 0, NULL, NULL, NULL, NULL },
+	{ "too much disk", "kvm", VM_ID, CMD_ID, "a", 1, 64,
+	    VM_DISK_GIB_MAX + 1, 0, NULL, NULL, NULL, NULL },
+	{ "negative created_at", "kvm", VM_ID, CMD_ID, "a", 1, 64, 0, -1,
+	    NULL, NULL, NULL, NULL },
+	{ "relative kernel", "kvm", VM_ID, CMD_ID, "a", 1, 64, 0, 0,
+	    "vmlinuz", NULL, NULL, NULL },
+	{ "relative log", "kvm", VM_ID, CMD_ID, "a", 1, 64, 0, 0,
+	    NULL, NULL, NULL, "x.log" },
+	{ "initrd without kernel", "kvm", VM_ID, CMD_ID, "a", 1, 64, 0, 0,
+	    NULL, "/k/initrd", NULL, NULL },
+	{ "cmdline without kernel", "kvm", VM_ID, CMD_ID, "a", 1, 64, 0, 0,
+	    NULL, NULL, "console=ttyS0", NULL },
+	{ "control char in cmdline", "kvm", VM_ID, CMD_ID, "a", 1, 64, 0, 0,
+	    "/k/vmlinuz", NULL, "a\nb", NULL },
+	{ "escape char in cmdline", "kvm", VM_ID, CMD_ID, "a", 1, 64, 0, 0,
+	    "/k/vmlinuz", NULL, "a\033[2Jb", NULL },
+	{ "invalid UTF-8 in kernel", "kvm", VM_ID, CMD_ID, "a", 1, 64, 0, 0,
+	    "/k/\xff\xfe", NULL, NULL, NULL },
+	{ "UTF-16 surrogate in log", "kvm", VM_ID, CMD_ID, "a", 1, 64, 0, 0,
+	    NULL, NULL, NULL, "/log/\xed\xa0\x80" },
+};
+
+static void
+test_domain_rejects(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_domains) / sizeof(bad_domains[0]);
+	    i++) {
+		struct vm_spec spec;
+		struct virt_xml_opts o = {
+			.domain_type = bad_domains[i].type,
+			.vm_id = bad_domains[i].vm_id,
+			.command_id = bad_domains[i].command_id,
+			.created_at_ms = bad_domains[i].created,
+			.kernel_path = bad_domains[i].kernel,
+			.initrd_path = bad_domains[i].initrd,
+			.console_log = bad_domains[i].log,
+		};
+		struct carve_error err = { 0 };
+		char *xml;
+
+		spec_init(&spec, bad_domains[i].name, bad_domains[i].vcpus,
+		    bad_domains[i].mem, bad_domains[i].disk);
+		spec.vs_cmdline = (char *)bad_domains[i].cmdline;
+		xml = virt_xml_domain(&spec, &o, &err);
+		if (xml != NULL || err.code != CARVE_EINVAL)
+			fail_msg("%s: accepted (code %d)", bad_domains[i].what,
+			    err.code);
+	}
+}
+
+/* UTF-8 beyond ASCII is fine in a command line and survives intact. */
+static void
+test_domain_utf8(void **state)
+{
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("qemu");
+	struct carve_error err = { 0 };
+	const char *cmd = "console=ttyS0 greeting=h\xc3\xa9llo \xe2\x9c\x93";
+	char *xml;
+	xmlDocPtr doc;
+
+	(void)state;
+	spec_init(&spec, "u", 1, 64, 0);
+	spec.vs_cmdline = (char *)cmd;
+	o.kernel_path = "/k/vmlinuz";
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	doc = parse_doc(xml);
+	assert_xp(doc, "/domain/os/cmdline", cmd);
+	xmlFreeDoc(doc);
+	free(xml);
+}
+
+/* ------------------------------------------- libvirt's test driver */
+
+static void
+define_and_check(virConnectPtr conn, const struct vm_spec *spec,
+    const struct virt_xml_opts *o)
+{
+	struct carve_error err = { 0 };
+	char *xml, *md, *desc, uuid[VIR_UUID_STRING_BUFLEN];
+	virDomainPtr dom;
+	virDomainInfo info;
+	struct vm_info vm;
+	xmlDocPtr doc;
+
+	xml = virt_xml_domain(spec, o, &err);
+	assert_non_null(xml);
+	dom = virDomainDefineXML(conn, xml);
+	if (dom == NULL)
+		fail_msg("test driver refused the XML: %s\n%s",
+		    virGetLastErrorMessage(), xml);
+	free(xml);
+
+	assert_int_equal(virDomainGetInfo(dom, &info), 0);
+	assert_int_equal(info.nrVirtCpu, spec->vs_vcpus);
+	assert_int_equal(info.maxMem, spec->vs_memory_mib * 1024);
+	assert_int_equal(info.memory, spec->vs_memory_mib * 1024);
+	assert_int_equal(virDomainGetUUIDString(dom, uuid), 0);
+	assert_string_equal(uuid, o->vm_id);
+	assert_string_equal(virDomainGetName(dom), spec->vs_name);
+
+	md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, VIRT_XML_NS,
+	    0);
+	assert_non_null(md);
+	memset(&vm, 0, sizeof(vm));
+	vm.vm_state = VM_STATE_SHUTOFF;
+	if (virt_xml_parse_metadata(md, &vm, &err) < 0)
+		fail_msg("metadata from libvirt refused: %s\n%s", err.message,
+		    md);
+	assert_vm_matches(&vm, spec, o);
+	assert_int_equal(vm.vm_state, VM_STATE_SHUTOFF);
+	free(md);
+
+	/* What libvirt stored reads back exactly, escaping included. */
+	desc = virDomainGetXMLDesc(dom, 0);
+	assert_non_null(desc);
+	doc = parse_doc(desc);
+	assert_xp(doc, "/domain/@type", o->domain_type);
+	if (o->kernel_path != NULL)
+		assert_xp(doc, "/domain/os/kernel", o->kernel_path);
+	if (spec->vs_cmdline != NULL)
+		assert_xp(doc, "/domain/os/cmdline", spec->vs_cmdline);
+	if (o->console_log != NULL)
+		assert_xp(doc, "/domain/devices/serial/log/@file",
+		    o->console_log);
+	xmlFreeDoc(doc);
+	free(desc);
+
+	assert_int_equal(virDomainUndefine(dom), 0);
+	virDomainFree(dom);
+}
+
+static void
+test_libvirt_test_driver(void **state)
+{
+	virConnectPtr conn = test_conn();
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("test");
+
+	(void)state;
+	spec_init(&spec, "carve-t1", 3, 1536, 20);
+	define_and_check(conn, &spec, &o);
+
+	/* Direct kernel boot with hostile strings survives libvirt too. */
+	spec_init(&spec, "carve-t2", 1, 64, 0);
+	spec.vs_cmdline = (char *)HOSTILE_CMDLINE;
+	o.kernel_path = HOSTILE_KERNEL;
+	o.initrd_path = HOSTILE_INITRD;
+	o.created_at_ms = 0;
+	define_and_check(conn, &spec, &o);
+	virConnectClose(conn);
+}
+
+/* The test driver accepts <domain type='qemu'>, so the full form is checked too. */
+static void
+test_libvirt_qemu_xml(void **state)
+{
+	virConnectPtr conn = test_conn();
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("qemu");
+
+	(void)state;
+	spec_init(&spec, "carve-q1", 2, 2048, 0);
+	spec.vs_cmdline = (char *)"console=ttyS0 panic=-1";
+	o.kernel_path = "/var/lib/carve/kernels/vmlinuz";
+	o.initrd_path = "/var/lib/carve/kernels/initrd.gz";
+	o.console_log = HOSTILE_LOG;
+	define_and_check(conn, &spec, &o);
+	virConnectClose(conn);
+}
+
+/* ------------------------------------------------------- metadata */
+
+static void
+test_metadata_roundtrip(void **state)
+{
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("kvm");
+	struct carve_error err = { 0 };
+	struct vm_info vm;
+	char *md;
+
+	(void)state;
+	spec_init(&spec, "Z9_x-y.z", VM_VCPUS_MAX, VM_MEMORY_MIB_MAX,
+	    VM_DISK_GIB_MAX);
+	o.created_at_ms = INT64_MAX;
+	md = virt_xml_metadata(&spec, &o);
+	assert_non_null(md);
+	memset(&vm, 0, sizeof(vm));
+	vm.vm_state = VM_STATE_RUNNING;
+	assert_int_equal(virt_xml_parse_metadata(md, &vm, &err), 0);
+	assert_vm_matches(&vm, &spec, &o);
+	assert_int_equal(vm.vm_state, VM_STATE_RUNNING);
+	free(md);
+}
+
+#define NS_DECL "xmlns:carve=\"" VIRT_XML_NS "\""
+#define F_ID    "<carve:id>" VM_ID "</carve:id>"
+#define F_NAME  "<carve:name>web-1</carve:name>"
+#define F_VCPUS "<carve:vcpus>2</carve:vcpus>"
+#define F_MEM   "<carve:memory_mib>512</carve:memory_mib>"
+#define F_DISK  "<carve:disk_gib>10</carve:disk_gib>"
+#define F_CMD   "<carve:command_id>" CMD_ID "</carve:command_id>"
+#define F_AT    "<carve:created_at>1764075600123</carve:created_at>"
+#define ALL     F_ID F_NAME F_VCPUS F_MEM F_DISK F_CMD F_AT
+#define MD(body) "<carve:vm " NS_DECL ">" body "</carve:vm>"
+#define MDX(id, name, vcpus, mem, disk, cmd, at) MD( \
+	"<carve:id>" id "</carve:id><carve:name>" name "</carve:name>" \
+	"<carve:vcpus>" vcpus "</carve:vcpus><carve:memory_mib>" mem \
+	"</carve:memory_mib><carve:disk_gib>" disk "</carve:disk_gib>" \
+	"<carve:command_id>" cmd "</carve:command_id><carve:created_at>" at \
+	"</carve:created_at>")
+
+static const struct {
+	const char *what;
+	const char *xml;
+} good_md[] = {
+	{ "prefixed", MD(ALL) },
+	/* What virDomainGetMetadata returns: the namespace stripped. */
+	{ "no namespace", "<vm><id>" VM_ID "</id><name>web-1</name>"
+	    "<vcpus>2</vcpus><memory_mib>512</memory_mib><disk_gib>10</disk_gib>"
+	    "<command_id>" CMD_ID "</command_id>"
+	    "<created_at>1764075600123</created_at></vm>" },
+	{ "default namespace", "<vm xmlns=\"" VIRT_XML_NS "\"><id>" VM_ID
+	    "</id><name>web-1</name><vcpus>2</vcpus><memory_mib>512</memory_mib>"
+	    "<disk_gib>10</disk_gib><command_id>" CMD_ID "</command_id>"
+	    "<created_at>1764075600123</created_at></vm>" },
+	{ "other prefix", "<c:vm xmlns:c=\"" VIRT_XML_NS "\"><c:id>" VM_ID
+	    "</c:id><c:name>web-1</c:name><c:vcpus>2</c:vcpus>"
+	    "<c:memory_mib>512</c:memory_mib><c:disk_gib>10</c:disk_gib>"
+	    "<c:command_id>" CMD_ID "</c:command_id>"
+	    "<c:created_at>1764075600123</c:created_at></c:vm>" },
+	{ "xml declaration, blanks, comments, any order",
+	    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	    MD("\n  " F_AT "\n  <!-- hi -->\n  " F_CMD F_DISK F_MEM F_VCPUS
+	    F_NAME F_ID "\n") "\n" },
+	{ "upper-case UUIDs", MDX("6F1D2A4E-3B5C-4D7E-8F90-A1B2C3D4E5F6",
+	    "web-1", "2", "512", "10", "0A9B8C7D-6E5F-4A3B-9C2D-1E0F9A8B7C6D",
+	    "1764075600123") },
+	{ "escaped digits", MDX(VM_ID, "web-1", "&#50;", "512", "10", CMD_ID,
+	    "1764075600123") },
+};
+
+static void
+test_metadata_accepts(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(good_md) / sizeof(good_md[0]); i++) {
+		struct carve_error err = { 0 };
+		struct vm_info vm;
+
+		memset(&vm, 0, sizeof(vm));
+		if (virt_xml_parse_metadata(good_md[i].xml, &vm, &err) < 0)
+			fail_msg("%s: refused: %s", good_md[i].what, err.message);
+		assert_string_equal(vm.vm_id, VM_ID);
+		assert_string_equal(vm.vm_name, "web-1");
+		assert_int_equal(vm.vm_vcpus, 2);
+		assert_int_equal(vm.vm_memory_mib, 512);
+		assert_int_equal(vm.vm_disk_gib, 10);
+		assert_string_equal(vm.vm_command_id, CMD_ID);
+		assert_int_equal(vm.vm_created_at_ms, 1764075600123LL);
+	}
+}
+
+#define LOL "<!DOCTYPE lolz [<!ENTITY lol \"lol\">" \
+	"<!ENTITY lol1 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">" \
+	"<!ENTITY lol2 \"&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;\">" \
+	"<!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">" \
+	"<!ENTITY lol4 \"&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;\">" \
+	"<!ENTITY lol5 \"&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;\">" \
+	"<!ENTITY lol6 \"&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;\">" \
+	"<!ENTITY lol7 \"&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;\">" \
+	"<!ENTITY lol8 \"&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;\">" \
+	"<!ENTITY lol9 \"&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;\">]>"
+
+static const struct {
+	const char *what;
+	const char *xml;
+} bad_md[] = {
+	{ "empty", "" },
+	{ "not XML", "hello" },
+	{ "truncated", "<carve:vm " NS_DECL ">" F_ID F_NAME },
+	{ "two roots", MD(ALL) MD(ALL) },
+	{ "wrong namespace", "<carve:vm xmlns:carve=\"https://evil.example/1\">"
+	    ALL "</carve:vm>" },
+	{ "old namespace version", "<carve:vm "
+	    "xmlns:carve=\"https://carve.dev/xmlns/vm/2\">" ALL "</carve:vm>" },
+	{ "undeclared prefix", "<carve:vm>" ALL "</carve:vm>" },
+	{ "wrong root name", "<carve:vmx " NS_DECL ">" ALL "</carve:vmx>" },
+	{ "root attribute", "<carve:vm " NS_DECL " a=\"1\">" ALL "</carve:vm>" },
+	{ "field in another namespace", MD(F_ID F_NAME F_VCPUS F_MEM F_DISK
+	    F_CMD "<x:created_at xmlns:x=\"urn:x\">1</x:created_at>") },
+	{ "unprefixed field under prefixed root", MD(F_ID F_NAME F_VCPUS F_MEM
+	    F_DISK F_CMD "<created_at>1</created_at>") },
+	{ "missing disk_gib", MD(F_ID F_NAME F_VCPUS F_MEM F_CMD F_AT) },
+	{ "missing id", MD(F_NAME F_VCPUS F_MEM F_DISK F_CMD F_AT) },
+	{ "no fields", MD("") },
+	{ "duplicate name", MD(ALL F_NAME) },
+	{ "duplicate id", MD(F_ID ALL) },
+	{ "unknown field", MD(ALL "<carve:owner>x</carve:owner>") },
+	{ "text in root", MD(ALL "junk") },
+	{ "cdata in root", MD(ALL "<![CDATA[x]]>") },
+	{ "element inside field", MD(F_ID "<carve:name><b>web</b></carve:name>"
+	    F_VCPUS F_MEM F_DISK F_CMD F_AT) },
+	{ "attribute on field", MD(F_ID "<carve:name x=\"1\">web-1</carve:name>"
+	    F_VCPUS F_MEM F_DISK F_CMD F_AT) },
+	{ "comment inside field", MDX(VM_ID, "web<!--x-->1", "2", "512", "10",
+	    CMD_ID, "1") },
+	{ "bad UUID", MDX("not-a-uuid", "web-1", "2", "512", "10", CMD_ID,
+	    "1") },
+	{ "UUID with blank", MDX(" " VM_ID, "web-1", "2", "512", "10", CMD_ID,
+	    "1") },
+	{ "UUID without dashes", MDX("6f1d2a4e3b5c4d7e8f90a1b2c3d4e5f6", "web-1",
+	    "2", "512", "10", CMD_ID, "1") },
+	{ "bad command UUID", MDX(VM_ID, "web-1", "2", "512", "10",
+	    "0a9b8c7d-6e5f-4a3b-9c2d-1e0f9a8b7c6g", "1") },
+	{ "name with slash", MDX(VM_ID, "web/1", "2", "512", "10", CMD_ID,
+	    "1") },
+	{ "name with escaped markup", MDX(VM_ID, "web&lt;1", "2", "512", "10",
+	    CMD_ID, "1") },
+	{ "empty name", MDX(VM_ID, "", "2", "512", "10", CMD_ID, "1") },
+	{ "name too long", MDX(VM_ID, "a123456789012345678901234567890123456789"
+	    "0123456789012345678901234", "2", "512", "10", CMD_ID, "1") },
+	{ "name with blank", MDX(VM_ID, "web-1 ", "2", "512", "10", CMD_ID,
+	    "1") },
+	{ "negative vcpus", MDX(VM_ID, "web-1", "-1", "512", "10", CMD_ID,
+	    "1") },
+	{ "zero vcpus", MDX(VM_ID, "web-1", "0", "512", "10", CMD_ID, "1") },
+	{ "vcpus above max", MDX(VM_ID, "web-1", "1025", "512", "10", CMD_ID,
+	    "1") },
+	{ "vcpus with plus", MDX(VM_ID, "web-1", "+2", "512", "10", CMD_ID,
+	    "1") },
+	{ "vcpus with blank", MDX(VM_ID, "web-1", " 2", "512", "10", CMD_ID,
+	    "1") },
+	{ "vcpus hex", MDX(VM_ID, "web-1", "0x2", "512", "10", CMD_ID, "1") },
+	{ "vcpus empty", MDX(VM_ID, "web-1", "", "512", "10", CMD_ID, "1") },
+	{ "vcpus fraction", MDX(VM_ID, "web-1", "2.0", "512", "10", CMD_ID,
+	    "1") },
+	{ "vcpus wrap to 2", MDX(VM_ID, "web-1", "4294967298", "512", "10",
+	    CMD_ID, "1") },
+	{ "memory below min", MDX(VM_ID, "web-1", "2", "63", "10", CMD_ID,
+	    "1") },
+	{ "memory above max", MDX(VM_ID, "web-1", "2", "16777217", "10", CMD_ID,
+	    "1") },
+	{ "memory 2^64", MDX(VM_ID, "web-1", "2", "18446744073709551616", "10",
+	    CMD_ID, "1") },
+	{ "memory 2^64+512", MDX(VM_ID, "web-1", "2", "18446744073709552128",
+	    "10", CMD_ID, "1") },
+	{ "memory huge", MDX(VM_ID, "web-1", "2",
+	    "99999999999999999999999999999999", "10", CMD_ID, "1") },
+	{ "disk above max", MDX(VM_ID, "web-1", "2", "512", "65537", CMD_ID,
+	    "1") },
+	{ "negative disk", MDX(VM_ID, "web-1", "2", "512", "-10", CMD_ID,
+	    "1") },
+	{ "negative created_at", MDX(VM_ID, "web-1", "2", "512", "10", CMD_ID,
+	    "-5") },
+	{ "created_at above int64", MDX(VM_ID, "web-1", "2", "512", "10", CMD_ID,
+	    "9223372036854775808") },
+	{ "billion laughs", LOL "<carve:vm " NS_DECL "><carve:name>&lol9;"
+	    "</carve:name></carve:vm>" },
+	{ "declared but unused entity", "<!DOCTYPE vm [<!ENTITY e \"web-1\">]>"
+	    MD(ALL) },
+	{ "entity in a field", "<!DOCTYPE vm [<!ENTITY e \"web-1\">]>"
+	    MDX(VM_ID, "&e;", "2", "512", "10", CMD_ID, "1") },
+	{ "external entity", "<!DOCTYPE vm [<!ENTITY e SYSTEM "
+	    "\"file:///etc/hostname\">]>" MDX(VM_ID, "&e;", "2", "512", "10",
+	    CMD_ID, "1") },
+	{ "external DTD", "<!DOCTYPE vm SYSTEM \"http://127.0.0.1:9/x.dtd\">"
+	    MD(ALL) },
+	{ "undeclared entity", MDX(VM_ID, "&e;", "2", "512", "10", CMD_ID,
+	    "1") },
+	{ "NUL character reference", MDX(VM_ID, "web&#0;", "2", "512", "10",
+	    CMD_ID, "1") },
+};
+
+static void
+test_metadata_rejects(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_md) / sizeof(bad_md[0]); i++) {
+		struct carve_error err = { 0 };
+		struct vm_info vm, before;
+		struct timespec t0, t1;
+		double secs;
+
+		memset(&vm, 0xa5, sizeof(vm));
+		before = vm;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (virt_xml_parse_metadata(bad_md[i].xml, &vm, &err) == 0)
+			fail_msg("%s: accepted", bad_md[i].what);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (err.code != CARVE_EINVAL)
+			fail_msg("%s: code %d, want EINVAL", bad_md[i].what,
+			    err.code);
+		assert_true(err.message[0] != '\0');
+		/* A refused record leaves the caller's copy alone. */
+		if (memcmp(&vm, &before, sizeof(vm)) != 0)
+			fail_msg("%s: vm modified on failure", bad_md[i].what);
+		secs = (double)(t1.tv_sec - t0.tv_sec) +
+		    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		if (secs > 1.0)
+			fail_msg("%s: took %.2f s", bad_md[i].what, secs);
+	}
+}
+
+static void
+test_metadata_size_cap(void **state)
+{
+	struct carve_error err = { 0 };
+	struct vm_info vm;
+	size_t pad = 64 * 1024;
+	char *big, *p;
+	const char *head = "<carve:vm " NS_DECL ">" ALL;
+	const char *tail = "</carve:vm>";
+
+	(void)state;
+	big = xmalloc(strlen(head) + pad + strlen(tail) + 1);
+	p = big;
+	memcpy(p, head, strlen(head));
+	p += strlen(head);
+	memset(p, ' ', pad);
+	p += pad;
+	memcpy(p, tail, strlen(tail) + 1);
+	memset(&vm, 0, sizeof(vm));
+	assert_int_equal(virt_xml_parse_metadata(big, &vm, &err), -1);
+	assert_int_equal(err.code, CARVE_EINVAL);
+	assert_non_null(strstr(err.message, "larger than"));
+
+	/* The same padding under the cap is fine. */
+	memset(big + strlen(head) + 60 * 1024, 0, 1);
+	memcpy(big + strlen(head) + 60 * 1024, tail, strlen(tail) + 1);
+	error_clear(&err);
+	assert_int_equal(virt_xml_parse_metadata(big, &vm, &err), 0);
+	free(big);
+
+	error_clear(&err);
+	assert_int_equal(virt_xml_parse_metadata(NULL, &vm, &err), -1);
+	assert_int_equal(err.code, CARVE_EINVAL);
+}
+
+/* --------------------------------------------------- capabilities */
+
+/* Abridged from a 2-socket Intel host under libvirt 9 (virsh capabilities). */
+static const char caps_sample[] =
+"<capabilities>\n"
+"\n"
+"  <host>\n"
+"    <uuid>30343536-3138-5a43-3334-343630314c37</uuid>\n"
+"    <cpu>\n"
+"      <arch>x86_64</arch>\n"
+"      <model>Cascadelake-Server-noTSX</model>\n"
+"      <vendor>Intel</vendor>\n"
+"      <microcode version='83898371'/>\n"
+"      <signature family='6' model='85' stepping='7'/>\n"
+"      <counter name='tsc' frequency='2294609000' scaling='no'/>\n"
+"      <topology sockets='1' dies='1' cores='20' threads='2'/>\n"
+"      <maxphysaddr mode='emulate' bits='46'/>\n"
+"      <feature name='ds'/>\n"
+"      <feature name='acpi'/>\n"
+"      <feature name='ss'/>\n"
+"      <feature name='ht'/>\n"
+"      <feature name='vmx'/>\n"
+"      <feature name='pdcm'/>\n"
+"      <feature name='pku'/>\n"
+"      <feature name='md-clear'/>\n"
+"      <feature name='invtsc'/>\n"
+"      <pages unit='KiB' size='4'/>\n"
+"      <pages unit='KiB' size='2048'/>\n"
+"      <pages unit='KiB' size='1048576'/>\n"
+"    </cpu>\n"
+"    <power_management>\n"
+"      <suspend_mem/>\n"
+"    </power_management>\n"
+"    <iommu support='yes'/>\n"
+"    <migration_features>\n"
+"      <live/>\n"
+"      <uri_transports>\n"
+"        <uri_transport>tcp</uri_transport>\n"
+"        <uri_transport>rdma</uri_transport>\n"
+"      </uri_transports>\n"
+"    </migration_features>\n"
+"    <topology>\n"
+"      <cells num='2'>\n"
+"        <cell id='0'>\n"
+"          <memory unit='KiB'>196498528</memory>\n"
+"          <pages unit='KiB' size='4'>49124632</pages>\n"
+"          <pages unit='KiB' size='2048'>0</pages>\n"
+"          <distances>\n"
+"            <sibling id='0' value='10'/>\n"
+"            <sibling id='1' value='21'/>\n"
+"          </distances>\n"
+"          <cpus num='2'>\n"
+"            <cpu id='0' socket_id='0' die_id='0' core_id='0' siblings='0,40'/>\n"
+"            <cpu id='40' socket_id='0' die_id='0' core_id='0' siblings='0,40'/>\n"
+"          </cpus>\n"
+"        </cell>\n"
+"        <cell id='1'>\n"
+"          <memory unit='KiB'>198155060</memory>\n"
+"          <pages unit='KiB' size='4'>49538765</pages>\n"
+"          <pages unit='KiB' size='2048'>0</pages>\n"
+"          <distances>\n"
+"            <sibling id='0' value='21'/>\n"
+"            <sibling id='1' value='10'/>\n"
+"          </distances>\n"
+"          <cpus num='2'>\n"
+"            <cpu id='20' socket_id='1' die_id='0' core_id='0' siblings='20,60'/>\n"
+"            <cpu id='60' socket_id='1' die_id='0' core_id='0' siblings='20,60'/>\n"
+"          </cpus>\n"
+"        </cell>\n"
+"      </cells>\n"
+"    </topology>\n"
+"    <secmodel>\n"
+"      <model>apparmor</model>\n"
+"      <doi>0</doi>\n"
+"    </secmodel>\n"
+"    <secmodel>\n"
+"      <model>dac</model>\n"
+"      <doi>0</doi>\n"
+"      <baselabel type='kvm'>+64055:+64055</baselabel>\n"
+"      <baselabel type='qemu'>+64055:+64055</baselabel>\n"
+"    </secmodel>\n"
+"  </host>\n"
+"\n"
+"  <guest>\n"
+"    <os_type>hvm</os_type>\n"
+"    <arch name='x86_64'>\n"
+"      <wordsize>64</wordsize>\n"
+"      <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+"      <machine maxCpus='288'>pc-q35-7.2</machine>\n"
+"      <machine canonical='pc-q35-7.2' maxCpus='288'>q35</machine>\n"
+"      <domain type='qemu'/>\n"
+"      <domain type='kvm'/>\n"
+"    </arch>\n"
+"    <features>\n"
+"      <acpi default='on' toggle='yes'/>\n"
+"      <apic default='on' toggle='no'/>\n"
+"      <cpuselection/>\n"
+"      <deviceboot/>\n"
+"      <disksnapshot default='on' toggle='no'/>\n"
+"    </features>\n"
+"  </guest>\n"
+"\n"
+"</capabilities>\n";
+
+static void
+test_caps_sample(void **state)
+{
+	static const char *const want[] = { "ds", "acpi", "ss", "ht", "vmx",
+	    "pdcm", "pku", "md-clear", "invtsc" };
+	struct carve_error err = { 0 };
+	struct host_cpu cpu;
+
+	(void)state;
+	memset(&cpu, 0xff, sizeof(cpu));   /* out needs no initialization */
+	assert_int_equal(virt_xml_parse_caps(caps_sample, &cpu, &err), 0);
+	assert_string_equal(cpu.arch, "x86_64");
+	assert_string_equal(cpu.model, "Cascadelake-Server-noTSX");
+	assert_string_equal(cpu.vendor, "Intel");
+	assert_int_equal(cpu.sockets, 1);
+	assert_int_equal(cpu.cores, 20);
+	assert_int_equal(cpu.threads, 2);
+	assert_int_equal(cpu.numa_cells, 2);
+	/* Guest features (acpi/apic under <guest>) are not host CPU flags. */
+	assert_int_equal(cpu.nfeatures, sizeof(want) / sizeof(want[0]));
+	for (unsigned i = 0; i < cpu.nfeatures; i++)
+		assert_string_equal(cpu.features[i], want[i]);
+	host_cpu_clear(&cpu);
+	assert_int_equal(cpu.nfeatures, 0);
+	host_cpu_clear(&cpu);
+	host_cpu_clear(NULL);
+}
+
+static void
+test_caps_test_driver(void **state)
+{
+	virConnectPtr conn = test_conn();
+	struct carve_error err = { 0 };
+	struct host_cpu cpu;
+	char *caps;
+
+	(void)state;
+	caps = virConnectGetCapabilities(conn);
+	assert_non_null(caps);
+	if (virt_xml_parse_caps(caps, &cpu, &err) < 0)
+		fail_msg("test driver capabilities refused: %s", err.message);
+	/* The test driver reports an i686 host without model or topology. */
+	assert_string_equal(cpu.arch, "i686");
+	assert_string_equal(cpu.model, "");
+	assert_string_equal(cpu.vendor, "");
+	assert_int_equal(cpu.sockets, 0);
+	assert_int_equal(cpu.numa_cells, 2);
+	assert_int_equal(cpu.nfeatures, 2);
+	assert_string_equal(cpu.features[0], "pae");
+	assert_string_equal(cpu.features[1], "nonpae");
+	host_cpu_clear(&cpu);
+	free(caps);
+	virConnectClose(conn);
+}
+
+static void
+test_caps_edges(void **state)
+{
+	struct carve_error err = { 0 };
+	struct host_cpu cpu;
+	size_t cap = 64 * 1024;
+	char *many, *p;
+
+	(void)state;
+	/* Nothing but the root: all empty. */
+	assert_int_equal(virt_xml_parse_caps("<capabilities/>", &cpu, &err), 0);
+	assert_string_equal(cpu.arch, "");
+	assert_int_equal(cpu.nfeatures, 0);
+	assert_int_equal(cpu.numa_cells, 0);
+	host_cpu_clear(&cpu);
+
+	/* More features than fit: the first VIRT_CPU_FEATURES_MAX are kept. */
+	many = xmalloc(cap);
+	p = many;
+	p += snprintf(p, 64, "<capabilities><host><cpu>");
+	for (int i = 0; i < VIRT_CPU_FEATURES_MAX + 10; i++)
+		p += snprintf(p, 64, "<feature name='f%d'/>", i);
+	snprintf(p, 64, "</cpu></host></capabilities>");
+	assert_int_equal(virt_xml_parse_caps(many, &cpu, &err), 0);
+	assert_int_equal(cpu.nfeatures, VIRT_CPU_FEATURES_MAX);
+	assert_string_equal(cpu.features[VIRT_CPU_FEATURES_MAX - 1], "f255");
+	host_cpu_clear(&cpu);
+	free(many);
+
+	static const char *const bad[] = {
+		"",
+		"<capabilities>",
+		"<domain/>",
+		"<capabilities><host><cpu><topology sockets='x'/></cpu></host>"
+		    "</capabilities>",
+		"<capabilities><host><cpu><topology cores='-1'/></cpu></host>"
+		    "</capabilities>",
+		"<capabilities><host><cpu><topology threads='4294967296'/>"
+		    "</cpu></host></capabilities>",
+		"<capabilities><host><cpu><arch>"
+		    "x234567890123456789012345678901234567890</arch></cpu></host>"
+		    "</capabilities>",
+		"<!DOCTYPE c [<!ENTITY a 'x86_64'>]><capabilities><host><cpu>"
+		    "<arch>&a;</arch></cpu></host></capabilities>",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		error_clear(&err);
+		if (virt_xml_parse_caps(bad[i], &cpu, &err) == 0)
+			fail_msg("accepted: %s", bad[i]);
+		assert_int_equal(err.code, CARVE_EINVAL);
+		/* Nothing to free after a failure. */
+		assert_int_equal(cpu.nfeatures, 0);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_domain_escaping),
+		cmocka_unit_test(test_domain_qemu_shape),
+		cmocka_unit_test(test_domain_test_type_minimal),
+		cmocka_unit_test(test_domain_rejects),
+		cmocka_unit_test(test_domain_utf8),
+		cmocka_unit_test(test_libvirt_test_driver),
+		cmocka_unit_test(test_libvirt_qemu_xml),
+		cmocka_unit_test(test_metadata_roundtrip),
+		cmocka_unit_test(test_metadata_accepts),
+		cmocka_unit_test(test_metadata_rejects),
+		cmocka_unit_test(test_metadata_size_cap),
+		cmocka_unit_test(test_caps_sample),
+		cmocka_unit_test(test_caps_test_driver),
+		cmocka_unit_test(test_caps_edges),
+	};
+
+	cmocka_set_message_output(CM_OUTPUT_TAP);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
