@@ -574,7 +574,14 @@ jsonx_parse(const char *buf, size_t len, struct carve_error *err)
 		obj = json_tokener_parse_ex(tok, "", 1);
 		jerr = json_tokener_get_error(tok);
 	}
-	if (obj == NULL || jerr != json_tokener_success) {
+	if (jerr == json_tokener_success && obj == NULL) {
+		/*
+		 * json-c represents null as NULL, which callers could not tell
+		 * from failure; no carve document is a bare null.
+		 */
+		error_set(err, CARVE_EINVAL,
+		    "invalid JSON at offset 0: a bare null is not a document");
+	} else if (obj == NULL || jerr != json_tokener_success) {
 		/* The scanner is stricter than json-c; this is a second line. */
 		error_set(err, CARVE_EINVAL, "invalid JSON at offset %zu: %s",
 		    json_tokener_get_parse_end(tok), json_tokener_error_desc(jerr));
