@@ -1,2 +1,152 @@
-/* placeholder: being written */
+/* VM state reports: see vm.h. */
 #include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libvirt/libvirt.h>
+
+#include "api/command.h"
+#include "api/vm.h"
+#include "common/jsonx.h"
+
+static const char *const vm_state_names[VM_STATE_MAX] = {
+	[VM_STATE_UNKNOWN] = "unknown",
+	[VM_STATE_RUNNING] = "running",
+	[VM_STATE_BLOCKED] = "blocked",
+	[VM_STATE_PAUSED] = "paused",
+	[VM_STATE_SHUTTING_DOWN] = "shutting_down",
+	[VM_STATE_SHUTOFF] = "shutoff",
+	[VM_STATE_CRASHED] = "crashed",
+	[VM_STATE_SUSPENDED] = "suspended",
+};
+
+/* Indexed by virDomainState; anything newer libvirt adds is "unknown". */
+static const enum vm_state vm_state_libvirt[] = {
+	[VIR_DOMAIN_NOSTATE] = VM_STATE_UNKNOWN,
+	[VIR_DOMAIN_RUNNING] = VM_STATE_RUNNING,
+	[VIR_DOMAIN_BLOCKED] = VM_STATE_BLOCKED,
+	[VIR_DOMAIN_PAUSED] = VM_STATE_PAUSED,
+	[VIR_DOMAIN_SHUTDOWN] = VM_STATE_SHUTTING_DOWN,
+	[VIR_DOMAIN_SHUTOFF] = VM_STATE_SHUTOFF,
+	[VIR_DOMAIN_CRASHED] = VM_STATE_CRASHED,
+	[VIR_DOMAIN_PMSUSPENDED] = VM_STATE_SUSPENDED,
+};
+
+const char *
+vm_state_name(enum vm_state st)
+{
+	if ((int)st < 0 || st >= VM_STATE_MAX)
+		return vm_state_names[VM_STATE_UNKNOWN];
+	return vm_state_names[st];
+}
+
+int
+vm_state_parse(const char *name, enum vm_state *out)
+{
+	for (int i = 0; i < VM_STATE_MAX; i++)
+		if (strcmp(vm_state_names[i], name) == 0) {
+			*out = (enum vm_state)i;
+			return 0;
+		}
+	return -1;
+}
+
+enum vm_state
+vm_state_from_libvirt(int virstate)
+{
+	if (virstate < 0 || (size_t)virstate >=
+	    sizeof(vm_state_libvirt) / sizeof(vm_state_libvirt[0]))
+		return VM_STATE_UNKNOWN;
+	return vm_state_libvirt[virstate];
+}
+
+json_object *
+vm_info_encode(const struct vm_info *vm)
+{
+	json_object *o = json_object_new_object();
+
+	if (o == NULL) {
+		fprintf(stderr, "level=fatal comp=vm msg=\"out of memory\"\n");
+		abort();
+	}
+	jsonx_add_string(o, "id", vm->vm_id);
+	jsonx_add_string(o, "name", vm->vm_name);
+	jsonx_add_string(o, "state", vm_state_name(vm->vm_state));
+	jsonx_add_int(o, "vcpus", vm->vm_vcpus);
+	jsonx_add_int(o, "memory_mib", (int64_t)vm->vm_memory_mib);
+	jsonx_add_int(o, "disk_gib", (int64_t)vm->vm_disk_gib);
+	/* A domain whose metadata lost it is still reported, without it. */
+	if (vm->vm_command_id[0] != '\0')
+		jsonx_add_string(o, "command_id", vm->vm_command_id);
+	jsonx_add_int(o, "created_at", vm->vm_created_at_ms);
+	return o;
+}
+
+static const char *const vm_info_keys[] = {
+	"id", "name", "state", "vcpus", "memory_mib", "disk_gib",
+	"command_id", "created_at", NULL
+};
+
+static int
+vm_info_get_uuid(json_object *obj, const char *key, bool required,
+    char out[IDS_UUID_LEN + 1], struct carve_error *err)
+{
+	const char *s;
+	int rc;
+
+	if ((rc = jsonx_get_string(obj, key, required, SIZE_MAX, &s, err)) != 1)
+		return rc;
+	if (!ids_uuid_valid(s))
+		return error_set(err, CARVE_EINVAL,
+		    "%s must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+		    key);
+	ids_uuid_normalize(s, out);
+	return 1;
+}
+
+int
+vm_info_decode(json_object *obj, struct vm_info *out, struct carve_error *err)
+{
+	struct vm_info vm;
+	const char *name, *state;
+	int64_t v;
+
+	memset(&vm, 0, sizeof(vm));
+	memset(out, 0, sizeof(*out));
+	if (jsonx_check_object(obj, "vm", vm_info_keys, err) == -1 ||
+	    vm_info_get_uuid(obj, "id", true, vm.vm_id, err) == -1 ||
+	    jsonx_get_string(obj, "name", true, IDS_NAME_MAX, &name, err) == -1 ||
+	    ids_name_check(name, "name", err) == -1 ||
+	    jsonx_get_string(obj, "state", true, 32, &state, err) == -1)
+		return -1;
+	snprintf(vm.vm_name, sizeof(vm.vm_name), "%s", name);
+	if (vm_state_parse(state, &vm.vm_state) == -1)
+		return error_set(err, CARVE_EINVAL,
+		    "state must be one of unknown, running, blocked, paused, "
+		    "shutting_down, shutoff, crashed, suspended");
+	/*
+	 * A report states a fact, so only upper bounds apply: 0 stands for
+	 * "not known" where libvirt could not tell.
+	 */
+	if (jsonx_get_int(obj, "vcpus", true, 0, VM_VCPUS_MAX, &v, err) == -1)
+		return -1;
+	vm.vm_vcpus = (unsigned)v;
+	if (jsonx_get_int(obj, "memory_mib", true, 0,
+	    (int64_t)VM_MEMORY_MIB_MAX, &v, err) == -1)
+		return -1;
+	vm.vm_memory_mib = (uint64_t)v;
+	if (jsonx_get_int(obj, "disk_gib", true, 0, (int64_t)VM_DISK_GIB_MAX,
+	    &v, err) == -1)
+		return -1;
+	vm.vm_disk_gib = (uint64_t)v;
+	if (vm_info_get_uuid(obj, "command_id", false, vm.vm_command_id,
+	    err) == -1)
+		return -1;
+	if (jsonx_get_int(obj, "created_at", true, 0, INT64_MAX, &v, err) == -1)
+		return -1;
+	vm.vm_created_at_ms = v;
+	*out = vm;
+	return 0;
+}

@@ -20,8 +20,12 @@
 /*
  * Parse exactly one JSON value from buf[0..len): rejects syntax errors,
  * trailing non-whitespace, NUL bytes, nesting deeper than JSONX_MAX_DEPTH and
- * objects with duplicate keys (json-c silently keeps the last one). Returns a
- * new reference the caller puts, or NULL with err set (CARVE_EINVAL).
+ * objects with duplicate keys (json-c silently keeps the last one), and what
+ * json-c's strict mode still lets through (single quotes, raw control
+ * characters, invalid UTF-8, lone surrogates, NaN/Infinity, integers beyond
+ * 64 bits). A bare top-level null is refused too, since json-c represents it
+ * as NULL. Returns a new reference the caller puts, or NULL with err set
+ * (CARVE_EINVAL).
  */
 json_object *jsonx_parse(const char *buf, size_t len, struct carve_error *err);
 

@@ -1,0 +1,940 @@
+/*
+ * Unit tests for api/command and api/vm: which commands, results and VM
+ * reports the decoders accept, that every refusal is invalid_argument with a
+ * message naming the field, and that encode/decode round-trip.
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <libvirt/libvirt.h>
+
+#include "api/command.h"
+#include "api/vm.h"
+#include "common/jsonx.h"
+#include "common/xalloc.h"
+
+#define ID1 "0b9c6a3e-5d1f-4c2b-9a8e-7f6d5c4b3a21"
+#define VM1 "6f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
+#define HEAD "\"id\":\"" ID1 "\",\"vm_id\":\"" VM1 "\","
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ------------------------------------------------------------ helpers */
+
+static json_object *
+parse(const char *s)
+{
+	struct carve_error err = { 0 };
+	json_object *o = jsonx_parse(s, strlen(s), &err);
+
+	if (o == NULL)
+		fail_msg("bad fixture <%s>: %s", s, err.message);
+	return o;
+}
+
+static bool
+streq_null(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static bool
+command_equal(const struct command *a, const struct command *b)
+{
+	const struct vm_spec *x = &a->cmd_args.create, *y = &b->cmd_args.create;
+
+	if (strcmp(a->cmd_id, b->cmd_id) != 0 || a->cmd_type != b->cmd_type ||
+	    strcmp(a->cmd_vm_id, b->cmd_vm_id) != 0)
+		return false;
+	switch (a->cmd_type) {
+	case CMD_VM_CREATE:
+		return strcmp(x->vs_name, y->vs_name) == 0 &&
+		    x->vs_vcpus == y->vs_vcpus &&
+		    x->vs_memory_mib == y->vs_memory_mib &&
+		    x->vs_disk_gib == y->vs_disk_gib &&
+		    streq_null(x->vs_kernel, y->vs_kernel) &&
+		    streq_null(x->vs_initrd, y->vs_initrd) &&
+		    streq_null(x->vs_cmdline, y->vs_cmdline);
+	case CMD_VM_STOP:
+		return a->cmd_args.stop.force == b->cmd_args.stop.force &&
+		    a->cmd_args.stop.timeout_s == b->cmd_args.stop.timeout_s;
+	default:
+		return true;
+	}
+}
+
+static char *
+repeat(char c, size_t n)
+{
+	char *s = xmalloc(n + 1);
+
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* ------------------------------------------------------------ names */
+
+static void
+test_names(void **state)
+{
+	static const struct {
+		enum command_type type;
+		const char *name;
+		bool needs_vm;
+	} types[] = {
+		{ CMD_VM_CREATE, "vm.create", false },
+		{ CMD_VM_START, "vm.start", true },
+		{ CMD_VM_STOP, "vm.stop", true },
+		{ CMD_VM_REBOOT, "vm.reboot", true },
+		{ CMD_VM_DESTROY, "vm.destroy", true },
+	};
+	static const struct {
+		enum command_status st;
+		const char *name;
+	} statuses[] = {
+		{ CMD_STATUS_ACCEPTED, "accepted" },
+		{ CMD_STATUS_SUCCEEDED, "succeeded" },
+		{ CMD_STATUS_FAILED, "failed" },
+	};
+	enum command_type t;
+	enum command_status st;
+
+	(void)state;
+	assert_int_equal(NELEM(types), CMD_TYPE_MAX);
+	for (size_t i = 0; i < NELEM(types); i++) {
+		assert_string_equal(command_type_name(types[i].type), types[i].name);
+		assert_int_equal(command_type_parse(types[i].name, &t), 0);
+		assert_int_equal(t, types[i].type);
+		assert_int_equal(command_type_needs_vm(types[i].type),
+		    types[i].needs_vm);
+	}
+	for (size_t i = 0; i < NELEM(statuses); i++) {
+		assert_string_equal(command_status_name(statuses[i].st),
+		    statuses[i].name);
+		assert_int_equal(command_status_parse(statuses[i].name, &st), 0);
+		assert_int_equal(st, statuses[i].st);
+	}
+	assert_int_equal(command_type_parse("vm.migrate", &t), -1);
+	assert_int_equal(command_type_parse("VM.CREATE", &t), -1);
+	assert_int_equal(command_type_parse("", &t), -1);
+	assert_int_equal(command_status_parse("done", &st), -1);
+	assert_non_null(command_type_name(CMD_TYPE_MAX));
+	assert_non_null(command_status_name((enum command_status)99));
+}
+
+/* ------------------------------------------------------------ decode */
+
+struct decode_case {
+	const char *json;
+	int rc;
+	const char *msg;	/* substring of the message */
+};
+
+static const struct decode_case decode_cases[] = {
+	/* accepted */
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"web-1\","
+	    "\"vcpus\":2,\"memory_mib\":2048}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\","
+	    "\"vcpus\":1024,\"memory_mib\":64,\"disk_gib\":65536,"
+	    "\"kernel\":\"vmlinuz-6.1.0+deb12_amd64\",\"initrd\":\"initrd.img\","
+	    "\"cmdline\":\"console=ttyS0 root=/dev/vda ro quiet='x' a=\\\"b\\\"\"}}",
+	    0, NULL },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"0.a_b-c\","
+	    "\"vcpus\":1,\"memory_mib\":16777216,\"disk_gib\":0,"
+	    "\"kernel\":\"k\"}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.start\"}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.start\",\"args\":{}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.start\",\"args\":null}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.reboot\"}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.destroy\",\"args\":{}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.stop\"}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"force\":true,"
+	    "\"timeout_s\":3600}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"timeout_s\":1}}", 0, NULL },
+	{ "{\"type\":\"vm.start\",\"vm_id\":\"6F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9\","
+	    "\"id\":\"0B9C6A3E-5D1F-4C2B-9A8E-7F6D5C4B3A21\"}", 0, NULL },
+
+	/* top level */
+	{ "[]", -1, "command must be a JSON object" },
+	{ "{" HEAD "\"type\":\"vm.start\",\"extra\":1}", -1,
+	    "command: unknown key \"extra\"" },
+	{ "{" HEAD "\"type\":\"vm.start\",\"ID\":1}", -1, "unknown key \"ID\"" },
+	{ "{\"vm_id\":\"" VM1 "\",\"type\":\"vm.start\"}", -1, "id is required" },
+	{ "{\"id\":\"" ID1 "\",\"type\":\"vm.start\"}", -1,
+	    "vm_id is required" },
+	{ "{" HEAD "\"args\":{}}", -1, "type is required" },
+	{ "{\"id\":null,\"vm_id\":\"" VM1 "\",\"type\":\"vm.start\"}", -1,
+	    "id is required" },
+	{ "{\"id\":\"1234\",\"vm_id\":\"" VM1 "\",\"type\":\"vm.start\"}", -1,
+	    "id must be a UUID" },
+	{ "{\"id\":\"{" ID1 "}\",\"vm_id\":\"" VM1 "\",\"type\":\"vm.start\"}", -1,
+	    "id must be a UUID" },
+	{ "{\"id\":\"0b9c6a3e5d1f4c2b9a8e7f6d5c4b3a21\",\"vm_id\":\"" VM1
+	    "\",\"type\":\"vm.start\"}", -1, "id must be a UUID" },
+	{ "{\"id\":\"zb9c6a3e-5d1f-4c2b-9a8e-7f6d5c4b3a21\",\"vm_id\":\"" VM1
+	    "\",\"type\":\"vm.start\"}", -1, "id must be a UUID" },
+	{ "{\"id\":\"" ID1 " \",\"vm_id\":\"" VM1 "\",\"type\":\"vm.start\"}", -1,
+	    "id must be a UUID" },
+	{ "{\"id\":7,\"vm_id\":\"" VM1 "\",\"type\":\"vm.start\"}", -1,
+	    "id must be a string" },
+	{ "{\"id\":\"" ID1 "\",\"vm_id\":\"../../etc\",\"type\":\"vm.start\"}", -1,
+	    "vm_id must be a UUID" },
+	{ "{" HEAD "\"type\":\"vm.migrate\"}", -1,
+	    "unknown command type \"vm.migrate\"" },
+	{ "{" HEAD "\"type\":\"VM.START\"}", -1, "unknown command type \"VM.START\"" },
+	{ "{" HEAD "\"type\":\"\"}", -1, "unknown command type \"\"" },
+	{ "{" HEAD "\"type\":\"a\\nb\\\"c\"}", -1, "unknown command type \"a?b?c\"" },
+	{ "{" HEAD "\"type\":5}", -1, "type must be a string" },
+	{ "{" HEAD "\"type\":\"vm.create\"}", -1, "args is required for vm.create" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":null}", -1,
+	    "args is required for vm.create" },
+	{ "{" HEAD "\"type\":\"vm.start\",\"args\":[]}", -1,
+	    "args must be a JSON object" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":\"x\"}", -1,
+	    "args must be a JSON object" },
+
+	/* vm.create args */
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"vcpu\":2}}", -1,
+	    "vm.create args: unknown key \"vcpu\"" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"vcpus\":1,"
+	    "\"memory_mib\":64}}", -1, "name is required" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\","
+	    "\"memory_mib\":64}}", -1, "vcpus is required" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\","
+	    "\"vcpus\":1}}", -1, "memory_mib is required" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":2.5,"
+	    "\"memory_mib\":64}}", -1, "vcpus must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":\"2\","
+	    "\"memory_mib\":64}}", -1, "vcpus must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":0,"
+	    "\"memory_mib\":64}}", -1, "vcpus must be between 1 and 1024" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1025,"
+	    "\"memory_mib\":64}}", -1, "vcpus must be between 1 and 1024" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":63}}", -1, "memory_mib must be at least 64 MiB" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":-4096}}", -1, "memory_mib must be at least 64 MiB" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":16777217}}", -1,
+	    "memory_mib must be at most 16777216 MiB" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":18446744073709551615}}", -1,
+	    "memory_mib must be at most" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":2048.0}}", -1, "memory_mib must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":\"2048\"}}", -1, "memory_mib must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"disk_gib\":-1}}", -1,
+	    "disk_gib must be at least 0 GiB" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"disk_gib\":65537}}", -1,
+	    "disk_gib must be at most 65536 GiB" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"disk_gib\":true}}", -1,
+	    "disk_gib must be an integer" },
+	/* names */
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"\",\"vcpus\":1,"
+	    "\"memory_mib\":64}}", -1, "name must not be empty" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"-a\",\"vcpus\":1,"
+	    "\"memory_mib\":64}}", -1, "name must start with a letter or digit" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\".a\",\"vcpus\":1,"
+	    "\"memory_mib\":64}}", -1, "name must start with a letter or digit" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":5,\"vcpus\":1,"
+	    "\"memory_mib\":64}}", -1, "name must be a string" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"caf\\u00e9\","
+	    "\"vcpus\":1,\"memory_mib\":64}}", -1, "name may only contain" },
+	/* kernel, initrd, cmdline */
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"../x\"}}", -1,
+	    "kernel must not start with '.'" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"..\"}}", -1,
+	    "kernel must not start with '.'" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\".hidden\"}}", -1,
+	    "kernel must not start with '.'" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"/boot/vmlinuz\"}}", -1,
+	    "kernel must be a plain file name" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"a/../../b\"}}", -1,
+	    "kernel must be a plain file name" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"a b\"}}", -1,
+	    "kernel must be a plain file name" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"\"}}", -1, "kernel must not be empty" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":1}}", -1, "kernel must be a string" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"k\",\"initrd\":\"../../etc/shadow\"}}",
+	    -1, "initrd must not start with '.'" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"k\",\"initrd\":\"x\\\\y\"}}",
+	    -1, "initrd must be a plain file name" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"initrd\":\"initrd.img\"}}", -1,
+	    "initrd requires kernel" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"cmdline\":\"console=ttyS0\"}}", -1,
+	    "cmdline requires kernel" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"k\",\"cmdline\":\"a\\nb\"}}", -1,
+	    "cmdline may only contain printable ASCII" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"k\",\"cmdline\":\"caf\\u00e9\"}}", -1,
+	    "cmdline may only contain printable ASCII" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"k\",\"cmdline\":\"\"}}", -1,
+	    "cmdline must not be empty" },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\",\"vcpus\":1,"
+	    "\"memory_mib\":64,\"kernel\":\"k\",\"cmdline\":\"a\\u0000b\"}}", -1,
+	    "cmdline must not contain NUL" },
+
+	/* args of the other types */
+	{ "{" HEAD "\"type\":\"vm.start\",\"args\":{\"force\":true}}", -1,
+	    "vm.start args: unknown key \"force\"" },
+	{ "{" HEAD "\"type\":\"vm.destroy\",\"args\":{\"name\":\"a\"}}", -1,
+	    "vm.destroy args: unknown key \"name\"" },
+	{ "{" HEAD "\"type\":\"vm.reboot\",\"args\":{\"x\":null}}", -1,
+	    "vm.reboot args: unknown key \"x\"" },
+	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"forced\":true}}", -1,
+	    "vm.stop args: unknown key \"forced\"" },
+	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"force\":\"yes\"}}", -1,
+	    "force must be a boolean" },
+	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"force\":1}}", -1,
+	    "force must be a boolean" },
+	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"timeout_s\":0}}", -1,
+	    "timeout_s must be at least 1" },
+	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"timeout_s\":3601}}", -1,
+	    "timeout_s must be at most 3600" },
+	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"timeout_s\":1.5}}", -1,
+	    "timeout_s must be an integer" },
+};
+
+static void
+check_decode(size_t i, const char *json, int want_rc, const char *want_msg)
+{
+	struct carve_error err = { 0 };
+	struct command cmd;
+	int rc;
+
+	memset(&cmd, 0xa5, sizeof(cmd));
+	rc = command_decode_buf(json, strlen(json), &cmd, &err);
+	if (rc != want_rc)
+		fail_msg("case %zu <%s>: rc %d want %d (%s)", i, json, rc, want_rc,
+		    err.message);
+	if (rc == 0 && error_isset(&err))
+		fail_msg("case %zu: error set on success", i);
+	if (rc == -1) {
+		if (err.code != CARVE_EINVAL)
+			fail_msg("case %zu: code %d", i, err.code);
+		/* "out holds nothing to free" */
+		if (cmd.cmd_args.create.vs_kernel != NULL ||
+		    cmd.cmd_args.create.vs_initrd != NULL ||
+		    cmd.cmd_args.create.vs_cmdline != NULL)
+			fail_msg("case %zu: out not cleared on failure", i);
+	}
+	if (want_msg != NULL && strstr(err.message, want_msg) == NULL)
+		fail_msg("case %zu <%s>: message \"%s\" lacks \"%s\"", i, json,
+		    err.message, want_msg);
+	command_clear(&cmd);
+}
+
+static void
+test_decode_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(decode_cases); i++)
+		check_decode(i, decode_cases[i].json, decode_cases[i].rc,
+		    decode_cases[i].msg);
+}
+
+/* Names with each character no XML, shell or path may see. */
+static void
+test_decode_bad_names(void **state)
+{
+	static const char *const names[] = {
+		"a<b", "a>b", "a&b", "a'b", "a\\\"b", "a/b", "a;b", "a b",
+		"a\\\\b", "a$b", "a`b", "a|b", "a\\tb", "a:b", "a%b",
+	};
+	char json[512];
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(names); i++) {
+		snprintf(json, sizeof(json), "{" HEAD "\"type\":\"vm.create\","
+		    "\"args\":{\"name\":\"%s\",\"vcpus\":1,\"memory_mib\":64}}",
+		    names[i]);
+		check_decode(i, json, -1, "name may only contain");
+	}
+}
+
+/* Length limits, in bytes, on either side of each bound. */
+static void
+test_decode_lengths(void **state)
+{
+	static const struct {
+		const char *key;
+		size_t len;
+		int rc;
+		const char *msg;
+	} cases[] = {
+		{ "name", IDS_NAME_MAX, 0, NULL },
+		{ "name", IDS_NAME_MAX + 1, -1, "name is 65 bytes long" },
+		{ "kernel", VM_FILENAME_MAX, 0, NULL },
+		{ "kernel", VM_FILENAME_MAX + 1, -1, "kernel is 256 bytes long" },
+		{ "initrd", VM_FILENAME_MAX, 0, NULL },
+		{ "initrd", VM_FILENAME_MAX + 1, -1, "initrd is 256 bytes long" },
+		{ "cmdline", VM_CMDLINE_MAX, 0, NULL },
+		{ "cmdline", VM_CMDLINE_MAX + 1, -1, "cmdline is 1025 bytes long" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		char *v = repeat('x', cases[i].len);
+		char *json;
+
+		if (strcmp(cases[i].key, "name") == 0)
+			json = xasprintf("{" HEAD "\"type\":\"vm.create\",\"args\":"
+			    "{\"name\":\"%s\",\"vcpus\":1,\"memory_mib\":64}}", v);
+		else if (strcmp(cases[i].key, "kernel") == 0)
+			json = xasprintf("{" HEAD "\"type\":\"vm.create\",\"args\":"
+			    "{\"name\":\"a\",\"vcpus\":1,\"memory_mib\":64,"
+			    "\"kernel\":\"%s\"}}", v);
+		else
+			json = xasprintf("{" HEAD "\"type\":\"vm.create\",\"args\":"
+			    "{\"name\":\"a\",\"vcpus\":1,\"memory_mib\":64,"
+			    "\"kernel\":\"k\",\"%s\":\"%s\"}}", cases[i].key, v);
+		check_decode(i, json, cases[i].rc, cases[i].msg);
+		free(json);
+		free(v);
+	}
+}
+
+/* command_decode_buf: size limit and the JSON layer underneath. */
+static void
+test_decode_buf(void **state)
+{
+	static const char base[] = "{" HEAD "\"type\":\"vm.start\"}";
+	char *buf = xmalloc(COMMAND_MAX_BYTES + 2);
+
+	(void)state;
+	/* Exactly at the limit (padded with whitespace) is accepted. */
+	memset(buf, ' ', COMMAND_MAX_BYTES + 1);
+	memcpy(buf, base, strlen(base));
+	buf[COMMAND_MAX_BYTES] = '\0';
+	check_decode(0, buf, 0, NULL);
+	/* One byte more is refused before parsing. */
+	buf[COMMAND_MAX_BYTES] = ' ';
+	buf[COMMAND_MAX_BYTES + 1] = '\0';
+	check_decode(1, buf, -1, "at most 65536 are allowed");
+	free(buf);
+
+	check_decode(2, "{" HEAD "\"type\":\"vm.start\"} x", -1,
+	    "unexpected data after the value");
+	check_decode(3, "{" HEAD "\"type\":\"vm.start\",\"type\":\"vm.destroy\"}",
+	    -1, "duplicate key \"type\"");
+	check_decode(4, "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"a\","
+	    "\"vcpus\":1,\"memory_mib\":64,\"vcpus\":64}}", -1,
+	    "duplicate key \"vcpus\"");
+	check_decode(5, "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"force\":false,"
+	    "\"\\u0066orce\":true}}", -1, "duplicate key \"force\"");
+	check_decode(6, "", -1, "invalid JSON at offset 0");
+	check_decode(7, "null", -1, "bare null");
+}
+
+static void
+test_decode_values(void **state)
+{
+	struct carve_error err = { 0 };
+	struct command cmd;
+	const char *full = decode_cases[1].json;
+	const struct vm_spec *s = &cmd.cmd_args.create;
+
+	(void)state;
+	assert_int_equal(command_decode_buf(decode_cases[0].json,
+	    strlen(decode_cases[0].json), &cmd, &err), 0);
+	assert_string_equal(cmd.cmd_id, ID1);
+	assert_string_equal(cmd.cmd_vm_id, VM1);
+	assert_int_equal(cmd.cmd_type, CMD_VM_CREATE);
+	assert_string_equal(s->vs_name, "web-1");
+	assert_int_equal(s->vs_vcpus, 2);
+	assert_int_equal(s->vs_memory_mib, 2048);
+	assert_int_equal(s->vs_disk_gib, 0);	/* default */
+	assert_null(s->vs_kernel);
+	assert_null(s->vs_initrd);
+	assert_null(s->vs_cmdline);
+	command_clear(&cmd);
+
+	assert_int_equal(command_decode_buf(full, strlen(full), &cmd, &err), 0);
+	assert_int_equal(s->vs_vcpus, 1024);
+	assert_int_equal(s->vs_memory_mib, 64);
+	assert_int_equal(s->vs_disk_gib, 65536);
+	assert_string_equal(s->vs_kernel, "vmlinuz-6.1.0+deb12_amd64");
+	assert_string_equal(s->vs_initrd, "initrd.img");
+	assert_string_equal(s->vs_cmdline,
+	    "console=ttyS0 root=/dev/vda ro quiet='x' a=\"b\"");
+	command_clear(&cmd);
+
+	/* vm.stop defaults, then explicit values */
+	assert_int_equal(command_decode_buf(decode_cases[8].json,
+	    strlen(decode_cases[8].json), &cmd, &err), 0);
+	assert_int_equal(cmd.cmd_type, CMD_VM_STOP);
+	assert_false(cmd.cmd_args.stop.force);
+	assert_int_equal(cmd.cmd_args.stop.timeout_s, VM_STOP_TIMEOUT_DEFAULT);
+	command_clear(&cmd);
+	assert_int_equal(command_decode_buf(decode_cases[9].json,
+	    strlen(decode_cases[9].json), &cmd, &err), 0);
+	assert_true(cmd.cmd_args.stop.force);
+	assert_int_equal(cmd.cmd_args.stop.timeout_s, 3600);
+	command_clear(&cmd);
+
+	/* upper-case UUIDs come out lower-case */
+	assert_int_equal(command_decode_buf(decode_cases[11].json,
+	    strlen(decode_cases[11].json), &cmd, &err), 0);
+	assert_string_equal(cmd.cmd_id, ID1);
+	assert_string_equal(cmd.cmd_vm_id, VM1);
+	command_clear(&cmd);
+	assert_false(error_isset(&err));
+}
+
+/* vm_spec_decode on its own (the admin API uses it directly). */
+static void
+test_vm_spec(void **state)
+{
+	struct carve_error err = { 0 };
+	struct vm_spec spec, copy;
+	json_object *o, *enc;
+
+	(void)state;
+	o = parse("{\"name\":\"db\",\"vcpus\":4,\"memory_mib\":8192,"
+	    "\"disk_gib\":100,\"kernel\":\"vmlinuz\",\"cmdline\":\"quiet\"}");
+	assert_int_equal(vm_spec_decode(o, &spec, &err), 0);
+	json_object_put(o);
+
+	vm_spec_copy(&copy, &spec);
+	vm_spec_clear(&spec);
+	assert_null(spec.vs_kernel);
+	assert_string_equal(copy.vs_name, "db");
+	assert_string_equal(copy.vs_kernel, "vmlinuz");
+	assert_null(copy.vs_initrd);
+	assert_string_equal(copy.vs_cmdline, "quiet");
+
+	enc = vm_spec_encode(&copy);
+	assert_int_equal(vm_spec_decode(enc, &spec, &err), 0);
+	assert_string_equal(spec.vs_name, copy.vs_name);
+	assert_int_equal(spec.vs_vcpus, 4);
+	assert_int_equal(spec.vs_memory_mib, 8192);
+	assert_int_equal(spec.vs_disk_gib, 100);
+	assert_string_equal(spec.vs_cmdline, "quiet");
+	json_object_put(enc);
+	vm_spec_clear(&spec);
+	vm_spec_clear(&copy);
+	vm_spec_clear(NULL);
+
+	assert_int_equal(vm_spec_decode(NULL, &spec, &err), -1);
+	assert_int_equal(err.code, CARVE_EINVAL);
+	assert_non_null(strstr(err.message, "vm.create args must be a JSON object"));
+}
+
+/* Every accepted case survives encode -> text -> decode unchanged. */
+static void
+test_command_round_trip(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(decode_cases); i++) {
+		struct carve_error err = { 0 };
+		struct command a, b, c;
+		json_object *enc;
+		char *text, *text2;
+
+		if (decode_cases[i].rc != 0)
+			continue;
+		assert_int_equal(command_decode_buf(decode_cases[i].json,
+		    strlen(decode_cases[i].json), &a, &err), 0);
+		enc = command_encode(&a);
+		text = jsonx_to_string(enc);
+		json_object_put(enc);
+		if (command_decode_buf(text, strlen(text), &b, &err) != 0)
+			fail_msg("case %zu: encoded form <%s> refused: %s", i, text,
+			    err.message);
+		if (!command_equal(&a, &b))
+			fail_msg("case %zu: round trip differs: <%s>", i, text);
+		/* A deep copy outlives its source. */
+		command_copy(&c, &b);
+		command_clear(&b);
+		enc = command_encode(&c);
+		text2 = jsonx_to_string(enc);
+		assert_string_equal(text, text2);
+		json_object_put(enc);
+		command_clear(&a);
+		command_clear(&c);
+		free(text);
+		free(text2);
+	}
+	command_clear(NULL);
+}
+
+static void
+test_command_encode_form(void **state)
+{
+	struct carve_error err = { 0 };
+	struct command cmd;
+	json_object *enc;
+	char *text;
+
+	(void)state;
+	assert_int_equal(command_decode_buf(decode_cases[10].json,
+	    strlen(decode_cases[10].json), &cmd, &err), 0);
+	enc = command_encode(&cmd);
+	text = jsonx_to_string(enc);
+	assert_string_equal(text, "{\"id\":\"" ID1 "\",\"type\":\"vm.stop\","
+	    "\"vm_id\":\"" VM1 "\",\"args\":{\"force\":false,\"timeout_s\":1}}");
+	free(text);
+	json_object_put(enc);
+	command_clear(&cmd);
+}
+
+/* ------------------------------------------------------------ results */
+
+struct result_case {
+	const char *json;
+	int rc;
+	const char *msg;
+};
+
+#define RHEAD "\"command_id\":\"" ID1 "\",\"type\":\"vm.create\",\"vm_id\":\"" \
+	VM1 "\","
+#define RTIMES "\"accepted_at\":1700000000000,\"finished_at\":1700000000500"
+
+static const struct result_case result_cases[] = {
+	{ "{" RHEAD "\"status\":\"succeeded\"," RTIMES "}", 0, NULL },
+	{ "{" RHEAD "\"status\":\"succeeded\",\"result\":{\"uuid\":\"x\","
+	    "\"n\":[1,2.5,{\"k\":null}]}," RTIMES "}", 0, NULL },
+	{ "{" RHEAD "\"status\":\"failed\",\"error\":{\"code\":"
+	    "\"insufficient_capacity\",\"message\":\"needs 4096 MiB, 1024 free\"},"
+	    RTIMES "}", 0, NULL },
+	{ "{" RHEAD "\"status\":\"failed\",\"error\":{\"code\":\"not_found\","
+	    "\"message\":\"\"},\"result\":{}," RTIMES "}", 0, NULL },
+	{ "{" RHEAD "\"status\":\"succeeded\",\"result\":null," RTIMES "}", 0,
+	    NULL },
+
+	{ "[]", -1, "command result must be a JSON object" },
+	{ "{" RHEAD "\"status\":\"succeeded\",\"extra\":1," RTIMES "}", -1,
+	    "command result: unknown key \"extra\"" },
+	{ "{" RHEAD "\"status\":\"accepted\"," RTIMES "}", -1,
+	    "status must be \"succeeded\" or \"failed\"" },
+	{ "{" RHEAD "\"status\":\"ok\"," RTIMES "}", -1, "status must be" },
+	{ "{" RHEAD RTIMES "}", -1, "status is required" },
+	{ "{" RHEAD "\"status\":\"failed\"," RTIMES "}", -1,
+	    "error is required when status is \"failed\"" },
+	{ "{" RHEAD "\"status\":\"succeeded\",\"error\":{\"code\":\"not_found\","
+	    "\"message\":\"x\"}," RTIMES "}", -1,
+	    "error must be absent when status is \"succeeded\"" },
+	{ "{" RHEAD "\"status\":\"failed\",\"error\":{\"code\":\"nope\","
+	    "\"message\":\"x\"}," RTIMES "}", -1,
+	    "error.code \"nope\" is not a known error code" },
+	{ "{" RHEAD "\"status\":\"failed\",\"error\":{\"code\":\"ok\","
+	    "\"message\":\"x\"}," RTIMES "}", -1, "error.code \"ok\"" },
+	{ "{" RHEAD "\"status\":\"failed\",\"error\":{\"code\":\"not_found\"},"
+	    RTIMES "}", -1, "message is required" },
+	{ "{" RHEAD "\"status\":\"failed\",\"error\":{\"code\":\"not_found\","
+	    "\"message\":\"x\",\"detail\":1}," RTIMES "}", -1,
+	    "error: unknown key \"detail\"" },
+	{ "{" RHEAD "\"status\":\"failed\",\"error\":\"boom\"," RTIMES "}", -1,
+	    "error must be a JSON object" },
+	{ "{" RHEAD "\"status\":\"succeeded\",\"result\":[1]," RTIMES "}", -1,
+	    "result must be a JSON object" },
+	{ "{" RHEAD "\"status\":\"succeeded\",\"accepted_at\":1.5,"
+	    "\"finished_at\":2}", -1, "accepted_at must be an integer" },
+	{ "{" RHEAD "\"status\":\"succeeded\",\"accepted_at\":\"1\","
+	    "\"finished_at\":2}", -1, "accepted_at must be an integer" },
+	{ "{" RHEAD "\"status\":\"succeeded\",\"accepted_at\":1}", -1,
+	    "finished_at is required" },
+	{ "{" RHEAD "\"status\":\"succeeded\",\"accepted_at\":-1,"
+	    "\"finished_at\":2}", -1, "accepted_at must be between 0 and" },
+	{ "{\"command_id\":\"x\",\"type\":\"vm.create\",\"vm_id\":\"" VM1 "\","
+	    "\"status\":\"succeeded\"," RTIMES "}", -1,
+	    "command_id must be a UUID" },
+	{ "{\"command_id\":\"" ID1 "\",\"type\":\"vm.create\",\"vm_id\":\"x\","
+	    "\"status\":\"succeeded\"," RTIMES "}", -1, "vm_id must be a UUID" },
+	{ "{\"command_id\":\"" ID1 "\",\"type\":\"vm.nope\",\"vm_id\":\"" VM1
+	    "\",\"status\":\"succeeded\"," RTIMES "}", -1,
+	    "unknown command type \"vm.nope\"" },
+};
+
+static void
+test_result_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(result_cases); i++) {
+		const struct result_case *c = &result_cases[i];
+		struct carve_error err = { 0 };
+		struct command_result res;
+		json_object *o = parse(c->json);
+		int rc;
+
+		rc = command_result_decode(o, &res, &err);
+		json_object_put(o);
+		if (rc != c->rc)
+			fail_msg("case %zu <%s>: rc %d want %d (%s)", i, c->json, rc,
+			    c->rc, err.message);
+		if (rc == -1 && (err.code != CARVE_EINVAL || res.res_data != NULL))
+			fail_msg("case %zu: code %d / data left", i, err.code);
+		if (c->msg != NULL && strstr(err.message, c->msg) == NULL)
+			fail_msg("case %zu <%s>: message \"%s\" lacks \"%s\"", i,
+			    c->json, err.message, c->msg);
+		command_result_clear(&res);
+	}
+}
+
+static void
+test_result_round_trip(void **state)
+{
+	struct carve_error err = { 0 };
+	struct command_result res, back;
+	json_object *enc, *o;
+	char *text;
+
+	(void)state;
+	/* A failed result with data, built in code. */
+	memset(&res, 0, sizeof(res));
+	snprintf(res.res_command_id, sizeof(res.res_command_id), "%s", ID1);
+	snprintf(res.res_vm_id, sizeof(res.res_vm_id), "%s", VM1);
+	res.res_type = CMD_VM_STOP;
+	res.res_status = CMD_STATUS_FAILED;
+	error_set(&res.res_error, CARVE_EHYPERVISOR,
+	    "libvirt: domain \"a\" is not running");
+	res.res_data = parse("{\"attempts\":3,\"why\":[\"x\",null]}");
+	res.res_accepted_at_ms = 1;
+	res.res_finished_at_ms = INT64_MAX;
+
+	enc = command_result_encode(&res);
+	text = jsonx_to_string(enc);
+	json_object_put(enc);
+	o = parse(text);
+	assert_int_equal(command_result_decode(o, &back, &err), 0);
+	json_object_put(o);
+	assert_string_equal(back.res_command_id, ID1);
+	assert_string_equal(back.res_vm_id, VM1);
+	assert_int_equal(back.res_type, CMD_VM_STOP);
+	assert_int_equal(back.res_status, CMD_STATUS_FAILED);
+	assert_int_equal(back.res_error.code, CARVE_EHYPERVISOR);
+	assert_string_equal(back.res_error.message,
+	    "libvirt: domain \"a\" is not running");
+	assert_true(json_object_equal(back.res_data, res.res_data));
+	assert_true(back.res_accepted_at_ms == 1);
+	assert_true(back.res_finished_at_ms == INT64_MAX);
+	command_result_clear(&back);
+	free(text);
+
+	/* Succeeded without data: no "error", no "result" on the wire. */
+	json_object_put(res.res_data);
+	res.res_data = NULL;
+	res.res_status = CMD_STATUS_SUCCEEDED;
+	error_clear(&res.res_error);
+	enc = command_result_encode(&res);
+	text = jsonx_to_string(enc);
+	json_object_put(enc);
+	assert_null(strstr(text, "\"error\""));
+	assert_null(strstr(text, "\"result\""));
+	o = parse(text);
+	assert_int_equal(command_result_decode(o, &back, &err), 0);
+	json_object_put(o);
+	assert_int_equal(back.res_status, CMD_STATUS_SUCCEEDED);
+	assert_null(back.res_data);
+	assert_false(error_isset(&back.res_error));
+	command_result_clear(&back);
+	command_result_clear(NULL);
+	free(text);
+
+	/* Every accepted table case re-encodes to an equal object. */
+	for (size_t i = 0; i < NELEM(result_cases); i++) {
+		json_object *in, *out;
+
+		if (result_cases[i].rc != 0)
+			continue;
+		in = parse(result_cases[i].json);
+		assert_int_equal(command_result_decode(in, &back, &err), 0);
+		out = command_result_encode(&back);
+		/* "result":null decodes as absent and is not written back */
+		json_object_object_del(in, "result");
+		json_object_object_del(out, "result");
+		if (!json_object_equal(in, out))
+			fail_msg("case %zu: re-encoded differs", i);
+		json_object_put(in);
+		json_object_put(out);
+		command_result_clear(&back);
+	}
+}
+
+/* ------------------------------------------------------------ vm info */
+
+static void
+test_vm_state(void **state)
+{
+	static const struct {
+		int vir;
+		enum vm_state st;
+		const char *name;
+	} map[] = {
+		{ VIR_DOMAIN_NOSTATE, VM_STATE_UNKNOWN, "unknown" },
+		{ VIR_DOMAIN_RUNNING, VM_STATE_RUNNING, "running" },
+		{ VIR_DOMAIN_BLOCKED, VM_STATE_BLOCKED, "blocked" },
+		{ VIR_DOMAIN_PAUSED, VM_STATE_PAUSED, "paused" },
+		{ VIR_DOMAIN_SHUTDOWN, VM_STATE_SHUTTING_DOWN, "shutting_down" },
+		{ VIR_DOMAIN_SHUTOFF, VM_STATE_SHUTOFF, "shutoff" },
+		{ VIR_DOMAIN_CRASHED, VM_STATE_CRASHED, "crashed" },
+		{ VIR_DOMAIN_PMSUSPENDED, VM_STATE_SUSPENDED, "suspended" },
+		{ -1, VM_STATE_UNKNOWN, "unknown" },
+		{ 99, VM_STATE_UNKNOWN, "unknown" },
+	};
+	enum vm_state st;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(map); i++) {
+		assert_int_equal(vm_state_from_libvirt(map[i].vir), map[i].st);
+		assert_string_equal(vm_state_name(map[i].st), map[i].name);
+		assert_int_equal(vm_state_parse(map[i].name, &st), 0);
+		assert_int_equal(st, map[i].st);
+	}
+	assert_string_equal(vm_state_name(VM_STATE_MAX), "unknown");
+	assert_int_equal(vm_state_parse("on", &st), -1);
+	assert_int_equal(vm_state_parse("Running", &st), -1);
+}
+
+static void
+test_vm_info_round_trip(void **state)
+{
+	struct carve_error err = { 0 };
+	struct vm_info vm, back;
+	json_object *enc, *o;
+	char *text;
+
+	(void)state;
+	for (int st = 0; st < VM_STATE_MAX; st++) {
+		memset(&vm, 0, sizeof(vm));
+		snprintf(vm.vm_id, sizeof(vm.vm_id), "%s", VM1);
+		snprintf(vm.vm_name, sizeof(vm.vm_name), "web-%d", st);
+		vm.vm_vcpus = 2;
+		vm.vm_memory_mib = 2048;
+		vm.vm_disk_gib = 20;
+		/* every other one without the creating command */
+		if (st % 2 == 0)
+			snprintf(vm.vm_command_id, sizeof(vm.vm_command_id), "%s",
+			    ID1);
+		vm.vm_state = (enum vm_state)st;
+		vm.vm_created_at_ms = 1700000000123;
+
+		enc = vm_info_encode(&vm);
+		text = jsonx_to_string(enc);
+		json_object_put(enc);
+		o = parse(text);
+		if (vm_info_decode(o, &back, &err) != 0)
+			fail_msg("<%s> refused: %s", text, err.message);
+		json_object_put(o);
+		assert_string_equal(back.vm_id, vm.vm_id);
+		assert_string_equal(back.vm_name, vm.vm_name);
+		assert_int_equal(back.vm_state, vm.vm_state);
+		assert_int_equal(back.vm_vcpus, vm.vm_vcpus);
+		assert_int_equal(back.vm_memory_mib, vm.vm_memory_mib);
+		assert_int_equal(back.vm_disk_gib, vm.vm_disk_gib);
+		assert_string_equal(back.vm_command_id, vm.vm_command_id);
+		assert_true(back.vm_created_at_ms == vm.vm_created_at_ms);
+		free(text);
+	}
+
+	o = parse("{\"id\":\"6F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9\",\"name\":\"a\","
+	    "\"state\":\"running\",\"vcpus\":1,\"memory_mib\":64,\"disk_gib\":0,"
+	    "\"command_id\":\"" ID1 "\",\"created_at\":0}");
+	assert_int_equal(vm_info_decode(o, &back, &err), 0);
+	assert_string_equal(back.vm_id, VM1);
+	assert_int_equal(back.vm_state, VM_STATE_RUNNING);
+	json_object_put(o);
+}
+
+static void
+test_vm_info_rejects(void **state)
+{
+#define VHEAD "\"id\":\"" VM1 "\",\"name\":\"a\","
+#define VSIZE "\"vcpus\":1,\"memory_mib\":64,\"disk_gib\":0,"
+	static const struct result_case cases[] = {
+		{ "{" VHEAD "\"state\":\"on\"," VSIZE "\"created_at\":0}", -1,
+		    "state must be one of" },
+		{ "{" VHEAD "\"state\":1," VSIZE "\"created_at\":0}", -1,
+		    "state must be a string" },
+		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"created_at\":0,"
+		    "\"host\":\"x\"}", -1, "vm: unknown key \"host\"" },
+		{ "{\"id\":\"" VM1 "\",\"name\":\"a b\",\"state\":\"running\","
+		    VSIZE "\"created_at\":0}", -1, "name may only contain" },
+		{ "{\"id\":\"nope\",\"name\":\"a\",\"state\":\"running\","
+		    VSIZE "\"created_at\":0}", -1, "id must be a UUID" },
+		{ "{" VHEAD "\"state\":\"running\",\"vcpus\":\"1\","
+		    "\"memory_mib\":64,\"disk_gib\":0,\"created_at\":0}", -1,
+		    "vcpus must be an integer" },
+		{ "{" VHEAD "\"state\":\"running\",\"vcpus\":1,"
+		    "\"memory_mib\":64.5,\"disk_gib\":0,\"created_at\":0}", -1,
+		    "memory_mib must be an integer" },
+		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"command_id\":\"x\","
+		    "\"created_at\":0}", -1, "command_id must be a UUID" },
+		{ "{" VHEAD "\"state\":\"running\",\"vcpus\":1,\"memory_mib\":64,"
+		    "\"disk_gib\":0}", -1,
+		    "created_at is required" },
+		{ "{" VHEAD "\"state\":\"running\",\"vcpus\":1,\"memory_mib\":64,"
+		    "\"created_at\":0}", -1, "disk_gib is required" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		struct carve_error err = { 0 };
+		struct vm_info vm;
+		json_object *o = parse(cases[i].json);
+		int rc = vm_info_decode(o, &vm, &err);
+
+		json_object_put(o);
+		if (rc != cases[i].rc || err.code != CARVE_EINVAL)
+			fail_msg("case %zu <%s>: rc %d code %d", i, cases[i].json,
+			    rc, err.code);
+		if (strstr(err.message, cases[i].msg) == NULL)
+			fail_msg("case %zu: message \"%s\" lacks \"%s\"", i,
+			    err.message, cases[i].msg);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_decode_table),
+		cmocka_unit_test(test_decode_bad_names),
+		cmocka_unit_test(test_decode_lengths),
+		cmocka_unit_test(test_decode_buf),
+		cmocka_unit_test(test_decode_values),
+		cmocka_unit_test(test_vm_spec),
+		cmocka_unit_test(test_command_round_trip),
+		cmocka_unit_test(test_command_encode_form),
+		cmocka_unit_test(test_result_table),
+		cmocka_unit_test(test_result_round_trip),
+		cmocka_unit_test(test_vm_state),
+		cmocka_unit_test(test_vm_info_round_trip),
+		cmocka_unit_test(test_vm_info_rejects),
+	};
+
+	cmocka_set_message_output(CM_OUTPUT_TAP);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
