@@ -13,6 +13,8 @@
 # so the owner's later stop still finds the new process.
 #
 # Needs root: libvirtd writes /run/libvirtd.pid and /run/libvirt only then.
+# Plain sh plus "local", which dash and bash both have.
+# shellcheck shell=sh disable=SC3043
 
 LIBVIRTD_PIDFILE=${LIBVIRTD_PIDFILE:-/run/libvirtd.pid}
 VIRTLOGD_PIDFILE=${VIRTLOGD_PIDFILE:-/run/virtlogd.pid}
@@ -77,7 +79,7 @@ _libvirtd_wait_ready() {
 
 # Wait (bounded, 10 s) until pid is gone.
 _libvirtd_wait_exit() {
-	local pid=$1 i=0
+	local pid="$1" i=0
 	while ! _libvirtd_gone "$pid" && [ "$i" -lt 100 ]; do
 		sleep 0.1
 		i=$((i + 1))

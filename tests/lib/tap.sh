@@ -1,4 +1,5 @@
 # Sourceable TAP helpers for carve's shell tests (POSIX sh; bash works too).
+# shellcheck shell=sh
 #
 #   tap_plan N                 print the plan "1..N" up front (optional)
 #   tap_pass DESC              ok N - DESC
@@ -64,7 +65,7 @@ tap_ok() {
 }
 
 tap_is() {
-	if [ "x$1" = "x$2" ]; then
+	if [ "$1" = "$2" ]; then
 		tap_pass "$3"
 	else
 		tap_fail "$3" "     got: '$1'" "expected: '$2'"
@@ -73,6 +74,7 @@ tap_is() {
 
 tap_like() {
 	# $2 is deliberately unquoted in the case pattern: it is a glob.
+	# shellcheck disable=SC2254
 	case "$1" in
 	$2) tap_pass "$3" ;;
 	*) tap_fail "$3" "     got: '$1'" "expected to match: '$2'" ;;
