@@ -54,6 +54,8 @@ bench_parse_count(const char *s, unsigned long *out)
 static void
 bench_quiet(void *opaque, virErrorPtr e)
 {
+	(void)opaque;
+	(void)e;
 }
 
 static const char *
