@@ -6,8 +6,10 @@
 #   2. autoreconf if the tree has no configure yet, then an out-of-tree
 #      build in ./build-check with --enable-debug --enable-sanitizers;
 #   3. starts virtlogd/libvirtd unless running (stopped again on exit);
-#   4. builds the test guest into tests/guest/out and probes KVM once
-#      (the answer goes to the tests in CARVE_VIRT_TYPE);
+#   4. builds the test guest into tests/guest/out and probes KVM once; the
+#      tests get CARVE_GUEST_DIR (vmlinuz, initrd.gz: tests/guest/out, or a
+#      copy QEMU can read if the checkout is not world-traversable) and
+#      CARVE_VIRT_TYPE (kvm or qemu);
 #   5. make check (failed tests' logs are printed);
 #   6. last line: "N passed, N failed, N skipped", from automake's summary
 #      in build-check/test-suite.log, which counts individual TAP test
@@ -46,6 +48,9 @@ finish() {
 	trap - EXIT
 	if declare -F libvirtd_stop_if_started >/dev/null; then
 		libvirtd_stop_if_started
+	fi
+	if [ -n "${guest_stage:-}" ]; then
+		rm -rf "$guest_stage"
 	fi
 	summary
 	exit "$status"
@@ -97,11 +102,26 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 say "test guest"
+guest_stage=
 if tests/guest/mk-guest.sh tests/guest/out; then
+	CARVE_GUEST_DIR=$srcdir/tests/guest/out
+	# QEMU runs as libvirt-qemu: a checkout under /root (0700) keeps it
+	# from the kernel.  Then the tests get a copy it can reach.
+	if id libvirt-qemu >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] &&
+	    ! runuser -u libvirt-qemu -- test -r "$CARVE_GUEST_DIR/initrd.gz"; then
+		if ! guest_stage=$(mktemp -d /var/tmp/carve-guest.XXXXXX) ||
+		    ! chmod 0755 "$guest_stage" ||
+		    ! cp -p tests/guest/out/vmlinuz tests/guest/out/initrd.gz \
+		    "$guest_stage/"; then
+			die "cannot stage the guest in /var/tmp"
+		fi
+		CARVE_GUEST_DIR=$guest_stage
+		say "libvirt-qemu cannot read tests/guest/out; guest staged in $guest_stage"
+	fi
 	CARVE_VIRT_TYPE=$(tests/guest/kvm-probe.sh tests/guest/out/vmlinuz \
 	    tests/guest/out/initrd.gz)
-	export CARVE_VIRT_TYPE
-	say "guest domain type: $CARVE_VIRT_TYPE"
+	export CARVE_GUEST_DIR CARVE_VIRT_TYPE
+	say "guest in $CARVE_GUEST_DIR, domain type: $CARVE_VIRT_TYPE"
 else
 	say "warning: could not build the test guest; real-guest tests will skip"
 fi
