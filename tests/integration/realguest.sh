@@ -28,7 +28,7 @@ chmod 0644 "$kdir"/*
 tap_at_exit "rm -rf '$kdir'"
 
 # Probe once whether KVM really boots Linux here (it does not on every host).
-vtype=${CARVE_DOMAIN_TYPE:-}
+vtype=${CARVE_VIRT_TYPE:-}
 if [ -z "$vtype" ]; then
 	vtype=$("$top_srcdir/tests/guest/kvm-probe.sh" "$kdir/vmlinuz" "$kdir/initrd.gz" 2>/dev/null || echo qemu)
 fi
