@@ -89,6 +89,7 @@ tap_is "$(printf '%s' "$cap" | jq -r '.VCPU.total, .VCPU.allocated, .MEMORY_MIB.
     "8 2 1024 8 " "capacity counts the VM against the host"
 
 # -- permissions: SO_PEERCRED decides, not just the file mode --------------
+chmod 0755 "$TEST_TMPDIR" "$CARVED_DIR"   # let uid 65534 reach the socket file
 chmod 0666 "$sock"
 tap_is "$(setpriv --reuid=65534 --regid=65534 --clear-groups "$CARVECTL_BIN" -s "$sock" --json vm list | jq length)" 1 \
     "an unprivileged user may read"
