@@ -46,10 +46,12 @@ carved_stop
 # -- parallel creates never overcommit (claims count while in flight) -------
 carved_setup cap3 "$node" "[capacity]\nreserved_vcpus = 0\nreserved_memory_mib = 0\ncpu_allocation_ratio = 1.0"
 carved_start CARVED_TEST_DELAY_BEFORE_MS=300 || tap_bail "carved did not start"
+pids=
 for i in 1 2 3 4 5 6 7 8; do
 	ctl_json vm create p$i --vcpus 2 --memory 256 > "$CARVED_DIR/p$i.json" 2>/dev/null &
+	pids="$pids $!"
 done
-wait
+wait $pids   # not a bare wait: carved is our child too
 ok=$(cat "$CARVED_DIR"/p*.json | jq -r .status | grep -c succeeded)
 full=$(cat "$CARVED_DIR"/p*.json | jq -r '.error.code // empty' | grep -c insufficient_capacity)
 tap_is "$ok $full" "4 4" "8 parallel 2-vCPU creates on 8 vCPUs: 4 made, 4 refused"

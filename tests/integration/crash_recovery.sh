@@ -87,17 +87,18 @@ carved_stop
 
 # -- C: a burst of creates, killed at a random point, then re-delivered ------
 carved_start CARVED_TEST_DELAY_BEFORE_MS=100 || tap_bail "carved did not start"
-i=1
+i=1; pids=
 while [ $i -le 20 ]; do
 	n=$(printf '%02d' $i)
 	ctl_json vm create burst$n --vcpus 1 --memory 64 \
 	    --id cccccccc-0000-4000-8000-0000000000$n \
 	    --command-id dddddddd-0000-4000-8000-0000000000$n >/dev/null 2>&1 &
+	pids="$pids $!"
 	i=$((i + 1))
 done
 sleep 0.5
 carved_kill9
-wait
+wait $pids
 carved_start || tap_bail "carved did not restart"
 i=1; ok=0
 while [ $i -le 20 ]; do
