@@ -11,7 +11,8 @@
 #   - loads the modules, prints "DISK vda <marker>" when a virtio disk is
 #     there (the marker: the disk's first bytes, alphanumerics only);
 #   - starts acpid so that an ACPI power-button press (virsh shutdown)
-#     runs /etc/acpi/PWRF/00000080 = "poweroff -f";
+#     runs /etc/acpi/PWRF/00000080 = "poweroff -f" (unless "noacpid" is on
+#     the command line: a guest that ignores graceful shutdown);
 #   - prints "READY";
 #   - with "tick" on the command line prints "tick N" every second,
 #     otherwise sleeps forever.
@@ -173,7 +174,11 @@ done
 if [ -b /dev/vda ]; then
 	echo "DISK vda \$(head -c 64 /dev/vda | tr -cd 'A-Za-z0-9_.:=-')"
 fi
-acpid -l /var/log/acpid.log
+if has noacpid; then
+	echo "NOACPID: ignoring the power button"
+else
+	acpid -l /var/log/acpid.log
+fi
 echo "READY"
 if has tick; then
 	n=0
