@@ -18,6 +18,8 @@ static const char *const error_names[CARVE_ECODE_MAX] = {
 	[CARVE_EUNAVAIL] = "unavailable",
 	[CARVE_EPERM] = "permission_denied",
 	[CARVE_EINTERNAL] = "internal_error",
+	[CARVE_EUNAUTH] = "unauthenticated",
+	[CARVE_ETOOBIG] = "payload_too_large",
 };
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */

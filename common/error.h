@@ -18,6 +18,8 @@ enum carve_errcode {
 	CARVE_EUNAVAIL,    /* unavailable: try again later (e.g. libvirt down) */
 	CARVE_EPERM,       /* permission_denied */
 	CARVE_EINTERNAL,   /* internal_error */
+	CARVE_EUNAUTH,     /* unauthenticated: no or bad credentials */
+	CARVE_ETOOBIG,     /* payload_too_large */
 	CARVE_ECODE_MAX
 };
 
