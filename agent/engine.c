@@ -48,6 +48,9 @@ struct vmq;
 struct ecmd {
 	struct engine *e;
 	enum ecmd_state state;
+	enum journal_origin origin;
+	bool durable;                 /* DONE and the result is journaled */
+	bool reported;                /* the control plane has the result */
 	struct command cmd;           /* cleared once DONE */
 	const struct handler *h;
 	bool recovering;
@@ -92,6 +95,9 @@ struct engine {
 	TAILQ_HEAD(, vmq) ready_q;
 	TAILQ_HEAD(ecmd_all, ecmd) all;
 	struct engine_type_stats stats[CMD_TYPE_MAX];
+	/* Told of every durable result of a control-plane command. */
+	engine_result_cb report_cb;
+	void *report_arg;
 };
 
 static void engine_kick(struct engine *e);
@@ -259,6 +265,7 @@ ecmd_finished_durable(struct journal *j, int status, void *arg)
 		    c->res.res_command_id, strerror(-status));
 	e->finishing--;
 	c->state = EC_DONE;
+	c->durable = status == 0;
 	if ((int)c->res.res_type >= 0 && c->res.res_type < CMD_TYPE_MAX) {
 		struct engine_type_stats *st = &e->stats[c->res.res_type];
 		if (c->res.res_status == CMD_STATUS_SUCCEEDED)
@@ -283,6 +290,10 @@ ecmd_finished_durable(struct journal *j, int status, void *arg)
 	free(c->cmd_json);
 	c->cmd_json = NULL;
 	command_clear(&c->cmd);
+	/* Before the waiters: the reporter sees the result first, so it can
+	 * tell a re-delivery's answer from news. */
+	if (c->durable && c->origin == JOURNAL_ORIGIN_CP && e->report_cb != NULL)
+		e->report_cb(&c->res, e->report_arg);
 	ecmd_reply(c);
 	engine_check_drained(e);
 	engine_kick(e);
@@ -590,6 +601,13 @@ void
 engine_submit(struct engine *e, struct command *cmd, engine_result_cb cb,
     void *arg)
 {
+	engine_submit_from(e, cmd, JOURNAL_ORIGIN_LOCAL, cb, arg);
+}
+
+void
+engine_submit_from(struct engine *e, struct command *cmd,
+    enum journal_origin origin, engine_result_cb cb, void *arg)
+{
 	struct ecmd *c = strmap_get(e->cmds, cmd->cmd_id);
 	struct carve_error err = { 0 };
 	json_object *o;
@@ -620,6 +638,7 @@ engine_submit(struct engine *e, struct command *cmd, engine_result_cb cb,
 	c = xcalloc(1, sizeof(*c));
 	c->e = e;
 	c->state = EC_ADMITTING;
+	c->origin = origin;
 	c->cmd = *cmd;
 	memset(cmd, 0, sizeof(*cmd));
 	c->h = handler_for(c->cmd.cmd_type);
@@ -638,7 +657,7 @@ engine_submit(struct engine *e, struct command *cmd, engine_result_cb cb,
 	json_object_put(o);
 	journal_accept(e->a->a_journal, c->cmd.cmd_id,
 	    command_type_name(c->cmd.cmd_type), c->cmd.cmd_vm_id, c->cmd_json,
-	    c->res.res_accepted_at_ms,
+	    origin, c->res.res_accepted_at_ms,
 	    error_isset(&err) ? NULL : ecmd_accept_durable,
 	    error_isset(&err) ? NULL : c);
 	if (error_isset(&err)) {
@@ -662,6 +681,8 @@ engine_load_entry(const struct journal_entry *je, void *arg)
 		return;
 	c = xcalloc(1, sizeof(*c));
 	c->e = e;
+	c->origin = je->je_origin;
+	c->reported = je->je_reported;
 	if (je->je_status != CMD_STATUS_ACCEPTED && je->je_result_json != NULL) {
 		o = jsonx_parse(je->je_result_json, strlen(je->je_result_json), &err);
 		if (o == NULL ||
@@ -675,6 +696,7 @@ engine_load_entry(const struct journal_entry *je, void *arg)
 		}
 		json_object_put(o);
 		c->state = EC_DONE;
+		c->durable = true;
 		snprintf(c->cmd.cmd_id, sizeof(c->cmd.cmd_id), "%s", je->je_id);
 		strmap_put(e->cmds, je->je_id, c);
 		TAILQ_INSERT_TAIL(&e->all, c, all_link);
@@ -813,6 +835,68 @@ engine_recent_encode(struct engine *e, unsigned limit)
 		n++;
 	}
 	return arr;
+}
+
+/* ---- reporting to the control plane ---- */
+
+void
+engine_set_report_hook(struct engine *e, engine_result_cb cb, void *arg)
+{
+	e->report_cb = cb;
+	e->report_arg = arg;
+}
+
+bool
+engine_known(struct engine *e, const char *id)
+{
+	return strmap_get(e->cmds, id) != NULL;
+}
+
+bool
+engine_result_durable(struct engine *e, const char *id)
+{
+	struct ecmd *c = strmap_get(e->cmds, id);
+
+	return c != NULL && c->state == EC_DONE && c->durable;
+}
+
+void
+engine_foreach_unreported(struct engine *e, engine_result_cb cb, void *arg)
+{
+	struct ecmd *c;
+
+	TAILQ_FOREACH(c, &e->all, all_link)
+		if (c->state == EC_DONE && c->durable && !c->reported &&
+		    c->origin == JOURNAL_ORIGIN_CP)
+			cb(&c->res, arg);
+}
+
+static void
+engine_reported_durable(struct journal *j, int status, void *arg)
+{
+	char *id = arg;
+
+	(void)j;
+	/* -ENOENT: a rejection that was never journaled; nothing to mark. */
+	if (status < 0 && status != -ENOENT)
+		log_error("engine", "cannot record that the result of command "
+		    "%s was reported (%s): it will be reported again after a "
+		    "restart", id, strerror(-status));
+	free(id);
+}
+
+void
+engine_mark_reported(struct engine *e, const char *id)
+{
+	struct ecmd *c = strmap_get(e->cmds, id);
+
+	if (c != NULL && c->state == EC_DONE && c->durable) {
+		if (c->reported)
+			return;
+		c->reported = true;
+	}
+	journal_mark_reported(e->a->a_journal, id, engine_reported_durable,
+	    xstrdup(id));
 }
 
 void

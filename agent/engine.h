@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "agent/capacity.h"
+#include "agent/journal.h"
 #include "api/command.h"
 #include "common/error.h"
 
@@ -37,9 +38,33 @@ int engine_load(struct engine *e, struct carve_error *err);
 /*
  * Submit a command; takes ownership of cmd's contents (cmd is left cleared).
  * cb may run before engine_submit returns (a known id, or a rejection).
+ * engine_submit is for the operator's commands (origin local).
  */
 void engine_submit(struct engine *e, struct command *cmd, engine_result_cb cb,
     void *arg);
+void engine_submit_from(struct engine *e, struct command *cmd,
+    enum journal_origin origin, engine_result_cb cb, void *arg);
+
+/*
+ * Reporting results to the control plane. The hook is called once for every
+ * result of a control-plane command as soon as it is durable (including
+ * commands recovered after a restart, which have no waiter), before the
+ * submitter's callback. A rejection that never reached the journal (a
+ * transient one: unavailable, or the journal failing) is not durable and
+ * does not call the hook.
+ */
+void engine_set_report_hook(struct engine *e, engine_result_cb cb, void *arg);
+/* True when id has a record (queued, running or done). */
+bool engine_known(struct engine *e, const char *id);
+/* True when id is done and its result is in the journal. */
+bool engine_result_durable(struct engine *e, const char *id);
+/* cb for every durable result of a control-plane command not reported yet,
+ * oldest first (the outbox after a restart). */
+void engine_foreach_unreported(struct engine *e, engine_result_cb cb,
+    void *arg);
+/* The control plane has the result of id: remember it (journal, group
+ * committed); it is not offered again after a restart. */
+void engine_mark_reported(struct engine *e, const char *id);
 
 /* The agent's view of libvirt is (re)built: run what is queued. */
 void engine_set_ready(struct engine *e, bool ready);

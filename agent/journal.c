@@ -27,10 +27,15 @@
 #include "common/xalloc.h"
 
 #define JOURNAL_COMP		"journal"
-#define JOURNAL_SCHEMA_VERSION	1
+#define JOURNAL_SCHEMA_VERSION	2
 /* Only another process (the sqlite3 shell) can hold the lock. */
 #define JOURNAL_BUSY_MS		5000
 
+/*
+ * Version 2 added origin and reported (the control plane's commands and
+ * whether it has their results). The columns come last so that a migrated
+ * version-1 table and a new one are the same table.
+ */
 static const char journal_schema[] =
 	"BEGIN IMMEDIATE;"
 	"CREATE TABLE commands ("
@@ -41,23 +46,46 @@ static const char journal_schema[] =
 	" status TEXT NOT NULL,"
 	" result TEXT,"
 	" accepted_at INTEGER NOT NULL,"
-	" finished_at INTEGER);"
+	" finished_at INTEGER,"
+	" origin TEXT NOT NULL DEFAULT 'local',"
+	" reported INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX commands_finished_at ON commands(finished_at);"
-	"PRAGMA user_version = 1;"
+	"CREATE INDEX commands_unreported ON commands(accepted_at)"
+	" WHERE origin = 'cp' AND reported = 0;"
+	"PRAGMA user_version = 2;"
+	"COMMIT;";
+
+/*
+ * In place and in one transaction: a crash leaves version 1 or version 2,
+ * never half of it. A version-1 carved had no control plane, so every
+ * existing row is 'local'.
+ */
+static const char journal_migrate_v1[] =
+	"BEGIN IMMEDIATE;"
+	"ALTER TABLE commands ADD COLUMN origin TEXT NOT NULL DEFAULT 'local';"
+	"ALTER TABLE commands ADD COLUMN reported INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX commands_unreported ON commands(accepted_at)"
+	" WHERE origin = 'cp' AND reported = 0;"
+	"PRAGMA user_version = 2;"
 	"COMMIT;";
 
 static const char journal_sql_insert[] =
-	"INSERT INTO commands (id, type, vm_id, command, status, accepted_at)"
-	" VALUES (?1, ?2, ?3, ?4, 'accepted', ?5)";
+	"INSERT INTO commands (id, type, vm_id, command, status, accepted_at,"
+	" origin) VALUES (?1, ?2, ?3, ?4, 'accepted', ?5, ?6)";
 /* A result, once recorded, is the answer to every retry: never overwrite it. */
 static const char journal_sql_update[] =
 	"UPDATE commands SET status = ?2, result = ?3, finished_at = ?4"
 	" WHERE id = ?1 AND finished_at IS NULL";
+static const char journal_sql_reported[] =
+	"UPDATE commands SET reported = 1 WHERE id = ?1 AND finished_at IS NOT NULL";
+/* A result the control plane has not got yet is kept however old it is:
+ * after a long outage it is still owed. */
 static const char journal_sql_prune[] =
-	"DELETE FROM commands WHERE finished_at IS NOT NULL AND finished_at < ?1";
+	"DELETE FROM commands WHERE finished_at IS NOT NULL AND finished_at < ?1"
+	" AND (origin <> 'cp' OR reported <> 0)";
 static const char journal_sql_select[] =
 	"SELECT id, type, vm_id, command, status, result, accepted_at,"
-	" finished_at FROM commands ORDER BY accepted_at, rowid";
+	" finished_at, origin, reported FROM commands ORDER BY accepted_at, rowid";
 
 /*
  * The stored spelling of a status, the same words as command_status_name().
@@ -71,6 +99,14 @@ static const char *const journal_status_names[] = {
 };
 #define JOURNAL_NSTATUS \
 	(sizeof(journal_status_names) / sizeof(journal_status_names[0]))
+
+/* The stored spelling of an origin (on-disk format, like the statuses). */
+static const char *const journal_origin_names[] = {
+	[JOURNAL_ORIGIN_LOCAL] = "local",
+	[JOURNAL_ORIGIN_CP] = "cp",
+};
+#define JOURNAL_NORIGIN \
+	(sizeof(journal_origin_names) / sizeof(journal_origin_names[0]))
 
 /* How SQLite's primary result codes reach callbacks (errno) and err. */
 static const struct {
@@ -90,6 +126,7 @@ static const struct {
 enum jrec_kind {
 	JREC_ACCEPT,
 	JREC_FINISH,
+	JREC_REPORTED,
 };
 
 /* One submitted write; owns its strings. */
@@ -100,6 +137,7 @@ struct jrec {
 	char		*jr_type;	/* accept */
 	char		*jr_vm_id;	/* accept */
 	char		*jr_command;	/* accept */
+	enum journal_origin jr_origin;	/* accept */
 	enum command_status jr_status;	/* finish */
 	char		*jr_result;	/* finish, may be NULL */
 	int64_t		 jr_at_ms;
@@ -126,6 +164,7 @@ struct journal {
 	sqlite3		*j_db;
 	sqlite3_stmt	*j_insert;
 	sqlite3_stmt	*j_update;
+	sqlite3_stmt	*j_reported;
 
 	/* Loop thread only. */
 	struct jrec	*j_head;	/* queued, not yet in a flush */
@@ -178,6 +217,26 @@ journal_status_parse(const char *name, enum command_status *out)
 	for (size_t i = 0; i < JOURNAL_NSTATUS; i++) {
 		if (name != NULL && strcmp(name, journal_status_names[i]) == 0) {
 			*out = (enum command_status)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static const char *
+journal_origin_name(enum journal_origin o)
+{
+	if ((unsigned)o >= JOURNAL_NORIGIN)
+		return NULL;
+	return journal_origin_names[o];
+}
+
+static int
+journal_origin_parse(const char *name, enum journal_origin *out)
+{
+	for (size_t i = 0; i < JOURNAL_NORIGIN; i++) {
+		if (name != NULL && strcmp(name, journal_origin_names[i]) == 0) {
+			*out = (enum journal_origin)i;
 			return 0;
 		}
 	}
@@ -340,12 +399,27 @@ journal_setup(struct journal *j, struct carve_error *err)
 			sqlite3_exec(j->j_db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
+	if (version == 1) {
+		if (sqlite3_exec(j->j_db, journal_migrate_v1, NULL, NULL,
+		    NULL) != SQLITE_OK) {
+			journal_sqlerr(j, "migrating from schema version 1", err);
+			if (!sqlite3_get_autocommit(j->j_db))
+				sqlite3_exec(j->j_db, "ROLLBACK", NULL, NULL,
+				    NULL);
+			return -1;
+		}
+		log_info(JOURNAL_COMP, "journal %s migrated from schema version "
+		    "1 to 2", j->j_path);
+	}
 	if (sqlite3_prepare_v3(j->j_db, journal_sql_insert, -1,
 	    SQLITE_PREPARE_PERSISTENT, &j->j_insert, NULL) != SQLITE_OK)
 		return journal_sqlerr(j, "preparing the insert", err);
 	if (sqlite3_prepare_v3(j->j_db, journal_sql_update, -1,
 	    SQLITE_PREPARE_PERSISTENT, &j->j_update, NULL) != SQLITE_OK)
 		return journal_sqlerr(j, "preparing the update", err);
+	if (sqlite3_prepare_v3(j->j_db, journal_sql_reported, -1,
+	    SQLITE_PREPARE_PERSISTENT, &j->j_reported, NULL) != SQLITE_OK)
+		return journal_sqlerr(j, "preparing the reported update", err);
 	return 0;
 }
 
@@ -359,7 +433,8 @@ journal_db_close(struct journal *j)
 		return;
 	sqlite3_finalize(j->j_insert);
 	sqlite3_finalize(j->j_update);
-	j->j_insert = j->j_update = NULL;
+	sqlite3_finalize(j->j_reported);
+	j->j_insert = j->j_update = j->j_reported = NULL;
 	/* The last connection checkpoints the WAL into the file here. */
 	rc = sqlite3_close(j->j_db);
 	if (rc != SQLITE_OK)
@@ -418,7 +493,7 @@ journal_load(struct journal *j, int64_t now_ms, int64_t retain_ms,
 {
 	struct journal_entry e;
 	sqlite3_stmt *st = NULL;
-	const char *status;
+	const char *status, *origin;
 	int64_t cutoff;
 	int rc, ret = -1;
 
@@ -457,6 +532,15 @@ journal_load(struct journal *j, int64_t now_ms, int64_t retain_ms,
 		e.je_result_json = (const char *)sqlite3_column_text(st, 5);
 		e.je_accepted_at_ms = sqlite3_column_int64(st, 6);
 		e.je_finished_at_ms = sqlite3_column_int64(st, 7);
+		origin = (const char *)sqlite3_column_text(st, 8);
+		e.je_reported = sqlite3_column_int64(st, 9) != 0;
+		if (journal_origin_parse(origin, &e.je_origin) == -1) {
+			error_set(err, CARVE_EINTERNAL,
+			    "journal %s: command %s has unknown origin \"%s\"",
+			    j->j_path, e.je_id != NULL ? e.je_id : "(null)",
+			    origin != NULL ? origin : "(null)");
+			goto cleanup;
+		}
 		if (journal_status_parse(status, &e.je_status) == -1) {
 			error_set(err, CARVE_EINTERNAL,
 			    "journal %s: command %s has unknown status \"%s\"",
@@ -495,6 +579,11 @@ journal_write_one(struct journal *j, struct jrec *r)
 		sqlite3_bind_text(st, 3, r->jr_vm_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, r->jr_command, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 5, r->jr_at_ms);
+		sqlite3_bind_text(st, 6, journal_origin_name(r->jr_origin), -1,
+		    SQLITE_STATIC);
+	} else if (r->jr_kind == JREC_REPORTED) {
+		st = j->j_reported;
+		sqlite3_bind_text(st, 1, r->jr_id, -1, SQLITE_STATIC);
 	} else {
 		st = j->j_update;
 		sqlite3_bind_text(st, 1, r->jr_id, -1, SQLITE_STATIC);
@@ -511,6 +600,11 @@ journal_write_one(struct journal *j, struct jrec *r)
 			log_kv(LOG_LVL_ERROR, JOURNAL_COMP,
 			    "finish for a command not accepted or already "
 			    "finished", "id", r->jr_id, NULL);
+		} else if (r->jr_kind == JREC_REPORTED &&
+		    sqlite3_changes(j->j_db) == 0) {
+			/* Results never journaled (rejections) are reported
+			 * too; the caller decides whether that matters. */
+			r->jr_error = -ENOENT;
 		}
 	} else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
 		/* SQLite undid this statement only; the rest of the batch stays. */
@@ -681,12 +775,13 @@ journal_submit(struct journal *j, struct jrec *r)
 
 void
 journal_accept(struct journal *j, const char *id, const char *type,
-    const char *vm_id, const char *command_json, int64_t accepted_at_ms,
-    journal_done_cb cb, void *arg)
+    const char *vm_id, const char *command_json, enum journal_origin origin,
+    int64_t accepted_at_ms, journal_done_cb cb, void *arg)
 {
 	struct jrec *r = xcalloc(1, sizeof(*r));
 
 	r->jr_kind = JREC_ACCEPT;
+	r->jr_origin = origin;
 	/* NULLs are kept: the NOT NULL constraints refuse the record. */
 	r->jr_id = journal_strdup(id);
 	r->jr_type = journal_strdup(type);
@@ -695,6 +790,11 @@ journal_accept(struct journal *j, const char *id, const char *type,
 	r->jr_at_ms = accepted_at_ms;
 	r->jr_cb = cb;
 	r->jr_arg = arg;
+	if (journal_origin_name(origin) == NULL) {
+		r->jr_error = -EINVAL;
+		log_kv(LOG_LVL_ERROR, JOURNAL_COMP, "accept with a bad origin",
+		    "id", id != NULL ? id : "(null)", NULL);
+	}
 	journal_submit(j, r);
 }
 
@@ -719,6 +819,21 @@ journal_finish(struct journal *j, const char *id, enum command_status st,
 		    "finish without an id or a final status", "id",
 		    id != NULL ? id : "(null)", NULL);
 	}
+	journal_submit(j, r);
+}
+
+void
+journal_mark_reported(struct journal *j, const char *id, journal_done_cb cb,
+    void *arg)
+{
+	struct jrec *r = xcalloc(1, sizeof(*r));
+
+	r->jr_kind = JREC_REPORTED;
+	r->jr_id = journal_strdup(id);
+	r->jr_cb = cb;
+	r->jr_arg = arg;
+	if (id == NULL)
+		r->jr_error = -EINVAL;
 	journal_submit(j, r);
 }
 

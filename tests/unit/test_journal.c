@@ -192,7 +192,8 @@ accept_now(struct fix *f, struct journal *j, const char *id, int64_t at)
 {
 	struct done d = { 0 };
 
-	journal_accept(j, id, "vm.start", "vm-1", "{\"cmd\":1}", at, on_done, &d);
+	journal_accept(j, id, "vm.start", "vm-1", "{\"cmd\":1}",
+	    JOURNAL_ORIGIN_LOCAL, at, on_done, &d);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	assert_int_equal(d.calls, 1);
 	assert_int_equal(d.status, 0);
@@ -218,10 +219,10 @@ test_roundtrip(void **state)
 	struct journal *j = jopen(f);
 	struct done d[4] = { { 0 } };
 
-	journal_accept(j, "id-a", "vm.create", "vm-a", "{\"a\":1}", 1000,
-	    on_done, &d[0]);
-	journal_accept(j, "id-b", "vm.stop", "vm-b", "{\"b\":2}", 2000,
-	    on_done, &d[1]);
+	journal_accept(j, "id-a", "vm.create", "vm-a", "{\"a\":1}",
+	    JOURNAL_ORIGIN_LOCAL, 1000, on_done, &d[0]);
+	journal_accept(j, "id-b", "vm.stop", "vm-b", "{\"b\":2}",
+	    JOURNAL_ORIGIN_LOCAL, 2000, on_done, &d[1]);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	journal_finish(j, "id-a", CMD_STATUS_SUCCEEDED, "{\"ok\":true}", 1500,
 	    on_done, &d[2]);
@@ -285,8 +286,8 @@ test_crash_leaves_accepted(void **state)
 		if (uv_loop_init(&loop) != 0 ||
 		    journal_open(&loop, f->path, &j, &err) != 0)
 			_exit(2);
-		journal_accept(j, "id-crash", "vm.destroy", "vm-x", "{}", 4242,
-		    on_done, &d);
+		journal_accept(j, "id-crash", "vm.destroy", "vm-x", "{}",
+		    JOURNAL_ORIGIN_LOCAL, 4242, on_done, &d);
 		uv_run(&loop, UV_RUN_DEFAULT);
 		_exit(d.calls == 1 && d.status == 0 ? 0 : 3);
 	}
@@ -321,8 +322,8 @@ test_group_commit(void **state)
 	for (int i = 0; i < NGROUP; i++) {
 		snprintf(id, sizeof(id), "id-%03d", i);
 		d[i].counter = &counter;
-		journal_accept(j, id, "vm.start", "vm-1", "{}", 1000 + i,
-		    on_done, &d[i]);
+		journal_accept(j, id, "vm.start", "vm-1", "{}",
+		    JOURNAL_ORIGIN_LOCAL, 1000 + i, on_done, &d[i]);
 	}
 	assert_int_equal(journal_pending(j), NGROUP);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -461,7 +462,7 @@ make_sqlite(const char *path, const char *sql)
 static void
 make_newer_schema(const char *path)
 {
-	make_sqlite(path, "CREATE TABLE commands(id TEXT); PRAGMA user_version = 2;");
+	make_sqlite(path, "CREATE TABLE commands(id TEXT); PRAGMA user_version = 3;");
 }
 
 static void
@@ -491,7 +492,7 @@ static const struct {
 	{ "garbage", make_garbage, CARVE_EINTERNAL, "not a database" },
 	{ "world-writable", make_world_writable, CARVE_EPERM,
 	    "writable by group or others" },
-	{ "newer schema", make_newer_schema, CARVE_EINVAL, "schema version 2" },
+	{ "newer schema", make_newer_schema, CARVE_EINVAL, "schema version 3" },
 	{ "foreign database", make_foreign_db, CARVE_EINVAL,
 	    "not a carve journal" },
 	{ "directory", make_directory, CARVE_EINTERNAL, "directory" },
@@ -569,7 +570,8 @@ test_close_flushes_pending(void **state)
 
 	for (int i = 0; i < 10; i++) {
 		snprintf(id, sizeof(id), "id-%d", i);
-		journal_accept(j, id, "vm.start", "vm-1", "{}", i, count_done, &o);
+		journal_accept(j, id, "vm.start", "vm-1", "{}",
+		    JOURNAL_ORIGIN_LOCAL, i, count_done, &o);
 	}
 	journal_close(j, record_close, &o);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -609,7 +611,8 @@ test_close_from_callback(void **state)
 	struct rows rs = { 0 };
 	struct journal *j = jopen(f);
 
-	journal_accept(j, "id-1", "vm.start", "vm-1", "{}", 1, close_from_cb, &c);
+	journal_accept(j, "id-1", "vm.start", "vm-1", "{}", JOURNAL_ORIGIN_LOCAL,
+	    1, close_from_cb, &c);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	assert_int_equal(c.closed, 1);
 	assert_int_equal(c.late.calls, 1);
@@ -642,9 +645,10 @@ test_caller_errors(void **state)
 	};
 
 	accept_now(f, j, "id-a", 1000);
-	journal_accept(j, "id-a", "vm.stop", "vm-z", "{\"dup\":1}", 1001,
-	    on_done, &d[0]);
-	journal_accept(j, "id-b", "vm.start", "vm-1", "{}", 1002, on_done, &d[1]);
+	journal_accept(j, "id-a", "vm.stop", "vm-z", "{\"dup\":1}",
+	    JOURNAL_ORIGIN_LOCAL, 1001, on_done, &d[0]);
+	journal_accept(j, "id-b", "vm.start", "vm-1", "{}", JOURNAL_ORIGIN_LOCAL,
+	    1002, on_done, &d[1]);
 	journal_finish(j, "id-none", CMD_STATUS_FAILED, "{}", 1003, on_done,
 	    &d[2]);
 	journal_finish(j, "id-a", CMD_STATUS_ACCEPTED, NULL, 1004, on_done,
@@ -653,7 +657,8 @@ test_caller_errors(void **state)
 	    on_done, &d[4]);
 	journal_finish(j, "id-a", CMD_STATUS_FAILED, "{\"second\":1}", 1006,
 	    on_done, &d[5]);
-	journal_accept(j, "id-c", "vm.start", NULL, "{}", 1007, on_done, &d[6]);
+	journal_accept(j, "id-c", "vm.start", NULL, "{}", JOURNAL_ORIGIN_LOCAL,
+	    1007, on_done, &d[6]);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	for (int i = 0; i < 7; i++) {
 		assert_int_equal(d[i].calls, 1);
@@ -698,9 +703,10 @@ test_failed_transaction(void **state)
 
 	journal_get_stats(j, &before);
 	/* The first record flushes alone; the next two share a transaction. */
-	journal_accept(j, "id-first", "vm.start", "vm-1", "{}", 1001, on_done,
-	    &first);
-	journal_accept(j, "id-b", "vm.start", "vm-1", "{}", 1002, on_done, &d[0]);
+	journal_accept(j, "id-first", "vm.start", "vm-1", "{}",
+	    JOURNAL_ORIGIN_LOCAL, 1001, on_done, &first);
+	journal_accept(j, "id-b", "vm.start", "vm-1", "{}", JOURNAL_ORIGIN_LOCAL,
+	    1002, on_done, &d[0]);
 	journal_finish(j, "id-a", CMD_STATUS_SUCCEEDED, "{}", 1003, on_done,
 	    &d[1]);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
