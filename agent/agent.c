@@ -15,6 +15,7 @@
 #include "agent/engine.h"
 #include "agent/journal.h"
 #include "agent/metrics.h"
+#include "agent/poller.h"
 #include "agent/virt.h"
 #include "common/ids.h"
 #include "common/jsonx.h"
@@ -42,8 +43,41 @@ agent_vm_find(struct agent *a, const char *id_or_name)
 	return NULL;
 }
 
-void
-agent_vm_put(struct agent *a, const struct vm_info *vm)
+/* Note a change of vm_id for the next heartbeat (with a control plane). */
+static void
+agent_vm_changed(struct agent *a, const char *vm_id, bool gone)
+{
+	void *seq;
+
+	if (a->a_dirty == NULL)
+		return;
+	seq = (void *)(uintptr_t)++a->a_change_seq;
+	if (gone) {
+		strmap_del(a->a_dirty, vm_id);
+		strmap_put(a->a_removed, vm_id, seq);
+	} else {
+		strmap_del(a->a_removed, vm_id);
+		strmap_put(a->a_dirty, vm_id, seq);
+	}
+}
+
+/* Whether two records say the same (what a heartbeat would carry). */
+static bool
+agent_vm_same(const struct vm_info *x, const struct vm_info *y)
+{
+	return strcmp(x->vm_id, y->vm_id) == 0 &&
+	    strcmp(x->vm_name, y->vm_name) == 0 &&
+	    x->vm_vcpus == y->vm_vcpus &&
+	    x->vm_memory_mib == y->vm_memory_mib &&
+	    x->vm_disk_gib == y->vm_disk_gib &&
+	    strcmp(x->vm_command_id, y->vm_command_id) == 0 &&
+	    x->vm_state == y->vm_state &&
+	    x->vm_created_at_ms == y->vm_created_at_ms;
+}
+
+/* Put without noting a change; returns the entry. */
+static struct vm_info *
+agent_view_put(struct agent *a, const struct vm_info *vm)
 {
 	struct vm_info *cur = strmap_get(a->a_vms, vm->vm_id);
 
@@ -52,12 +86,56 @@ agent_vm_put(struct agent *a, const struct vm_info *vm)
 		strmap_put(a->a_vms, vm->vm_id, cur);
 	}
 	*cur = *vm;
+	return cur;
+}
+
+void
+agent_vm_put(struct agent *a, const struct vm_info *vm)
+{
+	struct vm_info *cur = strmap_get(a->a_vms, vm->vm_id);
+
+	if (cur != NULL && agent_vm_same(cur, vm))
+		return;   /* nothing new to report */
+	agent_view_put(a, vm);
+	agent_vm_changed(a, vm->vm_id, false);
 }
 
 void
 agent_vm_remove(struct agent *a, const char *vm_id)
 {
-	free(strmap_del(a->a_vms, vm_id));
+	void *v = strmap_del(a->a_vms, vm_id);
+
+	if (v != NULL) {
+		free(v);
+		agent_vm_changed(a, vm_id, true);
+	}
+}
+
+uint64_t
+agent_changes_mark(struct agent *a)
+{
+	return a->a_change_seq;
+}
+
+static void
+agent_changes_ack_map(struct strmap *m, uint64_t mark)
+{
+	struct strmap_iter it = strmap_iter(m);
+	const char *id;
+	void *v;
+
+	while (strmap_next(m, &it, &id, &v))
+		if ((uint64_t)(uintptr_t)v <= mark)
+			strmap_del(m, id);
+}
+
+void
+agent_changes_ack(struct agent *a, uint64_t mark)
+{
+	if (a->a_dirty == NULL)
+		return;
+	agent_changes_ack_map(a->a_dirty, mark);
+	agent_changes_ack_map(a->a_removed, mark);
 }
 
 static void
@@ -163,7 +241,11 @@ refresh_done(uv_work_t *w, int status)
 	fresh = strmap_new();
 	a->a_vms = fresh;
 	for (size_t i = 0; i < j->nvms; i++) {
-		agent_vm_put(a, &j->vms[i]);
+		struct vm_info *was = strmap_get(old, j->vms[i].vm_id);
+
+		agent_view_put(a, &j->vms[i]);
+		if (was == NULL || !agent_vm_same(was, &j->vms[i]))
+			agent_vm_changed(a, j->vms[i].vm_id, false);
 		if (a->a_view_ready || strmap_count(old) > 0) {
 			if (strmap_get(old, j->vms[i].vm_id) == NULL) {
 				appeared++;
@@ -177,6 +259,7 @@ refresh_done(uv_work_t *w, int status)
 	while (strmap_next(old, &it, &id, &v)) {
 		if (strmap_get(fresh, id) == NULL) {
 			vanished++;
+			agent_vm_changed(a, id, true);
 			log_warn("agent", "VM %s (%s) vanished from libvirt while "
 			    "carve was not looking", id,
 			    ((struct vm_info *)v)->vm_name);
@@ -196,6 +279,8 @@ refresh_done(uv_work_t *w, int status)
 	free(j->state_dir);
 	free(j);
 	engine_set_ready(a->a_engine, true);
+	if (a->a_poller != NULL)
+		poller_view_ready(a->a_poller);
 }
 
 static void
@@ -339,6 +424,7 @@ agent_on_lifecycle(struct virt *v, const char *uuid, int event, int detail,
 		log_debug("agent", "VM %s: %s -> %s", uuid,
 		    vm_state_name(vm->vm_state), vm_state_name(st));
 		vm->vm_state = st;
+		agent_vm_changed(a, uuid, false);
 	}
 }
 
@@ -367,8 +453,9 @@ agent_status_encode(struct agent *a)
 	jsonx_add_int(o, "uptime_s", (time_now_ms() - a->a_started_at_ms) / 1000);
 	jsonx_add_string(o, "mode", conf->cp_url ? "control_plane" :
 	    "standalone");
-	if (conf->cp_url)
-		jsonx_add_string(o, "control_plane_url", conf->cp_url);
+	if (a->a_poller != NULL)
+		json_object_object_add(o, "control_plane",
+		    poller_status_encode(a->a_poller));
 
 	lv = json_object_new_object();
 	jsonx_add_string(lv, "uri", virt_uri(a->a_virt));
@@ -446,6 +533,12 @@ agent_init(struct agent *a, uv_loop_t *loop, const struct carved_conf *conf,
 	free(path);
 	if (engine_load(a->a_engine, err) < 0)
 		return -1;
+	if (conf->cp_url != NULL) {
+		a->a_dirty = strmap_new();
+		a->a_removed = strmap_new();
+		if (poller_new(a, &a->a_poller, err) < 0)
+			return -1;
+	}
 	if (control_open(a, &a->a_control, err) < 0)
 		return -1;
 	if (conf->metrics_listen != NULL && conf->metrics_listen[0] != '\0' &&
@@ -462,10 +555,16 @@ agent_init(struct agent *a, uv_loop_t *loop, const struct carved_conf *conf,
 	uv_signal_start(&a->a_sigterm, agent_on_signal, SIGTERM);
 	uv_signal_start(&a->a_sigint, agent_on_signal, SIGINT);
 	uv_signal_start(&a->a_sighup, agent_on_signal, SIGHUP);
+	if (a->a_poller != NULL)
+		poller_start(a->a_poller);
 	return 0;
 }
 
-/* Shutdown chain: control closed -> engine drained -> journal -> virt. */
+/*
+ * Shutdown chain: control plane client closed (no new commands; results
+ * from here on wait in the journal) -> control socket closed -> metrics ->
+ * engine drained -> journal -> virt.
+ */
 
 static void
 agent_virt_closed(void *arg)
@@ -517,13 +616,11 @@ agent_control_closed(void *arg)
 		agent_metrics_closed(a);
 }
 
-void
-agent_stop(struct agent *a)
+static void
+agent_poller_closed(void *arg)
 {
-	if (a->a_stopping)
-		return;
-	a->a_stopping = true;
-	uv_signal_stop(&a->a_sighup);
+	struct agent *a = arg;
+
 	if (a->a_control)
 		control_close(a->a_control, agent_control_closed, a);
 	else
@@ -531,9 +628,27 @@ agent_stop(struct agent *a)
 }
 
 void
+agent_stop(struct agent *a)
+{
+	if (a->a_stopping)
+		return;
+	a->a_stopping = true;
+	uv_signal_stop(&a->a_sighup);
+	/* The poller stays allocated until agent_fini: the engine may still
+	 * call it back while draining. */
+	if (a->a_poller)
+		poller_close(a->a_poller, agent_poller_closed, a);
+	else
+		agent_poller_closed(a);
+}
+
+void
 agent_fini(struct agent *a)
 {
 	engine_free(a->a_engine);
+	poller_free(a->a_poller);
 	agent_view_clear(a->a_vms);
+	strmap_free(a->a_dirty);
+	strmap_free(a->a_removed);
 	host_inventory_clear(&a->a_inv);
 }

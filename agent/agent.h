@@ -22,6 +22,7 @@ struct journal;
 struct engine;
 struct control;
 struct metrics;
+struct poller;
 
 struct agent {
 	uv_loop_t *a_loop;
@@ -32,12 +33,23 @@ struct agent {
 	struct engine *a_engine;
 	struct control *a_control;
 	struct metrics *a_metrics;       /* NULL when [metrics] listen is unset */
+	struct poller *a_poller;         /* NULL when standalone */
 
 	/* The view: vm_id -> struct vm_info *, rebuilt from libvirt on every
 	 * (re)connect and kept current by events and command results. */
 	struct strmap *a_vms;
 	bool a_view_ready;
 	unsigned a_view_refreshing;   /* list operations in flight */
+
+	/*
+	 * VM changes the control plane has not acknowledged yet (heartbeats
+	 * carry them): vm_id -> the change number (a uintptr_t, never 0) of
+	 * its latest change, in a_dirty for VMs added or changed, in a_removed
+	 * for VMs gone. NULL when standalone.
+	 */
+	struct strmap *a_dirty;
+	struct strmap *a_removed;
+	uint64_t a_change_seq;
 
 	struct host_inventory a_inv;
 	bool a_have_inv;
@@ -60,6 +72,12 @@ struct vm_info *agent_vm_find(struct agent *a, const char *id_or_name);
 /* Replace or insert a view entry (copied). */
 void agent_vm_put(struct agent *a, const struct vm_info *vm);
 void agent_vm_remove(struct agent *a, const char *vm_id);
+
+/* The newest change number: a heartbeat built now covers changes up to it. */
+uint64_t agent_changes_mark(struct agent *a);
+/* The control plane has every change up to mark: forget them (later ones
+ * stay for the next heartbeat). */
+void agent_changes_ack(struct agent *a, uint64_t mark);
 
 /*
  * Current capacity: host totals (inventory) with the configured reserve and

@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <uv.h>
 
 #include "agent/agent.h"
@@ -178,6 +179,11 @@ main(int argc, char **argv)
 	snprintf(threads, sizeof(threads), "%u",
 	    conf.max_concurrent_ops + CARVED_EXTRA_THREADS);
 	setenv("UV_THREADPOOL_SIZE", threads, 0);
+	/* Once, before any thread exists (libcurl's rule). */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_error("carved", "cannot initialise libcurl");
+		return 1;
+	}
 	if (virt_global_init() < 0)
 		return 1;
 
@@ -193,6 +199,7 @@ main(int argc, char **argv)
 	sd_notify_msg("STOPPING=1");
 	agent_fini(&agent);
 	(void)uv_loop_close(&loop);
+	curl_global_cleanup();
 	conf_free(&conf);
 	close(lockfd);
 	return agent.a_exit_code;

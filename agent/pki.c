@@ -45,6 +45,17 @@ pki_sslerr(struct carve_error *err, enum carve_errcode code, const char *what)
 	return error_set(err, code, "%s: %s", what, buf);
 }
 
+/* Say where: "prefix: <err's message>" (the message is copied first, since
+ * it is also the destination). */
+static int
+pki_wrap(struct carve_error *err, enum carve_errcode code, const char *prefix)
+{
+	char msg[CARVE_ERRMSG_MAX];
+
+	snprintf(msg, sizeof(msg), "%s", err->message);
+	return error_reset(err, code, "%s: %s", prefix, msg);
+}
+
 /* The contents of a memory BIO as a new string; NULL when empty. */
 static char *
 pki_bio_string(BIO *b)
@@ -357,7 +368,7 @@ pki_cert_info_file(const char *path, struct pki_cert_info *out,
 	if (rc < 0)
 		return -1;
 	if (pki_cert_info_pem(pem, out, err) < 0) {
-		error_reset(err, CARVE_EINVAL, "%s: %s", path, err->message);
+		pki_wrap(err, CARVE_EINVAL, path);
 		free(pem);
 		return -1;
 	}
@@ -410,12 +421,11 @@ pki_check_pair(const char *key_path, const char *cert_path, const char *cn,
 	}
 	if ((k = pki_key_from_pem(key_pem, err)) == NULL ||
 	    (x = pki_x509_from_pem(cert_pem, err)) == NULL) {
-		error_reset(err, CARVE_EINVAL, "%s / %s: %s", key_path,
-		    cert_path, err->message);
+		pki_wrap(err, CARVE_EINVAL, cert_path);
 		goto cleanup;
 	}
 	if (pki_check_x509(x, k, cn, out, err) < 0) {
-		error_reset(err, CARVE_EINVAL, "%s: %s", cert_path, err->message);
+		pki_wrap(err, CARVE_EINVAL, cert_path);
 		goto cleanup;
 	}
 	if (now_ms >= out->ci_not_after_ms) {
@@ -559,7 +569,7 @@ pki_recover(const char *key_path, const char *cert_path,
 int64_t
 pki_renew_at(int64_t nb_ms, int64_t na_ms, double u)
 {
-	double life = (double)(na_ms - nb_ms);
+	int64_t life = na_ms - nb_ms, tenth;
 
 	if (u < 0)
 		u = 0;
@@ -567,5 +577,8 @@ pki_renew_at(int64_t nb_ms, int64_t na_ms, double u)
 		u = 1;
 	if (life <= 0)
 		return nb_ms;
-	return nb_ms + (int64_t)(life * (0.70 + 0.10 * u));
+	/* Integers where it matters: 70% + u * 10%, exact at both ends. */
+	tenth = life / 10;
+	return nb_ms + tenth * 7 + (life % 10) * 7 / 10 +
+	    (int64_t)((double)tenth * u + 0.5);
 }

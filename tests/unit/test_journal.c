@@ -46,6 +46,8 @@ struct row {
 	char *id, *type, *vm_id, *command, *result;
 	enum command_status status;
 	int64_t accepted_at, finished_at;
+	enum journal_origin origin;
+	bool reported;
 };
 
 struct rows {
@@ -151,6 +153,8 @@ collect(const struct journal_entry *e, void *arg)
 	r->status = e->je_status;
 	r->accepted_at = e->je_accepted_at_ms;
 	r->finished_at = e->je_finished_at_ms;
+	r->origin = e->je_origin;
+	r->reported = e->je_reported;
 }
 
 static void
@@ -733,6 +737,183 @@ test_failed_transaction(void **state)
 	rows_free(&rs);
 }
 
+/* ---------------------------------------------------------------- v2 */
+
+static void
+accept_cp(struct fix *f, struct journal *j, const char *id, int64_t at)
+{
+	struct done d = { 0 };
+
+	journal_accept(j, id, "vm.start", "vm-1", "{}", JOURNAL_ORIGIN_CP, at,
+	    on_done, &d);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(d.calls, 1);
+	assert_int_equal(d.status, 0);
+}
+
+static int
+mark_now(struct fix *f, struct journal *j, const char *id)
+{
+	struct done d = { 0 };
+
+	journal_mark_reported(j, id, on_done, &d);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(d.calls, 1);
+	return d.status;
+}
+
+static const struct row *
+find_row(const struct rows *rs, const char *id)
+{
+	for (size_t i = 0; i < rs->n; i++)
+		if (strcmp(rs->r[i].id, id) == 0)
+			return &rs->r[i];
+	fail_msg("no row %s", id);
+	return NULL;
+}
+
+/* Where a command came from and whether its result was reported survive a
+ * reopen; only a finished command can be marked. */
+static void
+test_origin_reported(void **state)
+{
+	struct fix *f = *state;
+	struct rows rs = { 0 };
+	struct journal *j = jopen(f);
+	struct done d[3] = { { 0 } };
+
+	accept_cp(f, j, "cp-done", 100);
+	accept_cp(f, j, "cp-open", 200);
+	accept_now(f, j, "local", 300);
+	finish_now(f, j, "cp-done", CMD_STATUS_SUCCEEDED, "{}", 150);
+	finish_now(f, j, "local", CMD_STATUS_SUCCEEDED, "{}", 350);
+	assert_int_equal(mark_now(f, j, "cp-open"), -ENOENT);
+	assert_int_equal(mark_now(f, j, "nobody"), -ENOENT);
+	jclose(f, j);
+
+	reload(f, &rs);
+	assert_int_equal(rs.n, 3);
+	assert_int_equal(find_row(&rs, "cp-done")->origin, JOURNAL_ORIGIN_CP);
+	assert_false(find_row(&rs, "cp-done")->reported);
+	assert_int_equal(find_row(&rs, "cp-open")->origin, JOURNAL_ORIGIN_CP);
+	assert_false(find_row(&rs, "cp-open")->reported);
+	assert_int_equal(find_row(&rs, "local")->origin, JOURNAL_ORIGIN_LOCAL);
+
+	/* Marks are group-committed with other writes, and idempotent. */
+	j = jopen(f);
+	journal_mark_reported(j, "cp-done", on_done, &d[0]);
+	journal_finish(j, "cp-open", CMD_STATUS_FAILED, "{}", 250, on_done,
+	    &d[1]);
+	journal_mark_reported(j, "cp-done", on_done, &d[2]);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(d[i].status, 0);
+	jclose(f, j);
+	reload(f, &rs);
+	assert_true(find_row(&rs, "cp-done")->reported);
+	assert_false(find_row(&rs, "cp-open")->reported);
+	assert_int_equal(find_row(&rs, "cp-open")->status, CMD_STATUS_FAILED);
+	rows_free(&rs);
+}
+
+/* Retention never drops a result the control plane has not got. */
+static void
+test_retention_keeps_unreported(void **state)
+{
+	struct fix *f = *state;
+	struct rows rs = { 0 };
+	struct journal *j = jopen(f);
+
+	accept_cp(f, j, "cp-unreported", 1000);
+	finish_now(f, j, "cp-unreported", CMD_STATUS_SUCCEEDED, "{}", 1100);
+	accept_cp(f, j, "cp-reported", 1000);
+	finish_now(f, j, "cp-reported", CMD_STATUS_SUCCEEDED, "{}", 1100);
+	assert_int_equal(mark_now(f, j, "cp-reported"), 0);
+	accept_now(f, j, "local", 1000);
+	finish_now(f, j, "local", CMD_STATUS_SUCCEEDED, "{}", 1100);
+
+	jload(j, 100000, 1000, &rs);
+	assert_int_equal(rs.n, 1);
+	assert_string_equal(rs.r[0].id, "cp-unreported");
+	assert_int_equal(mark_now(f, j, "cp-unreported"), 0);
+	jload(j, 100000, 1000, &rs);
+	assert_int_equal(rs.n, 0);
+	jclose(f, j);
+	rows_free(&rs);
+}
+
+/* What a version-1 carved wrote, exactly. */
+static const char journal_v1_schema[] =
+	"CREATE TABLE commands ("
+	" id TEXT PRIMARY KEY,"
+	" type TEXT NOT NULL,"
+	" vm_id TEXT NOT NULL,"
+	" command TEXT NOT NULL,"
+	" status TEXT NOT NULL,"
+	" result TEXT,"
+	" accepted_at INTEGER NOT NULL,"
+	" finished_at INTEGER);"
+	"CREATE INDEX commands_finished_at ON commands(finished_at);"
+	"INSERT INTO commands VALUES ('old-done', 'vm.create', 'vm-a', '{}',"
+	" 'succeeded', '{\"ok\":1}', 10, 20);"
+	"INSERT INTO commands VALUES ('old-open', 'vm.stop', 'vm-b', '{}',"
+	" 'accepted', NULL, 30, NULL);"
+	"PRAGMA user_version = 1;";
+
+static int64_t
+user_version(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t v;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st,
+	    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	return v;
+}
+
+/* A version-1 journal is migrated in place: its rows stay, all local, and
+ * it takes control-plane commands afterwards. */
+static void
+test_migrate_v1(void **state)
+{
+	struct fix *f = *state;
+	struct rows rs = { 0 };
+	struct journal *j;
+
+	make_sqlite(f->path, journal_v1_schema);
+	j = jopen(f);
+	assert_int_equal(user_version(f->path), 2);
+	jload(j, 0, 0, &rs);
+	assert_int_equal(rs.n, 2);
+	assert_string_equal(rs.r[0].id, "old-done");
+	assert_int_equal(rs.r[0].status, CMD_STATUS_SUCCEEDED);
+	assert_string_equal(rs.r[0].result, "{\"ok\":1}");
+	assert_int_equal(rs.r[0].origin, JOURNAL_ORIGIN_LOCAL);
+	assert_false(rs.r[0].reported);
+	assert_string_equal(rs.r[1].id, "old-open");
+	assert_int_equal(rs.r[1].status, CMD_STATUS_ACCEPTED);
+	assert_int_equal(rs.r[1].origin, JOURNAL_ORIGIN_LOCAL);
+	/* The old unfinished command can still be finished. */
+	finish_now(f, j, "old-open", CMD_STATUS_SUCCEEDED, "{}", 40);
+	accept_cp(f, j, "new-cp", 50);
+	jclose(f, j);
+
+	/* Reopening a migrated journal changes nothing. */
+	reload(f, &rs);
+	assert_int_equal(user_version(f->path), 2);
+	assert_int_equal(rs.n, 3);
+	assert_int_equal(find_row(&rs, "old-open")->status,
+	    CMD_STATUS_SUCCEEDED);
+	assert_int_equal(find_row(&rs, "new-cp")->origin, JOURNAL_ORIGIN_CP);
+	rows_free(&rs);
+}
+
 int
 main(void)
 {
@@ -752,6 +933,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_caller_errors, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_failed_transaction, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_origin_reported, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_retention_keeps_unreported,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v1, setup,
 		    teardown),
 	};
 
