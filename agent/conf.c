@@ -122,16 +122,20 @@ static const struct conf_key conf_keys[] = {
 	{ "control_plane", "ca_file", CONF_PATH, CONF_AT(cp_ca_file), 0, 0,
 	    CK_OPTIONAL, NULL,
 	    "CA certificates the control plane's certificate must chain to "
-	    "(pinned instead of the system store)." },
+	    "(pinned instead of the system store); required with url." },
 	{ "control_plane", "cert_file", CONF_PATH, CONF_AT(cp_cert_file), 0, 0,
 	    CK_OPTIONAL, NULL,
-	    "Client certificate presented to the control plane." },
+	    "Client certificate presented to the control plane, written at "
+	    "enrolment and renewal; unset means `state_dir/client.crt`." },
 	{ "control_plane", "key_file", CONF_PATH, CONF_AT(cp_key_file), 0, 0,
 	    CK_OPTIONAL, NULL,
-	    "Private key of cert_file; keep it mode 0600." },
+	    "Private key of cert_file, made on this host at enrolment; "
+	    "carved refuses to start if group or others can read it; unset "
+	    "means `state_dir/client.key`." },
 	{ "control_plane", "bootstrap_token_file", CONF_PATH,
 	    CONF_AT(cp_bootstrap_token_file), 0, 0, CK_OPTIONAL, NULL,
-	    "File holding the one-time token this node enrols with." },
+	    "File holding the token this node enrols with when it has no "
+	    "usable certificate (mode 0600; never logged)." },
 
 	{ "metrics", "listen", CONF_STRING, CONF_AT(metrics_listen), 0, 0,
 	    CK_OPTIONAL, NULL,

@@ -21,6 +21,7 @@
 
 #include "agent/http.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 
 #define HTTP_CONNECT_TIMEOUT_MS 10000
@@ -285,9 +286,10 @@ http_finish(struct http_request *r, CURLcode rc)
 		    "than %zu bytes; refused", r->r_method, r->r_url, r->r_max);
 	} else {
 		status = http_errno(rc);
-		error_set(&err, CARVE_EUNAVAIL, "%s %s: %s%s%s", r->r_method,
-		    r->r_url, curl_easy_strerror(rc),
-		    r->r_errbuf[0] ? ": " : "", r->r_errbuf);
+		/* curl's own words for this transfer, else the generic ones. */
+		error_set(&err, CARVE_EUNAVAIL, "%s %s: %s", r->r_method,
+		    r->r_url, r->r_errbuf[0] ? r->r_errbuf :
+		    curl_easy_strerror(rc));
 	}
 	r->r_cb(status, code, status == 0 ? (r->r_buf ? r->r_buf : "") : NULL,
 	    status == 0 ? r->r_len : 0, &err, r->r_arg);
@@ -381,6 +383,24 @@ http_request(struct http *h, const struct http_req_opts *o, http_done_cb cb,
 		HTTP_SETOPT(e, CURLOPT_SSLCERTTYPE, "PEM");
 		HTTP_SETOPT(e, CURLOPT_SSLKEY, o->ho_key_file);
 		HTTP_SETOPT(e, CURLOPT_SSLKEYTYPE, "PEM");
+		/* A resumed TLS session keeps the identity it was made with,
+		 * which may be a certificate replaced since. */
+		HTTP_SETOPT(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+	}
+	if (o->ho_fresh_since_ms > 0) {
+		int64_t age = time_mono_ms() - o->ho_fresh_since_ms;
+
+		/*
+		 * curl compares a connection's age in whole seconds with ">":
+		 * one second less than the time since the change keeps every
+		 * older connection out. Within two seconds of the change that
+		 * would be 0 (no limit): then this request opens its own.
+		 */
+		if (age < 2000)
+			HTTP_SETOPT(e, CURLOPT_FRESH_CONNECT, 1L);
+		else
+			HTTP_SETOPT(e, CURLOPT_MAXLIFETIME_CONN,
+			    (long)(age / 1000 - 1));
 	}
 
 	sl = curl_slist_append(NULL, "Accept: application/json");

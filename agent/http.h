@@ -51,6 +51,13 @@ struct http_req_opts {
 	const char *ho_ca_file;       /* required: the pinned CA bundle */
 	const char *ho_cert_file;     /* client certificate (PEM), or NULL */
 	const char *ho_key_file;      /* its key (PEM), with ho_cert_file */
+	/*
+	 * Connections opened before this time (time_mono_ms) are not reused:
+	 * after a new client certificate is installed, connections made with
+	 * the old one would still present it. 0: any connection may be
+	 * reused.
+	 */
+	int64_t ho_fresh_since_ms;
 	unsigned ho_connect_timeout_ms;   /* 0: 10 s */
 	unsigned ho_timeout_ms;           /* whole transfer; 0: 30 s */
 	size_t ho_body_max;               /* 0: HTTP_BODY_MAX_DEFAULT */

@@ -104,6 +104,7 @@ struct poller {
 	struct pki_cert_info p_cert;
 	int64_t p_renew_at_ms;
 	bool p_renew_due;
+	int64_t p_cert_changed;       /* time_mono_ms of the last install */
 	char *p_enroll_key;           /* secret: key of the enrolment in flight */
 	char *p_renew_key;            /* secret: key of the renewal in flight */
 
@@ -235,6 +236,7 @@ poller_send_text(struct poller *p, const char *method, const char *url,
 	if (mtls) {
 		o.ho_cert_file = p->p_cert_file;
 		o.ho_key_file = p->p_key_file;
+		o.ho_fresh_since_ms = p->p_cert_changed;
 	}
 	o.ho_timeout_ms = timeout_ms;
 	o.ho_body_max = PROTO_RESPONSE_MAX;
@@ -432,6 +434,7 @@ poller_install_cert(struct poller *p, const char *what, const char *key_pem,
 		    "");
 	}
 	proto_cert_resp_clear(&cr);
+	p->p_cert_changed = time_mono_ms();
 	poller_load_cert(p);
 	if (!p->p_enrolled)
 		return error_set(err, CARVE_EINTERNAL, "%s: the installed "
@@ -470,7 +473,9 @@ poller_enroll_done(int status, long code, const char *body, size_t len,
 		return;
 	}
 	xfree_secret(key);
-	poller_success(p);
+	/* Not poller_success: the backoff goes on until carved is connected,
+	 * or a control plane refusing the new certificate makes a loop. */
+	p->p_last_success_ms = time_now_ms();
 	p->p_cert_rejected = false;
 	poller_advance(p);
 }
@@ -947,8 +952,12 @@ poller_heartbeat(struct poller *p)
 	if (p->p_closed || p->p_state != PS_CONNECTED || p->p_rq_hb != NULL)
 		return;
 	uv_timer_stop(&p->p_t_hb);
-	if (!agent_capacity(a, &cap))
-		return;   /* registered only once it is known: cannot happen */
+	if (!agent_capacity(a, &cap)) {
+		/* Registered only once it is known; try again later anyway. */
+		uv_timer_start(&p->p_t_hb, poller_on_hb_timer,
+		    (uint64_t)p->p_hb_interval_s * 1000, 0);
+		return;
+	}
 	memset(&hb, 0, sizeof(hb));
 	hb.hb_seq = p->p_hb_acked + 1;
 	hb.hb_full = p->p_hb_full_next;
@@ -1074,8 +1083,9 @@ poller_register(struct poller *p)
 	o = proto_register_req_encode(&req);
 	proto_register_req_clear(&req);
 	url = poller_url(p, "/v1/nodes/%s", p->p_conf->node_name);
-	log_kv(p->p_registered ? LOG_LVL_DEBUG : LOG_LVL_INFO, POLLER_COMP,
-	    "registering", "url", url, (char *)NULL);
+	/* Said once per connection; retries during an outage stay quiet. */
+	log_kv(p->p_registered || p->p_failures > 0 ? LOG_LVL_DEBUG :
+	    LOG_LVL_INFO, POLLER_COMP, "registering", "url", url, (char *)NULL);
 	if (poller_send(p, "PUT", url, o, true, NULL, POLLER_TIMEOUT_MS,
 	    poller_register_done, p, &p->p_rq_main, &err) < 0)
 		poller_fail(p, &err);
