@@ -38,6 +38,7 @@ struct agent {
 	struct strmap *a_vms;
 	bool a_view_ready;
 	unsigned a_view_refreshing;   /* list operations in flight */
+	unsigned a_undefines;         /* UNDEFINED events seen (see vm_job) */
 
 	struct host_inventory a_inv;
 	bool a_have_inv;

@@ -37,6 +37,15 @@ EOC
 	fi
 }
 
+# A free TCP port on loopback.
+free_port() {
+	_p=$(( ($$ * 7 + $(date +%N | sed 's/^0*//;s/^$/0/')) % 20000 + 20000 ))
+	while ss -Hltn "sport = :$_p" 2>/dev/null | grep -q .; do
+		_p=$((_p + 1))
+	done
+	echo "$_p"
+}
+
 ctl() {
 	"$CARVECTL_BIN" -s "$CARVED_DIR/carved.sock" "$@"
 }

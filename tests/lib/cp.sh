@@ -22,17 +22,9 @@ cp_setup() {
 	"$CARVECP_BIN" init --dir "$CP_DIR" $_names >/dev/null
 }
 
-cp_free_port() {
-	_p=$(( (($$ + $(date +%N | sed 's/^0*//')) % 20000) + 20000 ))
-	while ss -Hltn "sport = :$_p" 2>/dev/null | grep -q .; do
-		_p=$((_p + 1))
-	done
-	echo "$_p"
-}
-
 cp_start() {
 	if [ -z "${CP_PORT:-}" ]; then
-		CP_PORT=$(cp_free_port)
+		CP_PORT=$(free_port)
 	fi
 	CP_URL=https://127.0.0.1:$CP_PORT
 	"$CARVECP_BIN" serve --dir "$CP_DIR" --listen "127.0.0.1:$CP_PORT" "$@" \
