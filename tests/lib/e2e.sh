@@ -1,5 +1,5 @@
-# Sourceable helpers to run a private carve-cp in shell tests (after tap.sh
-# and carved.sh).
+# Sourceable helpers for the e2e tests: a private carve-cp on a fixed port (so it
+# can be restarted on the same address) plus carveds wired to it. After tap.sh and carved.sh.
 #
 #   cp_setup [NAME...]      carve-cp init in $TEST_TMPDIR/cp (server cert for
 #                           NAMEs, default localhost 127.0.0.1); sets CP_DIR
