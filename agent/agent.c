@@ -225,12 +225,11 @@ refresh_done(uv_work_t *w, int status)
 	if (error_isset(&j->err) || a->a_stopping ||
 	    j->generation != virt_generation(a->a_virt)) {
 		if (error_isset(&j->err) && !a->a_stopping) {
-			log_error("agent", "cannot read libvirt's state: %s",
-			    j->err.message);
-			/* The connection is probably dead; virt will reconnect
-			 * and we rebuild then. */
-			if (j->err.code == CARVE_EUNAVAIL)
-				virt_report_dead(a->a_virt);
+			log_error("agent", "cannot read libvirt's state: %s; "
+			    "reconnecting", j->err.message);
+			/* Without a complete view nothing may run: start over
+			 * with a fresh connection (which rebuilds the view). */
+			virt_report_dead(a->a_virt, j->generation);
 		}
 		host_inventory_clear(&j->inv);
 		free(j->vms);
@@ -309,9 +308,12 @@ struct vm_job {
 	struct agent *a;
 	virConnectPtr conn;
 	char vm_id[IDS_UUID_LEN + 1];
+	unsigned undefines;           /* a_undefines when queued */
 	struct vm_info vm;
 	struct carve_error err;
 };
+
+static void agent_lookup_vm(struct agent *a, const char *uuid);
 
 static void
 vm_job_work(uv_work_t *w)
@@ -330,6 +332,11 @@ vm_job_done(uv_work_t *w, int status)
 
 	(void)status;
 	if (!a->a_stopping && !error_isset(&j->err) &&
+	    j->undefines != a->a_undefines) {
+		/* A domain was undefined while we looked: maybe this one, and
+		 * its UNDEFINED event found nothing to remove. Look again. */
+		agent_lookup_vm(a, j->vm_id);
+	} else if (!a->a_stopping && !error_isset(&j->err) &&
 	    strmap_get(a->a_vms, j->vm_id) == NULL &&
 	    !engine_creating(a->a_engine, j->vm_id)) {
 		log_warn("agent", "VM %s (%s) was defined outside carve; now in "
@@ -350,6 +357,7 @@ agent_lookup_vm(struct agent *a, const char *uuid)
 	j = xcalloc(1, sizeof(*j));
 	j->a = a;
 	j->conn = conn;
+	j->undefines = a->a_undefines;
 	snprintf(j->vm_id, sizeof(j->vm_id), "%s", uuid);
 	j->work.data = j;
 	uv_queue_work(a->a_loop, &j->work, vm_job_work, vm_job_done);
@@ -395,6 +403,7 @@ agent_on_lifecycle(struct virt *v, const char *uuid, int event, int detail,
 			agent_lookup_vm(a, uuid);
 		return;
 	case VIR_DOMAIN_EVENT_UNDEFINED:
+		a->a_undefines++;
 		if (vm != NULL) {
 			log_info("agent", "VM %s (%s) undefined", uuid,
 			    vm->vm_name);

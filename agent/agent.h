@@ -40,6 +40,7 @@ struct agent {
 	struct strmap *a_vms;
 	bool a_view_ready;
 	unsigned a_view_refreshing;   /* list operations in flight */
+	unsigned a_undefines;         /* UNDEFINED events seen (see vm_job) */
 
 	/*
 	 * VM changes the control plane has not acknowledged yet (heartbeats

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,7 +179,9 @@ main(int argc, char **argv)
 	/* libuv reads this once, at the first uv_queue_work. */
 	snprintf(threads, sizeof(threads), "%u",
 	    conf.max_concurrent_ops + CARVED_EXTRA_THREADS);
-	setenv("UV_THREADPOOL_SIZE", threads, 0);
+	setenv("UV_THREADPOOL_SIZE", threads, 1);
+	/* A client that hangs up before its answer must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
 	/* Once, before any thread exists (libcurl's rule). */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("carved", "cannot initialise libcurl");

@@ -325,10 +325,23 @@ verb_vm_create(struct ctl_client *cl, json_object *args)
 	json_object_put(spec);
 	if (rc < 0)
 		return client_err(cl, &err);
-	if (vm_id != NULL)
+	if (vm_id != NULL) {
 		ids_uuid_normalize(vm_id, cmd.cmd_vm_id);
-	else
-		ids_uuid_new(cmd.cmd_vm_id);
+	} else {
+		const char *cid = NULL;
+		char ncid[IDS_UUID_LEN + 1];
+
+		/* A retry naming only its command id must target the same VM,
+		 * or it would be a different command (conflict). */
+		(void)jsonx_get_string(args, "command_id", false, IDS_UUID_LEN,
+		    &cid, NULL);
+		if (cid != NULL && ids_uuid_valid(cid)) {
+			ids_uuid_normalize(cid, ncid);
+			ids_uuid_derive("carve vm id", ncid, cmd.cmd_vm_id);
+		} else {
+			ids_uuid_new(cmd.cmd_vm_id);
+		}
+	}
 	submit(cl, args, &cmd);
 }
 

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -28,6 +29,8 @@
 /* Results are kept (journal and memory) for a week: longer than any
  * control plane keeps re-delivering a command. */
 #define ENGINE_RETAIN_MS (7LL * 24 * 3600 * 1000)
+#define ENGINE_PRUNE_MS  (3600 * 1000)
+#define ENGINE_RETRY_MS  1000
 
 enum ecmd_state {
 	EC_ADMITTING,
@@ -56,6 +59,8 @@ struct ecmd {
 	bool recovering;
 	struct cap_request claim;
 	bool claimed;
+	unsigned virt_gen;            /* libvirt connection it ran on */
+	unsigned finish_tries;        /* journal_finish failures so far */
 	struct command_result res;    /* valid once FINISHING */
 	struct waiter *waiters;
 	struct vmq *q;
@@ -65,6 +70,7 @@ struct ecmd {
 	uv_work_t work;
 	TAILQ_ENTRY(ecmd) q_link;
 	TAILQ_ENTRY(ecmd) all_link;
+	TAILQ_ENTRY(ecmd) retry_link;  /* waiting to retry journal_finish */
 };
 
 /* The commands of one VM, run strictly in order. */
@@ -94,13 +100,77 @@ struct engine {
 	struct strmap *creating;      /* vm_id -> ecmd (create not finished) */
 	TAILQ_HEAD(, vmq) ready_q;
 	TAILQ_HEAD(ecmd_all, ecmd) all;
+	TAILQ_HEAD(, ecmd) retry;
 	struct engine_type_stats stats[CMD_TYPE_MAX];
+	/* Set on drain: long waits (graceful stop) give up, the command
+	 * stays accepted and is recovered at the next start. */
+	atomic_bool cancel;
+	uv_timer_t timer;             /* journal retries, pruning */
+	bool timer_armed;
 	/* Told of every durable result of a control-plane command. */
 	engine_result_cb report_cb;
 	void *report_arg;
 };
 
 static void engine_kick(struct engine *e);
+
+static void ecmd_write_result(struct engine *e, struct ecmd *c);
+static void ecmd_free(struct ecmd *c);
+
+/* Drop results older than the retention from memory (the journal prunes
+ * its copy at start-up); records are in acceptance order. */
+static void
+engine_prune(struct engine *e)
+{
+	int64_t cutoff = time_now_ms() - ENGINE_RETAIN_MS;
+	struct ecmd *c, *next;
+
+	for (c = TAILQ_FIRST(&e->all); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, all_link);
+		if (c->res.res_accepted_at_ms >= cutoff)
+			break;
+		if (c->state != EC_DONE || c->res.res_finished_at_ms >= cutoff)
+			continue;
+		/* Like the journal: a result the control plane has not got
+		 * yet is kept, however old. */
+		if (c->origin == JOURNAL_ORIGIN_CP && !c->reported)
+			continue;
+		TAILQ_REMOVE(&e->all, c, all_link);
+		strmap_del(e->cmds, c->res.res_command_id);
+		ecmd_free(c);
+	}
+}
+
+static void
+engine_on_timer(uv_timer_t *t)
+{
+	struct engine *e = t->data;
+	struct ecmd *c;
+	TAILQ_HEAD(, ecmd) batch = TAILQ_HEAD_INITIALIZER(batch);
+
+	TAILQ_CONCAT(&batch, &e->retry, retry_link);
+	while ((c = TAILQ_FIRST(&batch)) != NULL) {
+		TAILQ_REMOVE(&batch, c, retry_link);
+		ecmd_write_result(e, c);
+	}
+	if (e->timer_armed) {
+		/* Back to the slow housekeeping period. */
+		e->timer_armed = false;
+		uv_timer_start(&e->timer, engine_on_timer, ENGINE_PRUNE_MS,
+		    ENGINE_PRUNE_MS);
+	}
+	engine_prune(e);
+}
+
+static void
+engine_arm_timer(struct engine *e)
+{
+	if (e->timer_armed)
+		return;
+	e->timer_armed = true;
+	uv_timer_start(&e->timer, engine_on_timer, ENGINE_RETRY_MS,
+	    ENGINE_RETRY_MS);
+}
 
 static unsigned
 engine_env_ms(const char *name)
@@ -135,6 +205,13 @@ engine_new(struct agent *a, unsigned max_concurrent)
 	e->creating = strmap_new();
 	TAILQ_INIT(&e->ready_q);
 	TAILQ_INIT(&e->all);
+	TAILQ_INIT(&e->retry);
+	uv_timer_init(a->a_loop, &e->timer);
+	e->timer.data = e;
+	/* The housekeeping timer alone must not keep the loop alive. */
+	uv_unref((uv_handle_t *)&e->timer);
+	uv_timer_start(&e->timer, engine_on_timer, ENGINE_PRUNE_MS,
+	    ENGINE_PRUNE_MS);
 	return e;
 }
 
@@ -239,6 +316,8 @@ engine_check_drained(struct engine *e)
 		return;
 	cb = e->drain_cb;
 	e->drain_cb = NULL;
+	uv_timer_stop(&e->timer);
+	uv_close((uv_handle_t *)&e->timer, NULL);
 	cb(e->drain_arg);
 }
 
@@ -259,13 +338,20 @@ ecmd_finished_durable(struct journal *j, int status, void *arg)
 	struct vmq *q = c->q;
 
 	(void)j;
-	if (status < 0)
+	if (status < 0) {
+		/* Nobody is told a result that is not durable: keep the VM's
+		 * queue blocked and try again. */
+		c->finish_tries++;
 		log_error("engine", "cannot journal the result of command %s "
-		    "(%s): it will be recovered at the next start",
-		    c->res.res_command_id, strerror(-status));
+		    "(%s); retrying (attempt %u)", c->res.res_command_id,
+		    strerror(-status), c->finish_tries);
+		TAILQ_INSERT_TAIL(&e->retry, c, retry_link);
+		engine_arm_timer(e);
+		return;
+	}
 	e->finishing--;
 	c->state = EC_DONE;
-	c->durable = status == 0;
+	c->durable = true;
 	if ((int)c->res.res_type >= 0 && c->res.res_type < CMD_TYPE_MAX) {
 		struct engine_type_stats *st = &e->stats[c->res.res_type];
 		if (c->res.res_status == CMD_STATUS_SUCCEEDED)
@@ -299,14 +385,24 @@ ecmd_finished_durable(struct journal *j, int status, void *arg)
 	engine_kick(e);
 }
 
+static void
+ecmd_write_result(struct engine *e, struct ecmd *c)
+{
+	json_object *o = command_result_encode(&c->res);
+	char *js = jsonx_to_string(o);
+
+	json_object_put(o);
+	journal_finish(e->a->a_journal, c->res.res_command_id,
+	    c->res.res_status, js, c->res.res_finished_at_ms,
+	    ecmd_finished_durable, c);
+	free(js);
+}
+
 /* Fill the result from err/data and make it durable; then reply. */
 static void
 ecmd_finish(struct engine *e, struct ecmd *c, const struct carve_error *err,
     json_object *data)
 {
-	json_object *o;
-	char *js;
-
 	ecmd_release_claim(e, c);
 	snprintf(c->res.res_command_id, sizeof(c->res.res_command_id), "%s",
 	    c->cmd.cmd_id);
@@ -333,12 +429,7 @@ ecmd_finish(struct engine *e, struct ecmd *c, const struct carve_error *err,
 	    "status", command_status_name(c->res.res_status),
 	    "error", error_isset(err) ? error_code_name(err->code) : "",
 	    "detail", error_isset(err) ? err->message : "", (char *)NULL);
-	o = command_result_encode(&c->res);
-	js = jsonx_to_string(o);
-	json_object_put(o);
-	journal_finish(e->a->a_journal, c->cmd.cmd_id, c->res.res_status, js,
-	    c->res.res_finished_at_ms, ecmd_finished_durable, c);
-	free(js);
+	ecmd_write_result(e, c);
 }
 
 /* ---- running ---- */
@@ -391,11 +482,14 @@ engine_work_done(uv_work_t *w, int status)
 			json_object_put(j->hj_data);
 		j->hj_data = NULL;
 		c->state = EC_QUEUED;
+		/* The effect may have happened: finish through the recovery
+		 * step (a reboot must not happen twice). */
+		c->recovering = true;
 		e->queued++;
 		c->q->busy = false;
 		vmq_mark_ready(e, c->q, true);
-		if (virt_connected(e->a->a_virt))
-			virt_report_dead(e->a->a_virt);
+		if (!e->draining)
+			virt_report_dead(e->a->a_virt, c->virt_gen);
 		engine_check_drained(e);
 		return;
 	}
@@ -436,6 +530,8 @@ engine_start(struct engine *e, struct ecmd *c)
 	j->hj_console_log = engine_console_log(e, c->cmd.cmd_vm_id);
 	j->hj_stop_timeout_s = conf->stop_timeout_s;
 	j->hj_now_ms = time_now_ms();
+	j->hj_cancel = &e->cancel;
+	c->virt_gen = virt_generation(e->a->a_virt);
 	c->state = EC_RUNNING;
 	c->started_mono = time_mono_ms();
 	e->queued--;
@@ -520,7 +616,7 @@ engine_admit(struct engine *e, struct ecmd *c, struct carve_error *err)
 	const struct command *cmd = &c->cmd;
 	struct agent *a = e->a;
 
-	if (!a->a_have_inv)
+	if (!a->a_have_inv || !a->a_view_ready)
 		return error_set(err, CARVE_EUNAVAIL,
 		    "not connected to libvirt yet (%s); try again",
 		    virt_last_error(a->a_virt)[0] ? virt_last_error(a->a_virt) :
@@ -902,6 +998,7 @@ engine_mark_reported(struct engine *e, const char *id)
 void
 engine_drain(struct engine *e, void (*cb)(void *arg), void *arg)
 {
+	atomic_store(&e->cancel, true);
 	e->draining = true;
 	e->drain_cb = cb;
 	e->drain_arg = arg;

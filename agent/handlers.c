@@ -174,7 +174,7 @@ stop_run(struct handler_job *j)
 	bool forced = false;
 
 	if (virt_op_stop(j->hj_conn, j->hj_cmd->cmd_vm_id, sa->force,
-	    sa->timeout_s, &forced, &j->hj_vm, &j->hj_err) < 0) {
+	    sa->timeout_s, j->hj_cancel, &forced, &j->hj_vm, &j->hj_err) < 0) {
 		handler_note_gone(j);
 		return;
 	}

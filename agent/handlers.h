@@ -7,6 +7,7 @@
 #ifndef CARVE_HANDLERS_H
 #define CARVE_HANDLERS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include <json-c/json.h>
@@ -29,6 +30,7 @@ struct handler_job {
 	char *hj_console_log;               /* owned, or NULL */
 	unsigned hj_stop_timeout_s;
 	int64_t hj_now_ms;
+	const atomic_bool *hj_cancel;       /* set when carved shuts down */
 	/* out */
 	struct vm_info hj_vm;               /* valid when hj_has_vm */
 	bool hj_has_vm;

@@ -25,12 +25,17 @@
 struct metrics {
 	struct agent *a;
 	uv_tcp_t server;
+	struct mconn *conns;          /* open scrapes */
+	bool closing;
+	unsigned pending_closes;
 	void (*close_cb)(void *);
 	void *close_arg;
 };
 
 struct mconn {
 	struct metrics *m;
+	struct mconn *next;
+	bool closed;
 	uv_tcp_t tcp;
 	char buf[METRICS_MAX_REQUEST];
 	size_t len;
@@ -160,13 +165,35 @@ metrics_render(struct agent *a)
 
 /* ---- HTTP ---- */
 
+static void metrics_maybe_done(struct metrics *m);
+
 static void
 mconn_closed(uv_handle_t *h)
 {
 	struct mconn *c = h->data;
+	struct metrics *m = c->m;
+	struct mconn **pp;
 
+	for (pp = &m->conns; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
 	free(c->resp);
 	free(c);
+	if (m->closing) {
+		m->pending_closes--;
+		metrics_maybe_done(m);
+	}
+}
+
+static void
+mconn_close(struct mconn *c)
+{
+	if (c->closed)
+		return;
+	c->closed = true;
+	uv_close((uv_handle_t *)&c->tcp, mconn_closed);
 }
 
 static void
@@ -175,7 +202,7 @@ mconn_written(uv_write_t *w, int status)
 	struct mconn *c = w->data;
 
 	(void)status;
-	uv_close((uv_handle_t *)&c->tcp, mconn_closed);
+	mconn_close(c);
 }
 
 static void
@@ -192,7 +219,7 @@ mconn_respond(struct mconn *c, const char *status, const char *ctype,
 	b = uv_buf_init(c->resp, (unsigned)strlen(c->resp));
 	c->wr.data = c;
 	if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, mconn_written) != 0)
-		uv_close((uv_handle_t *)&c->tcp, mconn_closed);
+		mconn_close(c);
 }
 
 static void
@@ -215,7 +242,7 @@ mconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (c->answered)
 		return;
 	if (nread < 0) {
-		uv_close((uv_handle_t *)&c->tcp, mconn_closed);
+		mconn_close(c);
 		return;
 	}
 	c->len += (size_t)nread;
@@ -243,14 +270,16 @@ metrics_on_connection(uv_stream_t *server, int status)
 	struct metrics *m = server->data;
 	struct mconn *c;
 
-	if (status < 0)
+	if (status < 0 || m->closing)
 		return;
 	c = xcalloc(1, sizeof(*c));
 	c->m = m;
+	c->next = m->conns;
+	m->conns = c;
 	uv_tcp_init(m->a->a_loop, &c->tcp);
 	c->tcp.data = c;
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-		uv_close((uv_handle_t *)&c->tcp, mconn_closed);
+		mconn_close(c);
 		return;
 	}
 	uv_read_start((uv_stream_t *)&c->tcp, mconn_alloc, mconn_read);
@@ -324,22 +353,42 @@ metrics_open(struct agent *a, const char *listen, struct metrics **out,
 	return 0;
 }
 
+/* The listener and every scrape are closed: free m, tell the owner. */
 static void
-metrics_closed(uv_handle_t *h)
+metrics_maybe_done(struct metrics *m)
 {
-	struct metrics *m = h->data;
 	void (*cb)(void *) = m->close_cb;
 	void *arg = m->close_arg;
 
+	if (m->pending_closes > 0)
+		return;
 	free(m);
 	if (cb)
 		cb(arg);
 }
 
+static void
+metrics_closed(uv_handle_t *h)
+{
+	struct metrics *m = h->data;
+
+	m->pending_closes--;
+	metrics_maybe_done(m);
+}
+
 void
 metrics_close(struct metrics *m, void (*cb)(void *arg), void *arg)
 {
+	struct mconn *c;
+
+	m->closing = true;
 	m->close_cb = cb;
 	m->close_arg = arg;
+	m->pending_closes = 1;
+	/* Every listed connection has a close callback still due. */
+	for (c = m->conns; c != NULL; c = c->next)
+		m->pending_closes++;
+	for (c = m->conns; c != NULL; c = c->next)
+		mconn_close(c);
 	uv_close((uv_handle_t *)&m->server, metrics_closed);
 }

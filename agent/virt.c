@@ -68,6 +68,7 @@ struct virt_job {
 };
 
 static void virt_schedule_retry(struct virt *v);
+static void virt_drop_conn(struct virt *v, bool closing_job);
 static void virt_connect(struct virt *v);
 
 static void
@@ -207,6 +208,16 @@ virt_connect_done(uv_work_t *w, int status)
 
 	(void)status;
 	v->connecting = false;
+	if (v->closing) {
+		/* virt_close waited for us: finish the close now. */
+		if (job->conn != NULL) {
+			v->conn = job->conn;
+			v->event_cb_id = job->event_cb_id;
+		}
+		free(job);
+		virt_drop_conn(v, true);
+		return;
+	}
 	if (job->conn == NULL) {
 		snprintf(v->last_error, sizeof(v->last_error), "%s", job->error);
 		log_warn("virt", "cannot connect to %s: %s", v->uri, job->error);
@@ -223,8 +234,6 @@ virt_connect_done(uv_work_t *w, int status)
 	free(job);
 	log_info("virt", "connected to %s (connection %u)", v->uri,
 	    v->generation);
-	if (v->closing)
-		return;
 	if (v->ev->ve_connected)
 		v->ev->ve_connected(v, v->arg);
 }
@@ -421,8 +430,10 @@ virt_conn(struct virt *v)
 }
 
 void
-virt_report_dead(struct virt *v)
+virt_report_dead(struct virt *v, unsigned generation)
 {
+	if (generation != v->generation)
+		return;
 	virt_lost(v, "connection found dead by an operation");
 }
 
@@ -452,9 +463,8 @@ virt_close(struct virt *v, void (*cb)(void *arg), void *arg)
 	v->close_cb = cb;
 	v->close_arg = arg;
 	uv_timer_stop(&v->retry);
-	/*
-	 * A connect still running on the pool finishes into v->conn; the
-	 * agent waits for the pool to drain before closing virt.
-	 */
+	/* A connect still running on the pool finishes the close when done. */
+	if (v->connecting)
+		return;
 	virt_drop_conn(v, true);
 }

@@ -60,10 +60,13 @@ const char *virt_last_error(const struct virt *v);
 virConnectPtr virt_conn(struct virt *v);
 
 /*
- * Tell virt that an operation found the connection dead (virConnectIsAlive
- * false) before libvirt's close callback arrived: treat it as closed now.
+ * Tell virt that an operation found connection number generation (see
+ * virt_generation, taken when the operation started) dead before libvirt's
+ * close callback arrived: treat it as closed now. A report about an older
+ * connection than the current one is ignored, so a late failure never tears
+ * down a healthy reconnection.
  */
-void virt_report_dead(struct virt *v);
+void virt_report_dead(struct virt *v, unsigned generation);
 
 /* Close and free; cb runs on the loop when all handles are closed. */
 void virt_close(struct virt *v, void (*cb)(void *arg), void *arg);

@@ -128,7 +128,6 @@ virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,
 	virDomainPtr d;
 	struct carve_error lerr = { 0 };
 	struct vm_info meta;
-	bool defined_here = false;
 	int rc = -1;
 
 	d = virt_ops_lookup(c, vm_id, &meta, &lerr);
@@ -159,7 +158,6 @@ virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,
 				    virGetLastErrorMessage());
 			return virt_ops_fail(c, err, "defining the domain");
 		}
-		defined_here = true;
 		if (virt_ops_read_meta(c, d, vm_id, &meta, err) < 0)
 			goto rollback;
 	}
@@ -175,7 +173,11 @@ virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,
 
 rollback:
 	/* Leave nothing half-made behind: a domain we defined but could not start. */
-	if (defined_here && error_isset(err) && err->code != CARVE_EUNAVAIL) {
+	/*
+	 * The domain carries this command's id whether this run or an earlier
+	 * one (before a crash or a lost connection) defined it.
+	 */
+	if (error_isset(err) && err->code != CARVE_EUNAVAIL) {
 		if (virt_ops_active(d))
 			(void)virDomainDestroy(d);
 		if (virDomainUndefine(d) < 0)
@@ -211,8 +213,8 @@ out:
 
 int
 virt_op_stop(virConnectPtr c, const char *vm_id, bool force,
-    unsigned timeout_s, bool *forced, struct vm_info *out,
-    struct carve_error *err)
+    unsigned timeout_s, const atomic_bool *cancel, bool *forced,
+    struct vm_info *out, struct carve_error *err)
 {
 	virDomainPtr d = virt_ops_lookup(c, vm_id, out, err);
 	int64_t deadline;
@@ -229,8 +231,15 @@ virt_op_stop(virConnectPtr c, const char *vm_id, bool force,
 			    "forcing it off", vm_id, virGetLastErrorMessage());
 		} else {
 			deadline = time_mono_ms() + (int64_t)timeout_s * 1000;
-			while (virt_ops_active(d) && time_mono_ms() < deadline)
+			while (virt_ops_active(d) && time_mono_ms() < deadline) {
+				if (cancel != NULL && atomic_load(cancel)) {
+					error_set(err, CARVE_EUNAVAIL, "stop of %s "
+					    "interrupted: carved is shutting down",
+					    vm_id);
+					goto out;
+				}
 				time_sleep_ms(STOP_POLL_MS);
+			}
 		}
 	}
 	if (virt_ops_active(d)) {
@@ -345,8 +354,15 @@ virt_op_list(virConnectPtr c, struct vm_info **out, size_t *n,
 		xml = virDomainGetMetadata(doms[i], VIR_DOMAIN_METADATA_ELEMENT,
 		    VIRT_XML_NS, VIR_DOMAIN_AFFECT_CURRENT);
 		if (xml == NULL) {
-			/* Unmanaged, or undefined since the listing. */
+			/* Unmanaged, or undefined since the listing: skip. Any
+			 * other failure means the listing is incomplete. */
+			if (!virt_ops_errcode_is(VIR_ERR_NO_DOMAIN_METADATA) &&
+			    !virt_ops_errcode_is(VIR_ERR_NO_DOMAIN)) {
+				virt_ops_fail(c, err, "reading domain metadata");
+				goto fail;
+			}
 			virDomainFree(doms[i]);
+			doms[i] = NULL;
 			continue;
 		}
 		if (virt_xml_parse_metadata(xml, &vms[count], &lerr) < 0) {
@@ -357,14 +373,27 @@ virt_op_list(virConnectPtr c, struct vm_info **out, size_t *n,
 			    "ignoring it: %s", name, lerr.message);
 		} else if (virt_ops_state(c, doms[i], &vms[count], &lerr) == 0) {
 			count++;
+		} else if (lerr.code != CARVE_ENOTFOUND) {
+			*err = lerr;
+			free(xml);
+			goto fail;
 		}
 		free(xml);
 		virDomainFree(doms[i]);
+		doms[i] = NULL;
 	}
 	free(doms);
 	*out = vms;
 	*n = count;
 	return 0;
+
+fail:
+	for (int k = 0; k < nd; k++)
+		if (doms[k] != NULL)
+			virDomainFree(doms[k]);
+	free(doms);
+	free(vms);
+	return -1;
 }
 
 /* ---- host inventory ---- */

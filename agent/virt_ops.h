@@ -15,6 +15,7 @@
 #ifndef CARVE_VIRT_OPS_H
 #define CARVE_VIRT_OPS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,11 +34,13 @@ int virt_op_start(virConnectPtr c, const char *vm_id, struct vm_info *out,
     struct carve_error *err);
 /*
  * Graceful (ACPI) shutdown, waiting up to timeout_s, then forced off; with
- * force, off at once. *forced tells whether it came to that.
+ * force, off at once. *forced tells whether it came to that. When *cancel
+ * becomes true (carved shutting down) the wait ends with CARVE_EUNAVAIL and
+ * the VM untouched, so the command is recovered at the next start.
  */
 int virt_op_stop(virConnectPtr c, const char *vm_id, bool force,
-    unsigned timeout_s, bool *forced, struct vm_info *out,
-    struct carve_error *err);
+    unsigned timeout_s, const atomic_bool *cancel, bool *forced,
+    struct vm_info *out, struct carve_error *err);
 int virt_op_reboot(virConnectPtr c, const char *vm_id, struct vm_info *out,
     struct carve_error *err);
 /* Succeeds when the domain is already gone. */

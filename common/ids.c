@@ -6,9 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "ids.h"
+
+static void ids_uuid_format(unsigned char b[16], char out[IDS_UUID_LEN + 1]);
 
 bool
 ids_uuid_valid(const char *s)
@@ -42,10 +46,37 @@ ids_uuid_new(char out[IDS_UUID_LEN + 1])
 	}
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	ids_uuid_format(b, out);
+}
+
+static void
+ids_uuid_format(unsigned char b[16], char out[IDS_UUID_LEN + 1])
+{
 	snprintf(out, IDS_UUID_LEN + 1,
 	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
 	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
 	    b[11], b[12], b[13], b[14], b[15]);
+}
+
+void
+ids_uuid_derive(const char *space, const char *name,
+    char out[IDS_UUID_LEN + 1])
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int len = 0;
+
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, space, strlen(space) + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, name, strlen(name)) != 1 ||
+	    EVP_DigestFinal_ex(ctx, md, &len) != 1) {
+		fprintf(stderr, "level=fatal comp=ids msg=\"SHA-256 failed\"\n");
+		abort();
+	}
+	EVP_MD_CTX_free(ctx);
+	md[6] = (unsigned char)((md[6] & 0x0f) | 0x80);
+	md[8] = (unsigned char)((md[8] & 0x3f) | 0x80);
+	ids_uuid_format(md, out);
 }
 
 void

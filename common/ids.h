@@ -13,6 +13,13 @@
 bool ids_uuid_valid(const char *s);
 /* Writes a new random (v4) UUID, lower-case, into out (37 bytes). */
 void ids_uuid_new(char out[IDS_UUID_LEN + 1]);
+/*
+ * A UUID derived from (space, name) by SHA-256 (RFC 9562 version 8 layout):
+ * the same inputs always give the same id, so a retried request that names
+ * only a command id maps to the same VM id.
+ */
+void ids_uuid_derive(const char *space, const char *name,
+    char out[IDS_UUID_LEN + 1]);
 /* Copies s into out lower-cased; s must be valid. */
 void ids_uuid_normalize(const char *s, char out[IDS_UUID_LEN + 1]);
 

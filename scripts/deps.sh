@@ -14,8 +14,15 @@ build-essential autoconf automake libtool pkg-config
 libvirt-dev libuv1-dev libjson-c-dev libcurl4-openssl-dev libssl-dev
 libsqlite3-dev libxml2-dev libcmocka-dev
 libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
-busybox-static cpio xz-utils jq sqlite3 procps iproute2 clang socat
+busybox-static cpio xz-utils jq sqlite3 procps iproute2 clang socat curl openssl
 "
+
+# The OpenAPI lint runs @redocly/cli with npx. Some hosts carry a Node.js
+# from elsewhere (whose nodejs package conflicts with Debian's npm): only
+# ask for Debian's when there is no npx at all.
+if ! command -v npx >/dev/null 2>&1; then
+	packages="$packages nodejs npm"
+fi
 
 missing=
 for p in $packages; do

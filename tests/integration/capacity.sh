@@ -57,6 +57,14 @@ full=$(cat "$CARVED_DIR"/p*.json | jq -r '.error.code // empty' | grep -c insuff
 tap_is "$ok $full" "4 4" "8 parallel 2-vCPU creates on 8 vCPUs: 4 made, 4 refused"
 tap_is "$(ctl_json vm list | jq length)" 4 "exactly 4 VMs exist"
 tap_is "$(ctl_json capacity | jq -r .VCPU.allocated)" 8 "allocated equals the VMs made"
+
+# An operator's client that gives up before its answer (Ctrl-C) must not
+# take carved down with SIGPIPE; the command still completes.
+victim=$(ctl_json vm list | jq -r '.[0].name')
+timeout -s INT 0.1 "$CARVECTL_BIN" -s "$CARVED_DIR/carved.sock" vm destroy "$victim" >/dev/null 2>&1
+sleep 0.6
+tap_ok "carved survives a client that hung up early" kill -0 "$CARVED_PID"
+tap_is "$(ctl_json vm list | jq length)" 3 "and the command it sent completed"
 carved_stop
 tap_is "$?" 0 "carved stops cleanly"
 tap_done

@@ -8,7 +8,8 @@ set -u
 command -v jq >/dev/null || tap_skip_all "jq not installed"
 
 tmpdir_setup
-carved_setup cli "test://$top_srcdir/tests/node-small.xml"
+mport=$(free_port)
+carved_setup cli "test://$top_srcdir/tests/node-small.xml" "[metrics]\nlisten = 127.0.0.1:$mport"
 tap_at_exit carved_stop
 carved_start || tap_bail "carved did not start"
 
@@ -87,6 +88,13 @@ tap_is "$(printf '%s' "$st" | jq -r '.libvirt.connected, .mode, .node_name, .vms
 cap=$(ctl_json capacity)
 tap_is "$(printf '%s' "$cap" | jq -r '.VCPU.total, .VCPU.allocated, .MEMORY_MIB.allocated, .host.cpus' | tr '\n' ' ')" \
     "8 2 1024 8 " "capacity counts the VM against the host"
+
+# -- metrics ---------------------------------------------------------------
+metrics=$(curl -s "http://127.0.0.1:$mport/metrics")
+tap_like "$metrics" '*carve_vms{state="shutoff"} 1*' "metrics: one VM, shut off"
+tap_like "$metrics" '*carve_commands_total{type="vm.create",status="succeeded"} 1*' "metrics: one create succeeded"
+tap_like "$metrics" '*carve_capacity_allocated{class="VCPU"} 2*' "metrics: allocated vCPUs"
+tap_is "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$mport/other")" 404 "metrics: other paths are 404"
 
 # -- permissions: SO_PEERCRED decides, not just the file mode --------------
 chmod 0755 "$TEST_TMPDIR" "$CARVED_DIR"   # let uid 65534 reach the socket file

@@ -33,6 +33,12 @@ tap_is "$r2" "$r1" "second delivery gets the identical result"
 tap_is "$(ndoms idem1)" 1 "one domain in libvirt"
 tap_is "$(ctl_json commands --limit 100 | jq "[.[] | select(.command_id==\"$C1\")] | length")" 1 "one command record"
 
+C0=99999999-2222-4333-8444-555555555555
+r0=$(ctl_json vm create retry0 --vcpus 1 --memory 128 --command-id $C0 | jq -cS .)
+tap_is "$(ctl_json vm create retry0 --vcpus 1 --memory 128 --command-id $C0 | jq -cS .)" "$r0" \
+    "a CLI retry naming only its command id gets the first result"
+tap_is "$(ndoms retry0)" 1 "and made one domain"
+
 r3=$(ctl_json vm create other --vcpus 1 --memory 128 --command-id $C1 | jq -r .error.code)
 tap_is "$r3" conflict "the same id for a different command is a conflict"
 

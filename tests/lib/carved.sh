@@ -8,6 +8,8 @@
 #                                       libvirt; sets CARVED_PID
 #   carved_stop                         SIGTERM and wait
 #   carved_kill9                        kill -9 and wait
+#   carved_use NAME                     switch to another carved of this test
+#                                       (CARVED_DIR, CARVED_PID)
 #   ctl ARGS...                         carvectl on this carved's socket
 #   ctl_json ARGS...                    carvectl --json ...
 #
@@ -37,6 +39,15 @@ EOC
 	fi
 }
 
+# A free TCP port on loopback.
+free_port() {
+	_p=$(( ($$ * 7 + $(date +%N | sed 's/^0*//;s/^$/0/')) % 20000 + 20000 ))
+	while ss -Hltn "sport = :$_p" 2>/dev/null | grep -q .; do
+		_p=$((_p + 1))
+	done
+	echo "$_p"
+}
+
 ctl() {
 	"$CARVECTL_BIN" -s "$CARVED_DIR/carved.sock" "$@"
 }
@@ -49,6 +60,7 @@ carved_start() {
 	env "$@" "$CARVED_BIN" -f -c "$CARVED_DIR/carved.conf" \
 	    >>"$CARVED_DIR/carved.log" 2>&1 &
 	CARVED_PID=$!
+	echo "$CARVED_PID" > "$CARVED_DIR/pid"
 	_i=0
 	while [ $_i -lt 300 ]; do
 		if ctl_json capacity >/dev/null 2>&1; then
@@ -66,13 +78,30 @@ carved_start() {
 	return 1
 }
 
+carved_use() {
+	CARVED_DIR=$TEST_TMPDIR/$1
+	CARVED_PID=$(cat "$CARVED_DIR/pid" 2>/dev/null)
+}
+
 carved_stop() {
 	[ -n "${CARVED_PID:-}" ] || return 0
 	kill -TERM "$CARVED_PID" 2>/dev/null || true
 	wait "$CARVED_PID" 2>/dev/null
 	_rc=$?
 	CARVED_PID=
+	rm -f "$CARVED_DIR/pid"
 	return $_rc
+}
+
+# Stop every carved this test started (for tap_at_exit).
+carved_stop_all() {
+	for _f in "$TEST_TMPDIR"/*/pid; do
+		[ -f "$_f" ] || continue
+		_p=$(cat "$_f")
+		kill -TERM "$_p" 2>/dev/null
+		wait "$_p" 2>/dev/null
+		rm -f "$_f"
+	done
 }
 
 carved_kill9() {
@@ -80,6 +109,7 @@ carved_kill9() {
 	kill -KILL "$CARVED_PID" 2>/dev/null || true
 	wait "$CARVED_PID" 2>/dev/null || true
 	CARVED_PID=
+	rm -f "$CARVED_DIR/pid"
 }
 
 carved_show_log() {
