@@ -66,6 +66,21 @@ cleanup:
 	return rc;
 }
 
+/*
+ * The path's id as a UUID. Anything else names nothing that exists: 404,
+ * as the contract lists for these endpoints.
+ */
+static int
+admin_path_id(const struct cp_req *r, const char *what,
+    char out[IDS_UUID_LEN + 1], struct carve_error *err)
+{
+	if (!ids_uuid_valid(r->rq_arg[0]))
+		return error_set(err, CARVE_ENOTFOUND, "no %s with id \"%s\"",
+		    what, r->rq_arg[0]);
+	ids_uuid_normalize(r->rq_arg[0], out);
+	return 0;
+}
+
 static void
 admin_vm_to_proto(const struct cp_vm_rec *v, struct proto_vm *out)
 {
@@ -205,7 +220,7 @@ cp_admin_vm_get(struct cp_req *r, struct carve_error *err)
 	struct cp_vm_rec rec;
 	struct proto_vm vm;
 
-	if (cp_req_uuid(r, 0, id, err) < 0 ||
+	if (admin_path_id(r, "VM", id, err) < 0 ||
 	    cp_store_vm_get(r->rq_cp->cp_store, id, &rec, err) < 0)
 		return -1;
 	admin_vm_to_proto(&rec, &vm);
@@ -249,7 +264,7 @@ cp_admin_vm_delete(struct cp_req *r, struct carve_error *err)
 	struct command cmd;
 	int rc = 0;
 
-	if (cp_req_uuid(r, 0, id, err) < 0 ||
+	if (admin_path_id(r, "VM", id, err) < 0 ||
 	    cp_store_vm_get(cp->cp_store, id, &vm, err) < 0)
 		return -1;
 	if (admin_destroy_pending(cp, &vm)) {
@@ -279,7 +294,7 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 	struct command cmd;
 	int rc = -1;
 
-	if (cp_req_uuid(r, 0, id, err) < 0 ||
+	if (admin_path_id(r, "VM", id, err) < 0 ||
 	    proto_vm_action_req_decode_buf(r->rq_body, r->rq_body_len, &act,
 	    err) < 0 ||
 	    cp_store_vm_get(cp->cp_store, id, &vm, err) < 0)
@@ -361,8 +376,10 @@ cp_admin_node_get(struct cp_req *r, struct carve_error *err)
 	struct cp_node_rec rec;
 	struct proto_node node;
 
-	if (ids_name_check(r->rq_arg[0], "node name", err) < 0 ||
-	    cp_store_node_get(cp->cp_store, r->rq_arg[0], &rec, err) < 0)
+	if (ids_name_check(r->rq_arg[0], "node name", NULL) < 0)
+		return error_set(err, CARVE_ENOTFOUND, "node \"%s\" is not "
+		    "registered", r->rq_arg[0]);
+	if (cp_store_node_get(cp->cp_store, r->rq_arg[0], &rec, err) < 0)
 		return -1;
 	if (admin_node_to_proto(cp, &rec, time_now_ms(), &node, err) < 0) {
 		cp_node_rec_clear(&rec);
@@ -411,7 +428,7 @@ cp_admin_command_get(struct cp_req *r, struct carve_error *err)
 	json_object *o;
 	int rc = -1;
 
-	if (cp_req_uuid(r, 0, id, err) < 0 ||
+	if (admin_path_id(r, "command", id, err) < 0 ||
 	    cp_store_cmd_get(r->rq_cp->cp_store, id, &rec, err) < 0)
 		return -1;
 	memset(&ci, 0, sizeof(ci));

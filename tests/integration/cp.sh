@@ -53,7 +53,7 @@ tap_is "$(st "$out") $(code "$out")" "400 invalid_argument" "bad VM name: 400"
 out=$(cp_admin GET /v1/vms/2b0e0a4c-95c4-4a57-a5d4-1d1a5d0c1f00)
 tap_is "$(st "$out") $(code "$out")" "404 not_found" "unknown VM: 404"
 out=$(cp_admin GET /v1/vms/not-a-uuid)
-tap_is "$(st "$out") $(code "$out")" "400 invalid_argument" "VM id that is no UUID: 400"
+tap_is "$(st "$out") $(code "$out")" "404 not_found" "VM id that is no UUID: 404"
 out=$(cp_admin GET /v1/nodes/nosuch)
 tap_is "$(st "$out") $(code "$out")" "404 not_found" "unknown node: 404"
 out=$(cp_admin GET /v1/nothing)
