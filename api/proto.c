@@ -247,8 +247,9 @@ proto_line_is(const char *p, size_t n, const char *what, const char *label)
 
 /*
  * Does s look like PEM blocks of label (exactly one unless multi)? Only the
- * shape is checked: BEGIN and END lines around base64 lines, blank lines
- * between blocks, '\n' or "\r\n" line ends. The content is OpenSSL's job;
+ * shape is checked: it starts with a BEGIN line, BEGIN and END lines
+ * surround base64 lines, blank lines only between or after blocks, '\n' or
+ * "\r\n" line ends. The content is OpenSSL's job;
  * this keeps junk and oversized text out before it gets there.
  */
 static bool
@@ -270,7 +271,7 @@ proto_pem_ok(const char *s, const char *label, bool multi)
 					return false;
 				inside = true;
 				body = false;
-			} else if (n != 0)
+			} else if (n != 0 || blocks == 0)
 				return false;
 		} else if (proto_line_is(p, n, "END", label)) {
 			if (!body)

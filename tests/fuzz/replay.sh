@@ -9,11 +9,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${top_srcdir:=$(cd "$here/../.." && pwd)}"
 : "${top_builddir:=$top_srcdir}"
 
-targets="fuzz_command fuzz_conf fuzz_ctl_request fuzz_metadata"
+targets="fuzz_command fuzz_conf fuzz_ctl_request fuzz_metadata fuzz_proto"
 log=$(mktemp "${TMPDIR:-/tmp}/carve-replay.XXXXXX") || exit 1
 trap 'rm -f "$log"' EXIT INT TERM
 
-echo "1..4"
+echo "1..5"
 n=0
 for t in $targets; do
 	n=$((n + 1))

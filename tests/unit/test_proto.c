@@ -432,6 +432,10 @@ static const struct invalid_case invalid_cases[] = {
 	    "\\nQUJD\\n-----END CERTIFICATE REQUEST-----\\n-----BEGIN CERTIFICATE "
 	    "REQUEST-----\\nQUJD\\n-----END CERTIFICATE REQUEST-----\\n\"}",
 	    "csr must be one PEM" },
+	{ K_ENROLL, "{\"node\":\"h\",\"csr\":\"\\n-----BEGIN CERTIFICATE "
+	    "REQUEST-----\\nQUJD\\n-----END CERTIFICATE REQUEST-----\\n\"}",
+	    "csr must be one PEM" },
+	{ K_ENROLL, "{\"node\":\"h\",\"csr\":\"\"}", "csr must be one PEM" },
 	{ K_ENROLL, "{\"node\":\"h\",\"csr\":null}", "csr is required" },
 	{ K_ENROLL, "{\"node\":\"h\",\"csr\":[]}", "csr must be a string" },
 	/* renew */
