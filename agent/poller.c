@@ -3,12 +3,17 @@
  *
  * Everything runs on the loop. Requests go through http.c; each kind has at
  * most one in flight (enrol-or-register, poll, heartbeat, renew) plus up to
- * POLLER_MAX_POSTS result posts. A request that fails for a reason that
- * is not its own (the control plane unreachable, TLS refused, 5xx) takes
- * the whole connection down: the other requests are cancelled and, after a
- * full-jitter backoff, carved registers again and starts over. Commands
- * already accepted keep running meanwhile; their results wait in the
- * outbox, their VM changes in the agent's dirty set.
+ * POLLER_MAX_POSTS result posts. Failures come in two kinds:
+ *  - the connection's (no answer, TLS refused, 401, 429, 502-504, or the
+ *    node unknown to the control plane): the connection goes down, the
+ *    other requests are cancelled and, after a full-jitter backoff, carved
+ *    registers again and starts over. The backoff is reset only by an
+ *    answered long poll, so a control plane that takes registrations and
+ *    heartbeats but fails every poll still sees carved slow down;
+ *  - one request's (an error answer about that request, a body that does
+ *    not decode): that request alone is retried after its own backoff.
+ * Commands already accepted keep running meanwhile; their results wait in
+ * the outbox, their VM changes in the agent's dirty set.
  *
  * Cancellation: every cancel goes through poller_disconnect, which clears
  * the request pointer (and counters) before cancelling, so callbacks
@@ -85,6 +90,7 @@ struct obx {
 	char ob_id[IDS_UUID_LEN + 1];
 	char *ob_body;
 	bool ob_durable;              /* in the journal: mark it reported */
+	int64_t ob_not_before;        /* time_mono_ms; after a 5xx answer */
 	struct http_request *ob_req;  /* the post in flight, or NULL */
 	TAILQ_ENTRY(obx) ob_link;
 };
@@ -115,9 +121,12 @@ struct poller {
 	struct http_request *p_rq_poll;
 	struct http_request *p_rq_hb;
 	struct http_request *p_rq_renew;
-	uv_timer_t p_t_retry, p_t_poll, p_t_hb, p_t_renew;
-	struct backoff p_bo;
-	struct backoff p_cmd_bo;
+	uv_timer_t p_t_retry, p_t_poll, p_t_hb, p_t_renew, p_t_post;
+	struct backoff p_bo;          /* the connection */
+	struct backoff p_poll_bo;     /* polls answered with an error */
+	struct backoff p_hb_bo;       /* heartbeats answered with an error */
+	struct backoff p_post_bo;     /* result posts answered with 5xx */
+	struct backoff p_cmd_bo;      /* transient command rejections */
 	struct backoff p_renew_bo;
 	uint64_t p_backoff_ms;        /* the delay being waited, 0 when none */
 	unsigned p_hb_interval_s;
@@ -291,13 +300,38 @@ poller_response(const char *what, int status, long code, const char *body,
 	return -1;
 }
 
-/* An answer means the control plane is there: the outage (if any) is over. */
+/* An answer: the control plane is there. */
 static void
 poller_success(struct poller *p)
 {
 	p->p_last_success_ms = time_now_ms();
-	backoff_reset(&p->p_bo);
-	p->p_backoff_ms = 0;
+}
+
+/*
+ * Whether a failed request says the connection as a whole is unusable
+ * (rather than this one request). node_scoped: a 404 means the control
+ * plane does not know this node (any more): register again.
+ */
+static bool
+poller_conn_failure(int status, long code, bool node_scoped)
+{
+	return status < 0 || code == 401 || code == 429 || code >= 502 ||
+	    (node_scoped && code == 404);
+}
+
+/* One request failed on its own: say so, the caller retries it later. */
+static void
+poller_request_failed(struct poller *p, const struct carve_error *err,
+    uint64_t retry_ms)
+{
+	char ms[24];
+
+	p->p_failures++;
+	snprintf(p->p_last_error, sizeof(p->p_last_error), "%s", err->message);
+	snprintf(ms, sizeof(ms), "%" PRIu64, retry_ms);
+	log_kv(LOG_LVL_WARN, POLLER_COMP, "control plane request failed; "
+	    "retrying it", "error", err->message, "retry_in_ms", ms,
+	    (char *)NULL);
 }
 
 /* ---- identity ---- */
@@ -532,7 +566,7 @@ poller_renew_done(int status, long code, const char *body, size_t len,
 	p->p_renew_key = NULL;
 	if (poller_response("renew", status, code, body, len, terr, &err) < 0) {
 		xfree_secret(key);
-		if (status < 0 || code >= 500 || code == 429 || code == 401) {
+		if (poller_conn_failure(status, code, true)) {
 			poller_fail(p, &err);
 			return;
 		}
@@ -654,9 +688,18 @@ poller_post_done(int status, long code, const char *body, size_t len,
 		log_kv(LOG_LVL_DEBUG, POLLER_COMP, "result reported",
 		    "command_id", ob->ob_id, (char *)NULL);
 		poller_success(p);
-	} else if (status < 0 || code >= 500 || code == 429 || code == 401) {
+		backoff_reset(&p->p_post_bo);
+	} else if (poller_conn_failure(status, code, false)) {
 		/* Not the result's fault: it stays and goes again later. */
 		poller_fail(p, &err);
+		return;
+	} else if (code >= 500) {
+		/* The control plane failed on this one: again, later. */
+		uint64_t delay = backoff_next(&p->p_post_bo);
+
+		poller_request_failed(p, &err, delay);
+		ob->ob_not_before = time_mono_ms() + (int64_t)delay;
+		poller_outbox_flush(p);
 		return;
 	} else {
 		/* 400, 403, 404, 409, 413: this result will never be taken;
@@ -672,10 +715,17 @@ poller_post_done(int status, long code, const char *body, size_t len,
 }
 
 static void
+poller_on_post_timer(uv_timer_t *t)
+{
+	poller_outbox_flush(t->data);
+}
+
+static void
 poller_outbox_flush(struct poller *p)
 {
 	struct carve_error err = { 0 };
 	struct obx *ob;
+	int64_t now = time_mono_ms(), wake = 0;
 	char *url;
 	int rc;
 
@@ -686,6 +736,11 @@ poller_outbox_flush(struct poller *p)
 			break;
 		if (ob->ob_req != NULL)
 			continue;
+		if (ob->ob_not_before > now) {
+			if (wake == 0 || ob->ob_not_before < wake)
+				wake = ob->ob_not_before;
+			continue;
+		}
 		url = poller_url(p, "/v1/commands/%s/result", ob->ob_id);
 		rc = poller_send_text(p, "POST", url, ob->ob_body, true, NULL,
 		    POLLER_TIMEOUT_MS, poller_post_done, ob, &ob->ob_req, &err);
@@ -696,6 +751,9 @@ poller_outbox_flush(struct poller *p)
 		}
 		p->p_posting++;
 	}
+	if (wake > 0)
+		uv_timer_start(&p->p_t_post, poller_on_post_timer,
+		    (uint64_t)(wake - now), 0);
 }
 
 /* ---- commands ---- */
@@ -820,20 +878,33 @@ poller_poll_done(int status, long code, const char *body, size_t len,
 	struct carve_error err = { 0 };
 	struct proto_poll_resp resp;
 	uint64_t delay = 0;
+	int rc;
 
 	if (status == -ECANCELED)
 		return;
 	p->p_rq_poll = NULL;
-	if (poller_response("poll", status, code, body, len, terr, &err) < 0) {
+	rc = poller_response("poll", status, code, body, len, terr, &err);
+	if (rc < 0 && poller_conn_failure(status, code, true)) {
 		poller_fail(p, &err);
 		return;
 	}
-	if (proto_poll_resp_decode_buf(body, len, &resp, &err) < 0) {
+	if (rc == 0 && proto_poll_resp_decode_buf(body, len, &resp, &err) < 0) {
 		poller_wrap(&err, CARVE_EINVAL, "poll: bad answer: ", "");
-		poller_fail(p, &err);
+		rc = -1;
+	}
+	if (rc < 0) {
+		/* This poll's answer is unusable: ask again, more slowly. */
+		delay = backoff_next(&p->p_poll_bo);
+		poller_request_failed(p, &err, delay);
+		uv_timer_start(&p->p_t_poll, poller_on_poll_timer, delay, 0);
 		return;
 	}
 	poller_success(p);
+	/* The long poll is the connection's main channel: an answer to it
+	 * ends an outage. */
+	backoff_reset(&p->p_bo);
+	backoff_reset(&p->p_poll_bo);
+	p->p_backoff_ms = 0;
 	for (size_t i = 0; i < resp.pr_nitems && !p->p_closed; i++)
 		poller_take_command(p, &resp.pr_items[i]);
 	if (!p->p_rewind)
@@ -897,21 +968,34 @@ poller_hb_done(int status, long code, const char *body, size_t len,
 	struct proto_heartbeat_resp resp;
 	uint64_t next_ms;
 	char acks[24], seqs[24];
+	int rc;
 
 	if (status == -ECANCELED)
 		return;
 	p->p_rq_hb = NULL;
-	if (poller_response("heartbeat", status, code, body, len, terr,
-	    &err) < 0) {
+	rc = poller_response("heartbeat", status, code, body, len, terr, &err);
+	if (rc < 0 && poller_conn_failure(status, code, true)) {
 		poller_fail(p, &err);
 		return;
 	}
-	if (proto_heartbeat_resp_decode_buf(body, len, &resp, &err) < 0) {
+	if (rc == 0 &&
+	    proto_heartbeat_resp_decode_buf(body, len, &resp, &err) < 0) {
 		poller_wrap(&err, CARVE_EINVAL, "heartbeat: bad answer: ", "");
-		poller_fail(p, &err);
+		rc = -1;
+	}
+	if (rc < 0) {
+		/* Not taken: the changes stay for the next one, which comes
+		 * after the interval or a growing backoff, whichever is
+		 * longer. */
+		next_ms = backoff_next(&p->p_hb_bo);
+		if (next_ms < (uint64_t)p->p_hb_interval_s * 1000)
+			next_ms = (uint64_t)p->p_hb_interval_s * 1000;
+		poller_request_failed(p, &err, next_ms);
+		uv_timer_start(&p->p_t_hb, poller_on_hb_timer, next_ms, 0);
 		return;
 	}
 	poller_success(p);
+	backoff_reset(&p->p_hb_bo);
 	p->p_hb_interval_s = (unsigned)resp.ha_heartbeat_interval_s;
 	next_ms = (uint64_t)p->p_hb_interval_s * 1000;
 	if (!resp.ha_resync && resp.ha_ack == p->p_hb_sent_seq) {
@@ -1116,6 +1200,7 @@ poller_disconnect(struct poller *p)
 	p->p_reregister = false;
 	uv_timer_stop(&p->p_t_poll);
 	uv_timer_stop(&p->p_t_hb);
+	uv_timer_stop(&p->p_t_post);
 	poller_cancel(&p->p_rq_main);
 	poller_cancel(&p->p_rq_poll);
 	poller_cancel(&p->p_rq_hb);
@@ -1225,6 +1310,11 @@ poller_new(struct agent *a, struct poller **out, struct carve_error *err)
 	p->p_hb_full_next = true;
 	p->p_state = PS_REGISTERING;
 	backoff_init(&p->p_bo, POLLER_BACKOFF_BASE_MS, POLLER_BACKOFF_CAP_MS);
+	backoff_init(&p->p_poll_bo, POLLER_BACKOFF_BASE_MS,
+	    POLLER_BACKOFF_CAP_MS);
+	backoff_init(&p->p_hb_bo, POLLER_BACKOFF_BASE_MS, POLLER_BACKOFF_CAP_MS);
+	backoff_init(&p->p_post_bo, POLLER_BACKOFF_BASE_MS,
+	    POLLER_BACKOFF_CAP_MS);
 	backoff_init(&p->p_cmd_bo, POLLER_CMD_BACKOFF_MS, POLLER_CMD_BACKOFF_CAP);
 	backoff_init(&p->p_renew_bo, POLLER_RENEW_BACKOFF_MS,
 	    POLLER_RENEW_BACKOFF_CAP);
@@ -1241,8 +1331,9 @@ poller_new(struct agent *a, struct poller **out, struct carve_error *err)
 	uv_timer_init(a->a_loop, &p->p_t_poll);
 	uv_timer_init(a->a_loop, &p->p_t_hb);
 	uv_timer_init(a->a_loop, &p->p_t_renew);
+	uv_timer_init(a->a_loop, &p->p_t_post);
 	p->p_t_retry.data = p->p_t_poll.data = p->p_t_hb.data =
-	    p->p_t_renew.data = p;
+	    p->p_t_renew.data = p->p_t_post.data = p;
 	p->p_http = http_new(a->a_loop);
 	poller_load_cert(p);
 	engine_foreach_unreported(a->a_engine, poller_load_unreported, p);
@@ -1307,7 +1398,8 @@ poller_close(struct poller *p, void (*cb)(void *arg), void *arg)
 	poller_set_state(p, PS_STOPPED);
 	p->p_close_cb = cb;
 	p->p_close_arg = arg;
-	p->p_pending_closes = 5;
+	p->p_pending_closes = 6;
+	uv_close((uv_handle_t *)&p->p_t_post, poller_handle_closed);
 	uv_close((uv_handle_t *)&p->p_t_retry, poller_handle_closed);
 	uv_close((uv_handle_t *)&p->p_t_poll, poller_handle_closed);
 	uv_close((uv_handle_t *)&p->p_t_hb, poller_handle_closed);
