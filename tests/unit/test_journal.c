@@ -1,9 +1,11 @@
 /*
  * The command journal: what is acknowledged is on disk after a reopen (and
  * after the process dies), results are never overwritten, concurrent writes
- * share transactions, retention never drops an unfinished command, and files
- * that are not ours are refused. Each test owns a mkdtemp directory and a
- * loop it drives with uv_run.
+ * share transactions, retention never drops an unfinished command (nor a
+ * control-plane result not reported yet), where a command came from and
+ * whether its result was reported survive a reopen, a version-1 journal is
+ * migrated in place, and files that are not ours are refused. Each test
+ * owns a mkdtemp directory and a loop it drives with uv_run.
  */
 #include "config.h"
 
