@@ -12,7 +12,7 @@ set -eu
 packages="
 build-essential autoconf automake libtool pkg-config
 libvirt-dev libuv1-dev libjson-c-dev libcurl4-openssl-dev libssl-dev
-libsqlite3-dev libxml2-dev libcmocka-dev
+libsqlite3-dev libxml2-dev libcmocka-dev libevent-dev
 libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
 busybox-static cpio xz-utils jq sqlite3 procps iproute2 clang socat curl openssl
 "

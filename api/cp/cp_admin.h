@@ -1,0 +1,22 @@
+/*
+ * carve-cp's admin API (the operator's or platform's side): create, list,
+ * show, act on and delete VMs; list and show nodes; show commands. Every
+ * call that changes a VM stores a command for its node and wakes the
+ * node's long poll; the answer (202) carries the command's id to follow.
+ */
+#ifndef CARVE_CP_ADMIN_H
+#define CARVE_CP_ADMIN_H
+
+#include "api/cp/cp_http.h"
+#include "common/error.h"
+
+int cp_admin_vm_create(struct cp_req *r, struct carve_error *err);
+int cp_admin_vm_list(struct cp_req *r, struct carve_error *err);
+int cp_admin_vm_get(struct cp_req *r, struct carve_error *err);
+int cp_admin_vm_delete(struct cp_req *r, struct carve_error *err);
+int cp_admin_vm_action(struct cp_req *r, struct carve_error *err);
+int cp_admin_node_list(struct cp_req *r, struct carve_error *err);
+int cp_admin_node_get(struct cp_req *r, struct carve_error *err);
+int cp_admin_command_get(struct cp_req *r, struct carve_error *err);
+
+#endif

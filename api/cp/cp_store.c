@@ -1,0 +1,1111 @@
+/*
+ * carve-cp's SQLite store: see cp_store.h.
+ *
+ * The control plane is one thread on one event loop, so the store is a
+ * plain synchronous connection: a write costs one fsync (synchronous=FULL
+ * in WAL mode), a few milliseconds, and the loop is that much late. For a
+ * reference control plane in front of hundreds of nodes that is the right
+ * trade for code a reader can check at a glance.
+ *
+ * The spelling of statuses and desired states in the columns is this file's
+ * own (store_cmd_status, store_desired): an on-disk format must not change
+ * when a wire name does.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "api/cp/cp_store.h"
+#include "api/vm.h"
+#include "common/jsonx.h"
+#include "common/xalloc.h"
+
+#define STORE_SCHEMA_VERSION	1
+#define STORE_BUSY_MS		5000
+
+static const char store_schema[] =
+	"CREATE TABLE nodes ("
+	" name TEXT PRIMARY KEY,"
+	" registered_at INTEGER NOT NULL,"
+	" last_heartbeat INTEGER,"
+	" agent_version TEXT NOT NULL,"
+	" schedulable INTEGER NOT NULL,"
+	" host TEXT NOT NULL,"
+	" capacity TEXT NOT NULL,"
+	" capacity_at INTEGER NOT NULL,"
+	/* The last heartbeat seq applied; NULL: the next must be full. */
+	" hb_seq INTEGER);"
+	"CREATE TABLE vms ("
+	" id TEXT PRIMARY KEY,"
+	" name TEXT NOT NULL,"
+	" node TEXT NOT NULL,"
+	" vcpus INTEGER NOT NULL,"
+	" memory_mib INTEGER NOT NULL,"
+	" disk_gib INTEGER NOT NULL,"
+	" spec TEXT NOT NULL,"
+	" desired_state TEXT NOT NULL,"
+	" state TEXT,"
+	" last_command_id TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL,"
+	" updated_at INTEGER NOT NULL,"
+	" deleted_at INTEGER);"
+	"CREATE UNIQUE INDEX vms_live_name ON vms(name) WHERE deleted_at IS NULL;"
+	"CREATE INDEX vms_node ON vms(node);"
+	"CREATE TABLE commands ("
+	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" id TEXT NOT NULL UNIQUE,"
+	" node TEXT NOT NULL,"
+	" vm_id TEXT NOT NULL,"
+	" type TEXT NOT NULL,"
+	" command TEXT NOT NULL,"
+	" status TEXT NOT NULL,"
+	" result TEXT,"
+	" progress TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" delivered_at INTEGER,"
+	" finished_at INTEGER);"
+	"CREATE INDEX commands_open ON commands(node, seq)"
+	" WHERE finished_at IS NULL;"
+	"CREATE INDEX commands_vm ON commands(vm_id);"
+	/* What each node last said it runs (managed here or not). */
+	"CREATE TABLE node_vms ("
+	" node TEXT NOT NULL,"
+	" vm_id TEXT NOT NULL,"
+	" state TEXT NOT NULL,"
+	" info TEXT NOT NULL,"
+	" updated_at INTEGER NOT NULL,"
+	" PRIMARY KEY (node, vm_id));"
+	"PRAGMA user_version = 1;";
+
+static const char *const store_cmd_status[PROTO_CMD_STATUS_MAX] = {
+	[PROTO_CMD_PENDING] = "pending",
+	[PROTO_CMD_DELIVERED] = "delivered",
+	[PROTO_CMD_SUCCEEDED] = "succeeded",
+	[PROTO_CMD_FAILED] = "failed",
+};
+
+static const char *const store_desired[PROTO_DESIRED_MAX] = {
+	[PROTO_DESIRED_RUNNING] = "running",
+	[PROTO_DESIRED_STOPPED] = "stopped",
+	[PROTO_DESIRED_DELETED] = "deleted",
+};
+
+struct cp_store {
+	sqlite3	*st_db;
+	char	*st_path;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int
+store_sqlerr(struct cp_store *st, const char *what, struct carve_error *err)
+{
+	int rc = sqlite3_extended_errcode(st->st_db);
+	enum carve_errcode code = CARVE_EINTERNAL;
+
+	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+		code = CARVE_EUNAVAIL;
+	return error_set(err, code, "database %s: %s: %s", st->st_path, what,
+	    sqlite3_errmsg(st->st_db));
+}
+
+static int
+store_exec(struct cp_store *st, const char *sql, struct carve_error *err)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(st->st_db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		error_set(err, CARVE_EINTERNAL, "database %s: %s", st->st_path,
+		    msg != NULL ? msg : sqlite3_errmsg(st->st_db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static sqlite3_stmt *
+store_prepare(struct cp_store *st, const char *sql, struct carve_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+
+	if (sqlite3_prepare_v2(st->st_db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+		store_sqlerr(st, "prepare", err);
+		return NULL;
+	}
+	return stmt;
+}
+
+static void
+store_bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v == NULL)
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+}
+
+/* Step a statement that returns no row, then finalize it. */
+static int
+store_run(struct cp_store *st, sqlite3_stmt *s, const char *what,
+    struct carve_error *err)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		store_sqlerr(st, what, err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
+static void
+store_col_copy(sqlite3_stmt *s, int i, char *out, size_t size)
+{
+	const unsigned char *v = sqlite3_column_text(s, i);
+
+	snprintf(out, size, "%s", v != NULL ? (const char *)v : "");
+}
+
+static char *
+store_col_dup(sqlite3_stmt *s, int i)
+{
+	const unsigned char *v = sqlite3_column_text(s, i);
+
+	return v != NULL ? xstrdup((const char *)v) : NULL;
+}
+
+static int
+store_name_index(const char *const *names, size_t n, const char *v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v != NULL && strcmp(names[i], v) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int
+store_tx_begin(struct cp_store *st, struct carve_error *err)
+{
+	return store_exec(st, "SAVEPOINT cp", err);
+}
+
+static int
+store_tx_end(struct cp_store *st, int rc, struct carve_error *err)
+{
+	if (rc == 0)
+		return store_exec(st, "RELEASE cp", err);
+	(void)sqlite3_exec(st->st_db, "ROLLBACK TO cp; RELEASE cp", NULL, NULL,
+	    NULL);
+	return -1;
+}
+
+int
+cp_store_begin(struct cp_store *st, struct carve_error *err)
+{
+	return store_tx_begin(st, err);
+}
+
+int
+cp_store_commit(struct cp_store *st, struct carve_error *err)
+{
+	return store_exec(st, "RELEASE cp", err);
+}
+
+void
+cp_store_rollback(struct cp_store *st)
+{
+	(void)sqlite3_exec(st->st_db, "ROLLBACK TO cp; RELEASE cp", NULL, NULL,
+	    NULL);
+}
+
+json_object *
+cp_store_json(const char *text, struct carve_error *err)
+{
+	struct carve_error perr = { 0 };
+	json_object *o;
+
+	if (text == NULL) {
+		error_set(err, CARVE_EINTERNAL, "stored JSON is missing");
+		return NULL;
+	}
+	if ((o = jsonx_parse(text, strlen(text), &perr)) == NULL)
+		error_set(err, CARVE_EINTERNAL, "stored JSON is corrupt: %s",
+		    perr.message);
+	return o;
+}
+
+/* ------------------------------------------------------------ open */
+
+/* The file exists 0600 before SQLite opens it (it would use the umask). */
+static int
+store_prepare_file(const char *path, struct carve_error *err)
+{
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return error_set(err, CARVE_EINTERNAL, "database %s: %s", path,
+		    strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return error_set(err, CARVE_EINTERNAL, "database %s: %s", path,
+		    strerror(errno));
+	}
+	close(fd);
+	if (!S_ISREG(st.st_mode))
+		return error_set(err, CARVE_EINVAL, "database %s: not a regular "
+		    "file", path);
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+		return error_set(err, CARVE_EPERM, "database %s: writable by "
+		    "group or others (mode %04o); chmod 600 it", path,
+		    (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+static int
+store_user_version(struct cp_store *st, int64_t *out, struct carve_error *err)
+{
+	sqlite3_stmt *s = store_prepare(st, "PRAGMA user_version", err);
+
+	if (s == NULL)
+		return -1;
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		store_sqlerr(st, "user_version", err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	*out = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return 0;
+}
+
+struct cp_store *
+cp_store_open(const char *path, struct carve_error *err)
+{
+	struct cp_store *st = xcalloc(1, sizeof(*st));
+	int64_t version;
+
+	st->st_path = xstrdup(path);
+	if (store_prepare_file(path, err) < 0)
+		goto fail;
+	if (sqlite3_open_v2(path, &st->st_db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
+		store_sqlerr(st, "open", err);
+		goto fail;
+	}
+	sqlite3_extended_result_codes(st->st_db, 1);
+	sqlite3_busy_timeout(st->st_db, STORE_BUSY_MS);
+	if (store_exec(st, "PRAGMA journal_mode = WAL;"
+	    "PRAGMA synchronous = FULL;"
+	    "PRAGMA foreign_keys = ON;", err) < 0)
+		goto fail;
+	if (store_exec(st, "BEGIN IMMEDIATE", err) < 0)
+		goto fail;
+	if (store_user_version(st, &version, err) < 0) {
+		(void)sqlite3_exec(st->st_db, "ROLLBACK", NULL, NULL, NULL);
+		goto fail;
+	}
+	if (version == 0 && store_exec(st, store_schema, err) < 0) {
+		(void)sqlite3_exec(st->st_db, "ROLLBACK", NULL, NULL, NULL);
+		goto fail;
+	}
+	if (version > STORE_SCHEMA_VERSION) {
+		(void)sqlite3_exec(st->st_db, "ROLLBACK", NULL, NULL, NULL);
+		error_set(err, CARVE_EINVAL, "database %s has schema version "
+		    "%lld; this carve-cp knows %d", path, (long long)version,
+		    STORE_SCHEMA_VERSION);
+		goto fail;
+	}
+	if (store_exec(st, "COMMIT", err) < 0)
+		goto fail;
+	return st;
+fail:
+	cp_store_close(st);
+	return NULL;
+}
+
+void
+cp_store_close(struct cp_store *st)
+{
+	if (st == NULL)
+		return;
+	if (st->st_db != NULL)
+		sqlite3_close(st->st_db);
+	free(st->st_path);
+	free(st);
+}
+
+/* ------------------------------------------------------------ nodes */
+
+int
+cp_store_node_register(struct cp_store *st, const char *name,
+    const struct proto_register_req *reg, int64_t now_ms,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s;
+	char *host = jsonx_to_string(reg->rg_host);
+	char *cap = jsonx_to_string(reg->rg_capacity);
+	int rc = -1;
+
+	s = store_prepare(st,
+	    "INSERT INTO nodes (name, registered_at, last_heartbeat,"
+	    " agent_version, schedulable, host, capacity, capacity_at)"
+	    " VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?2)"
+	    " ON CONFLICT(name) DO UPDATE SET last_heartbeat = ?2,"
+	    " agent_version = ?3, schedulable = ?4, host = ?5, capacity = ?6,"
+	    " capacity_at = ?2", err);
+	if (s != NULL) {
+		store_bind_text(s, 1, name);
+		sqlite3_bind_int64(s, 2, now_ms);
+		store_bind_text(s, 3, reg->rg_agent_version);
+		sqlite3_bind_int(s, 4, reg->rg_schedulable);
+		store_bind_text(s, 5, host);
+		store_bind_text(s, 6, cap);
+		rc = store_run(st, s, "register node", err);
+	}
+	free(host);
+	free(cap);
+	return rc;
+}
+
+#define STORE_NODE_COLS \
+	"n.name, n.registered_at, n.last_heartbeat, n.agent_version," \
+	" n.schedulable, n.host, n.capacity, n.capacity_at," \
+	" (SELECT COUNT(*) FROM node_vms nv WHERE nv.node = n.name)"
+
+static void
+store_node_row(sqlite3_stmt *s, struct cp_node_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	store_col_copy(s, 0, r->nr_name, sizeof(r->nr_name));
+	r->nr_registered_at_ms = sqlite3_column_int64(s, 1);
+	r->nr_last_heartbeat_ms = sqlite3_column_int64(s, 2);
+	store_col_copy(s, 3, r->nr_agent_version, sizeof(r->nr_agent_version));
+	r->nr_schedulable = sqlite3_column_int(s, 4) != 0;
+	r->nr_host = store_col_dup(s, 5);
+	r->nr_capacity = store_col_dup(s, 6);
+	r->nr_capacity_at_ms = sqlite3_column_int64(s, 7);
+	r->nr_vms = sqlite3_column_int64(s, 8);
+}
+
+/*
+ * Claims: vm.create commands of the node without a result, and those that
+ * succeeded after the node's capacity report arrived (the report predates
+ * the VM, so it does not count it yet).
+ */
+static int
+store_node_claims(struct cp_store *st, struct cp_node_rec *recs, size_t n,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_prepare(st,
+	    "SELECT c.node, SUM(v.vcpus), SUM(v.memory_mib), SUM(v.disk_gib)"
+	    " FROM commands c JOIN vms v ON v.id = c.vm_id"
+	    " JOIN nodes n ON n.name = c.node"
+	    " WHERE c.type = 'vm.create' AND (c.finished_at IS NULL OR"
+	    " (c.status = 'succeeded' AND c.finished_at >= n.capacity_at))"
+	    " GROUP BY c.node", err);
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *node = (const char *)sqlite3_column_text(s, 0);
+
+		for (size_t i = 0; i < n; i++) {
+			if (node == NULL || strcmp(recs[i].nr_name, node) != 0)
+				continue;
+			recs[i].nr_claimed[PROTO_CAP_VCPU] =
+			    sqlite3_column_int64(s, 1);
+			recs[i].nr_claimed[PROTO_CAP_MEMORY_MIB] =
+			    sqlite3_column_int64(s, 2);
+			recs[i].nr_claimed[PROTO_CAP_DISK_GIB] =
+			    sqlite3_column_int64(s, 3);
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		store_sqlerr(st, "claims", err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
+int
+cp_store_node_get(struct cp_store *st, const char *name,
+    struct cp_node_rec *out, struct carve_error *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_prepare(st, "SELECT " STORE_NODE_COLS
+	    " FROM nodes n WHERE n.name = ?1", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, name);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		sqlite3_finalize(s);
+		return error_set(err, CARVE_ENOTFOUND, "node \"%s\" is not "
+		    "registered", name);
+	}
+	if (rc != SQLITE_ROW) {
+		store_sqlerr(st, "get node", err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	store_node_row(s, out);
+	sqlite3_finalize(s);
+	if (store_node_claims(st, out, 1, err) < 0) {
+		cp_node_rec_clear(out);
+		return -1;
+	}
+	return 0;
+}
+
+int
+cp_store_node_list(struct cp_store *st, struct cp_node_rec **out, size_t *n,
+    struct carve_error *err)
+{
+	struct cp_node_rec *recs = NULL;
+	size_t count = 0, cap = 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_prepare(st, "SELECT " STORE_NODE_COLS
+	    " FROM nodes n ORDER BY n.name", err);
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap ? 2 * cap : 8;
+			recs = xreallocarray(recs, cap, sizeof(*recs));
+		}
+		store_node_row(s, &recs[count++]);
+	}
+	if (rc != SQLITE_DONE) {
+		store_sqlerr(st, "list nodes", err);
+		sqlite3_finalize(s);
+		cp_node_list_free(recs, count);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	if (store_node_claims(st, recs, count, err) < 0) {
+		cp_node_list_free(recs, count);
+		return -1;
+	}
+	*out = recs;
+	*n = count;
+	return 0;
+}
+
+void
+cp_node_rec_clear(struct cp_node_rec *rec)
+{
+	if (rec == NULL)
+		return;
+	free(rec->nr_host);
+	free(rec->nr_capacity);
+	rec->nr_host = rec->nr_capacity = NULL;
+}
+
+void
+cp_node_list_free(struct cp_node_rec *recs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cp_node_rec_clear(&recs[i]);
+	free(recs);
+}
+
+/* Upsert one reported VM into the node's list. */
+static int
+store_node_vm_put(struct cp_store *st, const char *node,
+    const struct vm_info *vm, int64_t now_ms, struct carve_error *err)
+{
+	json_object *o = vm_info_encode(vm);
+	char *info = jsonx_to_string(o);
+	sqlite3_stmt *s;
+	int rc = -1;
+
+	json_object_put(o);
+	s = store_prepare(st,
+	    "INSERT INTO node_vms (node, vm_id, state, info, updated_at)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(node, vm_id) DO UPDATE"
+	    " SET state = ?3, info = ?4, updated_at = ?5", err);
+	if (s != NULL) {
+		store_bind_text(s, 1, node);
+		store_bind_text(s, 2, vm->vm_id);
+		store_bind_text(s, 3, vm_state_name(vm->vm_state));
+		store_bind_text(s, 4, info);
+		sqlite3_bind_int64(s, 5, now_ms);
+		rc = store_run(st, s, "heartbeat vm", err);
+	}
+	free(info);
+	return rc;
+}
+
+static int
+store_node_vm_del(struct cp_store *st, const char *node, const char *vm_id,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s = store_prepare(st,
+	    "DELETE FROM node_vms WHERE node = ?1 AND vm_id = ?2", err);
+
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, node);
+	store_bind_text(s, 2, vm_id);
+	return store_run(st, s, "heartbeat removed vm", err);
+}
+
+/* The state of the node's VMs managed here follows its report. */
+static int
+store_sync_vm_states(struct cp_store *st, const char *node, int64_t now_ms,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s = store_prepare(st,
+	    "UPDATE vms SET state = (SELECT nv.state FROM node_vms nv"
+	    " WHERE nv.node = vms.node AND nv.vm_id = vms.id), updated_at = ?2"
+	    " WHERE node = ?1 AND deleted_at IS NULL AND state IS NOT"
+	    " (SELECT nv.state FROM node_vms nv"
+	    " WHERE nv.node = vms.node AND nv.vm_id = vms.id)", err);
+
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, node);
+	sqlite3_bind_int64(s, 2, now_ms);
+	return store_run(st, s, "sync vm states", err);
+}
+
+static int
+store_heartbeat(struct cp_store *st, const char *name,
+    const struct proto_heartbeat_req *hb, int64_t now_ms, bool *resync,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s;
+	bool has_seq, apply;
+	int64_t last = 0;
+	char *cap;
+	int rc;
+
+	s = store_prepare(st, "SELECT hb_seq FROM nodes WHERE name = ?1", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, name);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		sqlite3_finalize(s);
+		return error_set(err, CARVE_ENOTFOUND, "node \"%s\" is not "
+		    "registered; PUT /v1/nodes/%s first", name, name);
+	}
+	if (rc != SQLITE_ROW) {
+		store_sqlerr(st, "heartbeat", err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	has_seq = sqlite3_column_type(s, 0) != SQLITE_NULL;
+	if (has_seq)
+		last = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+
+	apply = hb->hb_full || (has_seq && hb->hb_seq == last + 1);
+	*resync = !apply;
+	if (apply) {
+		if (hb->hb_full) {
+			s = store_prepare(st,
+			    "DELETE FROM node_vms WHERE node = ?1", err);
+			if (s == NULL)
+				return -1;
+			store_bind_text(s, 1, name);
+			if (store_run(st, s, "full heartbeat", err) < 0)
+				return -1;
+		}
+		for (size_t i = 0; i < hb->hb_nvms; i++)
+			if (store_node_vm_put(st, name, &hb->hb_vms[i], now_ms,
+			    err) < 0)
+				return -1;
+		for (size_t i = 0; i < hb->hb_nremoved; i++)
+			if (store_node_vm_del(st, name, hb->hb_removed[i],
+			    err) < 0)
+				return -1;
+		if (store_sync_vm_states(st, name, now_ms, err) < 0)
+			return -1;
+	}
+
+	cap = jsonx_to_string(hb->hb_capacity);
+	s = store_prepare(st, "UPDATE nodes SET last_heartbeat = ?2,"
+	    " capacity = ?3, capacity_at = ?2, hb_seq = ?4 WHERE name = ?1",
+	    err);
+	if (s == NULL) {
+		free(cap);
+		return -1;
+	}
+	store_bind_text(s, 1, name);
+	sqlite3_bind_int64(s, 2, now_ms);
+	store_bind_text(s, 3, cap);
+	if (apply)
+		sqlite3_bind_int64(s, 4, hb->hb_seq);
+	else
+		sqlite3_bind_null(s, 4);
+	free(cap);
+	return store_run(st, s, "heartbeat", err);
+}
+
+int
+cp_store_node_heartbeat(struct cp_store *st, const char *name,
+    const struct proto_heartbeat_req *hb, int64_t now_ms, bool *resync,
+    struct carve_error *err)
+{
+	if (store_tx_begin(st, err) < 0)
+		return -1;
+	return store_tx_end(st, store_heartbeat(st, name, hb, now_ms, resync,
+	    err), err);
+}
+
+/* ------------------------------------------------------------ VMs */
+
+int
+cp_store_vm_insert(struct cp_store *st, const struct cp_vm_rec *vm,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_prepare(st,
+	    "INSERT INTO vms (id, name, node, vcpus, memory_mib, disk_gib, spec,"
+	    " desired_state, state, last_command_id, created_at, updated_at)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, vm->vr_id);
+	store_bind_text(s, 2, vm->vr_name);
+	store_bind_text(s, 3, vm->vr_node);
+	sqlite3_bind_int64(s, 4, vm->vr_vcpus);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)vm->vr_memory_mib);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)vm->vr_disk_gib);
+	store_bind_text(s, 7, vm->vr_spec);
+	store_bind_text(s, 8, store_desired[vm->vr_desired]);
+	store_bind_text(s, 9, vm->vr_state[0] != '\0' ? vm->vr_state : NULL);
+	store_bind_text(s, 10, vm->vr_last_command_id);
+	sqlite3_bind_int64(s, 11, vm->vr_created_at_ms);
+	sqlite3_bind_int64(s, 12, vm->vr_updated_at_ms);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+		return error_set(err, CARVE_ECONFLICT, "a VM named \"%s\" "
+		    "already exists", vm->vr_name);
+	if (rc != SQLITE_DONE)
+		return store_sqlerr(st, "insert vm", err);
+	return 0;
+}
+
+#define STORE_VM_COLS \
+	"id, name, node, vcpus, memory_mib, disk_gib, spec, desired_state," \
+	" state, last_command_id, created_at, updated_at, deleted_at"
+
+static int
+store_vm_row(struct cp_store *st, sqlite3_stmt *s, struct cp_vm_rec *r,
+    struct carve_error *err)
+{
+	int d;
+
+	memset(r, 0, sizeof(*r));
+	store_col_copy(s, 0, r->vr_id, sizeof(r->vr_id));
+	store_col_copy(s, 1, r->vr_name, sizeof(r->vr_name));
+	store_col_copy(s, 2, r->vr_node, sizeof(r->vr_node));
+	r->vr_vcpus = (unsigned)sqlite3_column_int64(s, 3);
+	r->vr_memory_mib = (uint64_t)sqlite3_column_int64(s, 4);
+	r->vr_disk_gib = (uint64_t)sqlite3_column_int64(s, 5);
+	r->vr_spec = store_col_dup(s, 6);
+	d = store_name_index(store_desired, PROTO_DESIRED_MAX,
+	    (const char *)sqlite3_column_text(s, 7));
+	store_col_copy(s, 8, r->vr_state, sizeof(r->vr_state));
+	store_col_copy(s, 9, r->vr_last_command_id,
+	    sizeof(r->vr_last_command_id));
+	r->vr_created_at_ms = sqlite3_column_int64(s, 10);
+	r->vr_updated_at_ms = sqlite3_column_int64(s, 11);
+	r->vr_deleted_at_ms = sqlite3_column_int64(s, 12);
+	if (d < 0) {
+		cp_vm_rec_clear(r);
+		return error_set(err, CARVE_EINTERNAL, "database %s: VM %s has "
+		    "an unknown desired state", st->st_path, r->vr_id);
+	}
+	r->vr_desired = (enum proto_desired_state)d;
+	return 0;
+}
+
+int
+cp_store_vm_get(struct cp_store *st, const char *id, struct cp_vm_rec *out,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_prepare(st, "SELECT " STORE_VM_COLS " FROM vms"
+	    " WHERE id = ?1 AND deleted_at IS NULL", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		sqlite3_finalize(s);
+		return error_set(err, CARVE_ENOTFOUND, "no VM with id %s", id);
+	}
+	if (rc != SQLITE_ROW) {
+		store_sqlerr(st, "get vm", err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	rc = store_vm_row(st, s, out, err);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int
+cp_store_vm_list(struct cp_store *st, struct cp_vm_rec **out, size_t *n,
+    struct carve_error *err)
+{
+	struct cp_vm_rec *recs = NULL;
+	size_t count = 0, cap = 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_prepare(st, "SELECT " STORE_VM_COLS " FROM vms"
+	    " WHERE deleted_at IS NULL ORDER BY created_at, rowid", err);
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap ? 2 * cap : 16;
+			recs = xreallocarray(recs, cap, sizeof(*recs));
+		}
+		if (store_vm_row(st, s, &recs[count], err) < 0) {
+			sqlite3_finalize(s);
+			cp_vm_list_free(recs, count);
+			return -1;
+		}
+		count++;
+	}
+	if (rc != SQLITE_DONE) {
+		store_sqlerr(st, "list vms", err);
+		sqlite3_finalize(s);
+		cp_vm_list_free(recs, count);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	*out = recs;
+	*n = count;
+	return 0;
+}
+
+/* Run an UPDATE of one live VM; CARVE_ENOTFOUND when it changed nothing. */
+static int
+store_vm_update(struct cp_store *st, sqlite3_stmt *s, const char *id,
+    struct carve_error *err)
+{
+	if (s == NULL || store_run(st, s, "update vm", err) < 0)
+		return -1;
+	if (sqlite3_changes(st->st_db) == 0)
+		return error_set(err, CARVE_ENOTFOUND, "no VM with id %s", id);
+	return 0;
+}
+
+int
+cp_store_vm_set_desired(struct cp_store *st, const char *id,
+    enum proto_desired_state desired, const char *command_id, int64_t now_ms,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s = store_prepare(st, "UPDATE vms SET desired_state = ?2,"
+	    " last_command_id = ?3, updated_at = ?4"
+	    " WHERE id = ?1 AND deleted_at IS NULL", err);
+
+	if (s != NULL) {
+		store_bind_text(s, 1, id);
+		store_bind_text(s, 2, store_desired[desired]);
+		store_bind_text(s, 3, command_id);
+		sqlite3_bind_int64(s, 4, now_ms);
+	}
+	return store_vm_update(st, s, id, err);
+}
+
+int
+cp_store_vm_set_state(struct cp_store *st, const char *id, const char *state,
+    int64_t now_ms, struct carve_error *err)
+{
+	sqlite3_stmt *s = store_prepare(st, "UPDATE vms SET state = ?2,"
+	    " updated_at = ?3 WHERE id = ?1 AND deleted_at IS NULL", err);
+
+	if (s != NULL) {
+		store_bind_text(s, 1, id);
+		store_bind_text(s, 2, state);
+		sqlite3_bind_int64(s, 3, now_ms);
+	}
+	return store_vm_update(st, s, id, err);
+}
+
+int
+cp_store_vm_mark_deleted(struct cp_store *st, const char *id, int64_t now_ms,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s = store_prepare(st, "UPDATE vms SET deleted_at = ?2,"
+	    " updated_at = ?2, state = NULL WHERE id = ?1 AND deleted_at IS NULL",
+	    err);
+
+	if (s != NULL) {
+		store_bind_text(s, 1, id);
+		sqlite3_bind_int64(s, 2, now_ms);
+	}
+	return store_vm_update(st, s, id, err);
+}
+
+void
+cp_vm_rec_clear(struct cp_vm_rec *rec)
+{
+	if (rec == NULL)
+		return;
+	free(rec->vr_spec);
+	rec->vr_spec = NULL;
+}
+
+void
+cp_vm_list_free(struct cp_vm_rec *recs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cp_vm_rec_clear(&recs[i]);
+	free(recs);
+}
+
+/* ------------------------------------------------------------ commands */
+
+int
+cp_store_cmd_insert(struct cp_store *st, const struct cp_cmd_rec *cmd,
+    int64_t now_ms, int64_t *seq, struct carve_error *err)
+{
+	sqlite3_stmt *s;
+
+	s = store_prepare(st,
+	    "INSERT INTO commands (id, node, vm_id, type, command, status,"
+	    " created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, cmd->cr_id);
+	store_bind_text(s, 2, cmd->cr_node);
+	store_bind_text(s, 3, cmd->cr_vm_id);
+	store_bind_text(s, 4, command_type_name(cmd->cr_type));
+	store_bind_text(s, 5, cmd->cr_command);
+	sqlite3_bind_int64(s, 6, now_ms);
+	if (store_run(st, s, "insert command", err) < 0)
+		return -1;
+	*seq = sqlite3_last_insert_rowid(st->st_db);
+	return 0;
+}
+
+#define STORE_CMD_COLS \
+	"seq, id, node, vm_id, type, command, status, result, progress," \
+	" created_at, delivered_at, finished_at"
+
+static int
+store_cmd_row(struct cp_store *st, sqlite3_stmt *s, struct cp_cmd_rec *r,
+    struct carve_error *err)
+{
+	enum command_type type;
+	const char *t = (const char *)sqlite3_column_text(s, 4);
+	int status;
+
+	memset(r, 0, sizeof(*r));
+	r->cr_seq = sqlite3_column_int64(s, 0);
+	store_col_copy(s, 1, r->cr_id, sizeof(r->cr_id));
+	store_col_copy(s, 2, r->cr_node, sizeof(r->cr_node));
+	store_col_copy(s, 3, r->cr_vm_id, sizeof(r->cr_vm_id));
+	status = store_name_index(store_cmd_status, PROTO_CMD_STATUS_MAX,
+	    (const char *)sqlite3_column_text(s, 6));
+	if (status < 0)
+		return error_set(err, CARVE_EINTERNAL, "database %s: command %s "
+		    "has an unknown status", st->st_path, r->cr_id);
+	/*
+	 * A type this carve-cp does not know (a row written by hand, or by a
+	 * newer carve-cp) is still delivered: the agent answers what it
+	 * cannot run, and one bad row must not stop the node's queue.
+	 */
+	r->cr_type = t != NULL && command_type_parse(t, &type) == 0 ? type :
+	    CMD_TYPE_MAX;
+	r->cr_status = (enum proto_cmd_status)status;
+	r->cr_command = store_col_dup(s, 5);
+	r->cr_result = store_col_dup(s, 7);
+	r->cr_progress = store_col_dup(s, 8);
+	r->cr_created_at_ms = sqlite3_column_int64(s, 9);
+	r->cr_delivered_at_ms = sqlite3_column_int64(s, 10);
+	r->cr_finished_at_ms = sqlite3_column_int64(s, 11);
+	return 0;
+}
+
+int
+cp_store_cmd_get(struct cp_store *st, const char *id, struct cp_cmd_rec *out,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_prepare(st, "SELECT " STORE_CMD_COLS " FROM commands"
+	    " WHERE id = ?1", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		sqlite3_finalize(s);
+		return error_set(err, CARVE_ENOTFOUND, "no command with id %s",
+		    id);
+	}
+	if (rc != SQLITE_ROW) {
+		store_sqlerr(st, "get command", err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	rc = store_cmd_row(st, s, out, err);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int
+store_poll(struct cp_store *st, const char *node, int64_t cursor, size_t max,
+    size_t max_bytes, int64_t now_ms, struct cp_cmd_rec **out, size_t *n,
+    struct carve_error *err)
+{
+	struct cp_cmd_rec *recs = NULL;
+	size_t count = 0, bytes = 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_prepare(st, "SELECT " STORE_CMD_COLS " FROM commands"
+	    " WHERE node = ?1 AND seq > ?2 AND finished_at IS NULL"
+	    " ORDER BY seq LIMIT ?3", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, node);
+	sqlite3_bind_int64(s, 2, cursor);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)max);
+	recs = xcalloc(max > 0 ? max : 1, sizeof(*recs));
+	while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		size_t len = (size_t)sqlite3_column_bytes(s, 5);
+
+		if (count > 0 && bytes + len > max_bytes)
+			break;
+		if (store_cmd_row(st, s, &recs[count], err) < 0) {
+			sqlite3_finalize(s);
+			cp_cmd_list_free(recs, count + 1);
+			return -1;
+		}
+		bytes += len;
+		count++;
+	}
+	if (count < max && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		store_sqlerr(st, "poll", err);
+		sqlite3_finalize(s);
+		cp_cmd_list_free(recs, count);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	for (size_t i = 0; i < count; i++) {
+		if (recs[i].cr_status != PROTO_CMD_PENDING)
+			continue;
+		s = store_prepare(st, "UPDATE commands SET status = 'delivered',"
+		    " delivered_at = ?2 WHERE seq = ?1 AND status = 'pending'",
+		    err);
+		if (s == NULL) {
+			cp_cmd_list_free(recs, count);
+			return -1;
+		}
+		sqlite3_bind_int64(s, 1, recs[i].cr_seq);
+		sqlite3_bind_int64(s, 2, now_ms);
+		if (store_run(st, s, "mark delivered", err) < 0) {
+			cp_cmd_list_free(recs, count);
+			return -1;
+		}
+		recs[i].cr_status = PROTO_CMD_DELIVERED;
+		recs[i].cr_delivered_at_ms = now_ms;
+	}
+	*out = recs;
+	*n = count;
+	return 0;
+}
+
+int
+cp_store_cmd_poll(struct cp_store *st, const char *node, int64_t cursor,
+    size_t max, size_t max_bytes, int64_t now_ms, struct cp_cmd_rec **out,
+    size_t *n, struct carve_error *err)
+{
+	if (store_tx_begin(st, err) < 0)
+		return -1;
+	return store_tx_end(st, store_poll(st, node, cursor, max, max_bytes,
+	    now_ms, out, n, err), err);
+}
+
+int
+cp_store_cmd_finish(struct cp_store *st, const char *id,
+    enum command_status status, const char *result_json, int64_t now_ms,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s;
+
+	if (status != CMD_STATUS_SUCCEEDED && status != CMD_STATUS_FAILED)
+		return error_set(err, CARVE_EINVAL, "a result must have "
+		    "succeeded or failed");
+	s = store_prepare(st, "UPDATE commands SET status = ?2, result = ?3,"
+	    " finished_at = ?4 WHERE id = ?1 AND finished_at IS NULL", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, id);
+	store_bind_text(s, 2, store_cmd_status[status == CMD_STATUS_SUCCEEDED ?
+	    PROTO_CMD_SUCCEEDED : PROTO_CMD_FAILED]);
+	store_bind_text(s, 3, result_json);
+	sqlite3_bind_int64(s, 4, now_ms);
+	if (store_run(st, s, "finish command", err) < 0)
+		return -1;
+	return sqlite3_changes(st->st_db) > 0 ? 1 : 0;
+}
+
+int
+cp_store_cmd_set_progress(struct cp_store *st, const char *id,
+    const char *progress_json, struct carve_error *err)
+{
+	sqlite3_stmt *s = store_prepare(st, "UPDATE commands SET progress = ?2"
+	    " WHERE id = ?1 AND finished_at IS NULL", err);
+
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, id);
+	store_bind_text(s, 2, progress_json);
+	return store_run(st, s, "progress", err);
+}
+
+void
+cp_cmd_rec_clear(struct cp_cmd_rec *rec)
+{
+	if (rec == NULL)
+		return;
+	free(rec->cr_command);
+	free(rec->cr_result);
+	free(rec->cr_progress);
+	rec->cr_command = rec->cr_result = rec->cr_progress = NULL;
+}
+
+void
+cp_cmd_list_free(struct cp_cmd_rec *recs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cp_cmd_rec_clear(&recs[i]);
+	free(recs);
+}
