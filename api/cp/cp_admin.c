@@ -393,29 +393,39 @@ cp_admin_node_get(struct cp_req *r, struct carve_error *err)
 
 /* ------------------------------------------------------------ commands */
 
-/* The stored result's data and error into the command record. */
+/*
+ * The stored result's data and error into the command record. Read with
+ * plain getters rather than the strict decoder: a result carve-cp wrote
+ * itself for a command of unknown type names no valid type.
+ */
 static int
 admin_command_result(const struct cp_cmd_rec *rec, struct proto_command_info *ci,
     struct carve_error *err)
 {
-	struct command_result res;
-	json_object *o;
+	const char *code = NULL, *msg = NULL;
+	enum carve_errcode c = CARVE_EINTERNAL;
+	json_object *o, *v;
 
 	if (rec->cr_result == NULL)
 		return 0;
 	if ((o = cp_store_json(rec->cr_result, err)) == NULL)
 		return -1;
-	if (command_result_decode(o, &res, err) < 0) {
-		json_object_put(o);
-		err->code = CARVE_EINTERNAL;
-		return -1;
+	if (json_object_object_get_ex(o, "result", &v) &&
+	    json_object_is_type(v, json_type_object))
+		ci->ci_result = json_object_get(v);
+	if (rec->cr_status == PROTO_CMD_FAILED) {
+		if (json_object_object_get_ex(o, "error", &v) &&
+		    json_object_is_type(v, json_type_object)) {
+			(void)jsonx_get_string(v, "code", false, 64, &code, NULL);
+			(void)jsonx_get_string(v, "message", false,
+			    CARVE_ERRMSG_MAX - 1, &msg, NULL);
+		}
+		if (code != NULL && (c = error_code_parse(code)) == CARVE_OK)
+			c = CARVE_EINTERNAL;
+		error_set(&ci->ci_error, c, "%s", msg != NULL ? msg :
+		    "the command failed");
 	}
 	json_object_put(o);
-	ci->ci_result = res.res_data != NULL ? json_object_get(res.res_data) :
-	    NULL;
-	if (res.res_status == CMD_STATUS_FAILED)
-		ci->ci_error = res.res_error;
-	command_result_clear(&res);
 	return 0;
 }
 

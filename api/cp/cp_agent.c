@@ -187,6 +187,44 @@ cp_polls_count(const struct cp_polls *p)
 }
 
 /*
+ * Finish, as failed, a stored command that no agent could run: its type is
+ * none this carve-cp knows (a row written by hand) or its text is not a
+ * JSON object. No result wire form can name an unknown type, so only the
+ * control plane can answer it; and it must be answered, or it would stay
+ * at the head of the node's queue for ever.
+ */
+static void
+agent_refuse(struct cp *cp, const struct cp_cmd_rec *rec, const char *why)
+{
+	json_object *o = json_object_new_object();
+	json_object *e = json_object_new_object();
+	struct carve_error err = { 0 };
+	int64_t now = time_now_ms();
+	char *text;
+
+	jsonx_add_string(o, "command_id", rec->cr_id);
+	jsonx_add_string(o, "type", command_type_name(rec->cr_type));
+	jsonx_add_string(o, "vm_id", rec->cr_vm_id);
+	jsonx_add_string(o, "status", command_status_name(CMD_STATUS_FAILED));
+	jsonx_add_string(e, "code", error_code_name(CARVE_EINVAL));
+	jsonx_add_string(e, "message", why);
+	json_object_object_add(o, "error", e);
+	jsonx_add_int(o, "accepted_at", now);
+	jsonx_add_int(o, "finished_at", now);
+	text = jsonx_to_string(o);
+	json_object_put(o);
+	if (cp_store_cmd_finish(cp->cp_store, rec->cr_id, CMD_STATUS_FAILED,
+	    text, now, &err) < 0)
+		log_kv(LOG_LVL_ERROR, CP_COMP, "cannot refuse a bad command",
+		    "id", rec->cr_id, "error", err.message, NULL);
+	else
+		log_kv(LOG_LVL_WARN, CP_COMP, "refused a stored command no "
+		    "agent can run", "id", rec->cr_id, "node", rec->cr_node,
+		    "reason", why, NULL);
+	free(text);
+}
+
+/*
  * The node's undelivered commands after cursor as a poll answer (marking
  * them delivered); *n says how many.
  */
@@ -196,7 +234,7 @@ agent_poll_answer(struct cp *cp, const char *node, int64_t cursor, size_t *n,
 {
 	struct proto_poll_resp resp = { 0 };
 	struct cp_cmd_rec *recs = NULL;
-	json_object *out = NULL;
+	json_object *out;
 	size_t count = 0;
 
 	if (cp_store_cmd_poll(cp->cp_store, node, cursor,
@@ -204,19 +242,32 @@ agent_poll_answer(struct cp *cp, const char *node, int64_t cursor, size_t *n,
 	    &count, err) < 0)
 		return NULL;
 	resp.pr_items = xcalloc(count > 0 ? count : 1, sizeof(*resp.pr_items));
-	resp.pr_cursor = count > 0 ? recs[count - 1].cr_seq : cursor;
+	resp.pr_cursor = cursor;
 	for (size_t i = 0; i < count; i++) {
-		json_object *c = cp_store_json(recs[i].cr_command, err);
+		struct carve_error perr = { 0 };
+		json_object *c;
+		char why[CARVE_ERRMSG_MAX + 64];
 
-		if (c == NULL)
-			goto cleanup;
+		if (recs[i].cr_type == CMD_TYPE_MAX) {
+			agent_refuse(cp, &recs[i], "unknown command type");
+			continue;
+		}
+		c = cp_store_json(recs[i].cr_command, &perr);
+		if (c == NULL || !json_object_is_type(c, json_type_object)) {
+			snprintf(why, sizeof(why), "the stored command is not "
+			    "a JSON object: %s", c == NULL ? perr.message :
+			    "another JSON type");
+			json_object_put(c);
+			agent_refuse(cp, &recs[i], why);
+			continue;
+		}
 		resp.pr_items[resp.pr_nitems].pi_seq = recs[i].cr_seq;
 		resp.pr_items[resp.pr_nitems].pi_command = c;
 		resp.pr_nitems++;
+		resp.pr_cursor = recs[i].cr_seq;
 	}
 	out = proto_poll_resp_encode(&resp);
-	*n = count;
-cleanup:
+	*n = resp.pr_nitems;
 	proto_poll_resp_clear(&resp);
 	cp_cmd_list_free(recs, count);
 	return out;
@@ -461,7 +512,7 @@ agent_record_result(struct cp *cp, const struct cp_cmd_rec *cmd,
 	rc = cp_store_cmd_finish(cp->cp_store, cmd->cr_id, res->res_status,
 	    text, now, err);
 	free(text);
-	if (rc == 1) {
+	if (rc == 1 && cmd->cr_type < CMD_TYPE_MAX) {
 		fn = res->res_status == CMD_STATUS_SUCCEEDED ?
 		    agent_effects[cmd->cr_type].succeeded :
 		    agent_effects[cmd->cr_type].failed;
@@ -530,11 +581,15 @@ cp_agent_result(struct cp_req *r, struct carve_error *err)
 	if (strcmp(res.res_command_id, id) != 0)
 		error_set(err, CARVE_EINVAL, "command_id %s does not match the "
 		    "path's %s", res.res_command_id, id);
-	else if (res.res_type != cmd.cr_type ||
-	    strcmp(res.res_vm_id, cmd.cr_vm_id) != 0)
+	else if (cmd.cr_type < CMD_TYPE_MAX && (res.res_type != cmd.cr_type ||
+	    strcmp(res.res_vm_id, cmd.cr_vm_id) != 0))
 		error_set(err, CARVE_EINVAL, "the result's type or vm_id is "
 		    "not the command's (%s on %s)",
 		    command_type_name(cmd.cr_type), cmd.cr_vm_id);
+	else if (cmd.cr_type == CMD_TYPE_MAX &&
+	    res.res_status != CMD_STATUS_FAILED)
+		error_set(err, CARVE_EINVAL, "command %s has a type no agent "
+		    "can run: its result can only be a failure", id);
 	else if (res.res_status != CMD_STATUS_SUCCEEDED &&
 	    res.res_status != CMD_STATUS_FAILED)
 		error_set(err, CARVE_EINVAL, "a result's status is succeeded "

@@ -931,10 +931,16 @@ store_cmd_row(struct cp_store *st, sqlite3_stmt *s, struct cp_cmd_rec *r,
 	store_col_copy(s, 3, r->cr_vm_id, sizeof(r->cr_vm_id));
 	status = store_name_index(store_cmd_status, PROTO_CMD_STATUS_MAX,
 	    (const char *)sqlite3_column_text(s, 6));
-	if (t == NULL || command_type_parse(t, &type) < 0 || status < 0)
+	if (status < 0)
 		return error_set(err, CARVE_EINTERNAL, "database %s: command %s "
-		    "has an unknown type or status", st->st_path, r->cr_id);
-	r->cr_type = type;
+		    "has an unknown status", st->st_path, r->cr_id);
+	/*
+	 * A type this carve-cp does not know (a row written by hand, or by a
+	 * newer carve-cp) is still delivered: the agent answers what it
+	 * cannot run, and one bad row must not stop the node's queue.
+	 */
+	r->cr_type = t != NULL && command_type_parse(t, &type) == 0 ? type :
+	    CMD_TYPE_MAX;
 	r->cr_status = (enum proto_cmd_status)status;
 	r->cr_command = store_col_dup(s, 5);
 	r->cr_result = store_col_dup(s, 7);

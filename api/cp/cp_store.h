@@ -58,7 +58,7 @@ struct cp_cmd_rec {
 	char		 cr_id[IDS_UUID_LEN + 1];
 	char		 cr_node[IDS_NAME_MAX + 1];
 	char		 cr_vm_id[IDS_UUID_LEN + 1];
-	enum command_type cr_type;
+	enum command_type cr_type;		/* CMD_TYPE_MAX: unknown */
 	char		*cr_command;		/* command_encode() text */
 	enum proto_cmd_status cr_status;
 	char		*cr_result;		/* command_result_encode() text */

@@ -42,7 +42,7 @@ cmd_status() {
 
 # -- a user asks for a server: 2 vCPUs, 4 GiB --------------------------------
 r=$(cp_admin POST /v1/vms '{"name":"web-1","vcpus":2,"memory_mib":4096}')
-tap_is "$CP_CODE" 202 "POST /v1/vms is accepted (202)"
+tap_is "$(cp_code)" 202 "POST /v1/vms is accepted (202)"
 vm=$(printf '%s' "$r" | jq -r .id)
 cmd=$(printf '%s' "$r" | jq -r .command_id)
 tap_is "$(printf '%s' "$r" | jq -r .node)" big "placed on the node with the most free memory"
@@ -60,11 +60,11 @@ tap_is "$(ctl_json vm show db-1 | jq -r .id)" "$vm2" "it exists on node small"
 
 # -- bad admin requests --------------------------------------------------------
 cp_admin POST /v1/vms '{"name":"x","vcpus":"2","memory_mib":4096}' >/dev/null
-tap_is "$CP_CODE" 400 "a type-confused request is 400"
+tap_is "$(cp_code)" 400 "a type-confused request is 400"
 tap_is "$(cp_admin POST /v1/vms '{"name":"x<y","vcpus":2,"memory_mib":4096}' | jq -r .error.code)" invalid_argument "a bad name is invalid_argument"
 tap_is "$(cp_admin POST /v1/vms '{"name":"web-1","vcpus":1,"memory_mib":128}' | jq -r .error.code)" conflict "a duplicate name is a conflict"
 cp_admin GET /v1/vms/00000000-0000-4000-8000-000000000000 >/dev/null
-tap_is "$CP_CODE" 404 "an unknown VM is 404"
+tap_is "$(cp_code)" 404 "an unknown VM is 404"
 tap_is "$(cp_admin POST /v1/vms '{"name":"n1","vcpus":1,"memory_mib":128,"node":"nosuch"}' | jq -r .error.code)" not_found "an unknown node is not_found"
 
 # -- fill the cloud: every accepted VM is made, then insufficient_capacity ----
@@ -72,7 +72,7 @@ made=0 code=202 i=0
 while [ "$code" = 202 ] && [ $i -lt 40 ]; do
 	i=$((i + 1))
 	r=$(cp_admin POST /v1/vms "{\"name\":\"fill-$i\",\"vcpus\":2,\"memory_mib\":4096}")
-	code=$CP_CODE
+	code=$(cp_code)
 	if [ "$code" = 202 ]; then
 		[ "$(cmd_status "$(printf '%s' "$r" | jq -r .command_id)")" = succeeded ] && made=$((made + 1))
 	fi
@@ -87,7 +87,7 @@ tap_is "$ns $nb" "4 15" "VMs per node as capacity allows"
 
 # -- destroy -----------------------------------------------------------------------
 r=$(cp_admin DELETE "/v1/vms/$vm")
-tap_is "$CP_CODE" 202 "DELETE /v1/vms/{id} is accepted"
+tap_is "$(cp_code)" 202 "DELETE /v1/vms/{id} is accepted"
 tap_is "$(cmd_status "$(printf '%s' "$r" | jq -r .command_id)")" succeeded "the destroy ran"
 carved_use big
 ctl_json vm show web-1 >/dev/null 2>&1

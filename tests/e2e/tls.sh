@@ -15,7 +15,7 @@ tap_at_exit cp_stop
 tap_at_exit carved_stop_all
 node="test://$top_srcdir/tests/node-small.xml"
 cp_err() { ctl_json status | jq -r '.control_plane.last_error // ""'; }
-registered() { [ "$(cp_admin GET "/v1/nodes/$1" >/dev/null; echo "$CP_CODE")" = 200 ]; }
+registered() { [ "$(cp_admin GET "/v1/nodes/$1" >/dev/null; echo "$(cp_code)")" = 200 ]; }
 
 # -- a control plane whose certificate is from another CA -----------------------
 cp_setup

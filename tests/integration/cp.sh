@@ -312,6 +312,32 @@ tap_is "$(body "$(cp_admin GET /v1/commands/$ncmd)" | jq -c '[.status,.error.cod
     '["failed","insufficient_capacity"]' "a failed create shows its error"
 tap_is "$(st "$(cp_admin GET /v1/vms/$nvm)")" 404 "and its VM does not stay behind"
 
+# -- stored commands no agent can run ------------------------------------------------
+if command -v sqlite3 >/dev/null; then
+	b1=0b0b0b0b-0000-4000-8000-000000000001
+	b2=0b0b0b0b-0000-4000-8000-000000000002
+	b3=0b0b0b0b-0000-4000-8000-000000000003
+	v=0b0b0b0b-0000-4000-8000-0000000000ff
+	sqlite3 "$CP_DIR/carve-cp.db" "
+INSERT INTO commands(id,node,vm_id,type,command,status,created_at) VALUES
+ ('$b1','node1','$v','vm.explode','{\"id\":\"$b1\",\"type\":\"vm.explode\",\"vm_id\":\"$v\"}','pending',1),
+ ('$b2','node1','$v','vm.stop','{\"id\":\"$b2\",\"type\":\"vm.stop\",\"vm_id\":\"$v\",\"args\":{\"timeout_s\":99999999999999999999}}','pending',1),
+ ('$b3','node1','$v','vm.stop','{\"id\":\"$b3\",\"type\":\"vm.stop\",\"vm_id\":\"$v\",\"args\":{\"force\":\"yes\"}}','pending',1);"
+	out=$(cp_node node1 "$N" GET "/v1/nodes/node1/commands?cursor=0")
+	tap_is "$(body "$out" | jq -c '[.commands[].command.id]')" "[\"$stop_cmd\",\"$b3\"]" \
+	    "a bad row does not block the queue; what an agent can answer is delivered"
+	tap_is "$(body "$(cp_admin GET /v1/commands/$b1)" | jq -c '[.status,.error.code]')" \
+	    '["failed","invalid_argument"]' "an unknown command type is refused by carve-cp"
+	tap_is "$(body "$(cp_admin GET /v1/commands/$b2)" | jq -c '[.status,.error.code]')" \
+	    '["failed","invalid_argument"]' "a stored command that is not strict JSON is refused"
+	res=$(jq -n --arg c "$b3" --arg v "$v" --argjson t "$ts" \
+	    '{command_id:$c,type:"vm.stop",vm_id:$v,status:"failed",error:{code:"invalid_argument",message:"force must be a boolean"},accepted_at:$t,finished_at:$t}')
+	out=$(cp_node node1 "$N" POST /v1/commands/$b3/result "$res")
+	tap_is "$(st "$out")" 200 "the agent's refusal of a type-confused command is taken"
+else
+	tap_skip "stored commands no agent can run" "sqlite3 not installed"
+fi
+
 # -- short-lived certificates ------------------------------------------------------
 cp_enroll node3 "$N" || tap_bail "cannot enroll node3"
 out=$(cp_node node3 "$N" PUT /v1/nodes/node3 "$reg")

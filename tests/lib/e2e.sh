@@ -5,8 +5,9 @@
 #                           NAMEs, default localhost 127.0.0.1); sets CP_DIR
 #   cp_start [ARGS...]      serve on a free loopback port; sets CP_PID, CP_URL
 #   cp_stop / cp_kill9
-#   cp_admin METHOD PATH [JSON]   admin API call; body on stdout, HTTP code
-#                                 in $CP_CODE
+#   cp_admin METHOD PATH [JSON]   admin API call; body on stdout; the HTTP
+#                                 code is kept for cp_code (works across $(...))
+#   cp_code                       the HTTP code of the last cp_admin
 #   carved_setup_cp NAME NODE_XML [CONF_LINES]
 #                           carved_setup wired to this carve-cp
 #   wait_for DESC SECONDS CMD...   poll CMD every 0.1 s until it succeeds
@@ -72,8 +73,13 @@ cp_admin() {
 		    -H "Authorization: Bearer $(cat "$CP_DIR/admin.token")" \
 		    -X "$1" "$CP_URL$2")
 	fi
+	echo "$CP_CODE" > "$TEST_TMPDIR/.cp_code"
 	cat "$_out"
 	rm -f "$_out"
+}
+
+cp_code() {
+	cat "$TEST_TMPDIR/.cp_code" 2>/dev/null
 }
 
 carved_setup_cp() {

@@ -275,6 +275,36 @@ test_command_lifecycle(void **state)
 }
 
 static void
+test_unknown_type_delivered(void **state)
+{
+	struct fixture *f = *state;
+	char vm_id[IDS_UUID_LEN + 1], cmd_id[IDS_UUID_LEN + 1];
+	struct carve_error err = { 0 };
+	struct cp_cmd_rec *recs;
+	sqlite3 *db;
+	size_t n;
+
+	register_node(f, "node1", T0);
+	assert_true(create_vm(f, "node1", "web1", vm_id, cmd_id, T0) > 0);
+	/* A row written by hand with a type this carve-cp does not know. */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO commands (id, node, "
+	    "vm_id, type, command, status, created_at) VALUES ("
+	    "'0b0b0b0b-0000-4000-8000-000000000001', 'node1', "
+	    "'0b0b0b0b-0000-4000-8000-000000000002', 'vm.explode', '{', "
+	    "'pending', 1)", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	/* It does not stop the queue: both come out, the odd one marked. */
+	assert_int_equal(cp_store_cmd_poll(f->st, "node1", 0, 256, 1 << 20, T0,
+	    &recs, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(recs[0].cr_type, CMD_VM_CREATE);
+	assert_int_equal(recs[1].cr_type, CMD_TYPE_MAX);
+	assert_string_equal(recs[1].cr_command, "{");
+	cp_cmd_list_free(recs, n);
+}
+
+static void
 test_poll_limits(void **state)
 {
 	struct fixture *f = *state;
@@ -583,6 +613,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_poll_limits, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_type_delivered,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vm_name_unique, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_vm_desired_and_state,
