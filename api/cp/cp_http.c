@@ -20,6 +20,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <netinet/tcp.h>
+#include <netinet/in.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -580,6 +582,15 @@ cp_http_start(struct cp *cp, struct carve_error *err)
 		error_set(err, CARVE_EUNAVAIL, "cannot listen on %s: %s",
 		    cp->cp_conf.cf_listen, strerror(errno));
 		goto fail;
+	}
+	/*
+	 * A long-poll answer is one small write; with Nagle on it waits for
+	 * the client's delayed ACK (~40 ms). Accepted sockets inherit this.
+	 */
+	{
+		int one = 1;
+		(void)setsockopt(evhttp_bound_socket_get_fd(bound), IPPROTO_TCP,
+		    TCP_NODELAY, &one, sizeof(one));
 	}
 	if (getsockname(evhttp_bound_socket_get_fd(bound),
 	    (struct sockaddr *)&ss, &sslen) == 0) {
