@@ -1070,15 +1070,19 @@ poller_heartbeat(struct poller *p)
 	p->p_hb_sent_seq = hb.hb_seq;
 	p->p_hb_sent_full = hb.hb_full;
 	p->p_hb_sent_mark = agent_changes_mark(a);
-	if (hb.hb_full || hb.hb_nvms > 0 || hb.hb_nremoved > 0) {
-		char seqs[24], nv[16], nr[16];
+	if (log_get_level() <= LOG_LVL_DEBUG) {
+		char seqs[24], nv[16], nr[16], nb[24];
+		char *body = jsonx_to_string(o);
 
+		/* The size is what the benchmarks compare (delta vs full). */
 		snprintf(seqs, sizeof(seqs), "%" PRId64, hb.hb_seq);
 		snprintf(nv, sizeof(nv), "%zu", hb.hb_nvms);
 		snprintf(nr, sizeof(nr), "%zu", hb.hb_nremoved);
+		snprintf(nb, sizeof(nb), "%zu", strlen(body));
+		free(body);
 		log_kv(LOG_LVL_DEBUG, POLLER_COMP, "heartbeat", "seq", seqs,
 		    "full", hb.hb_full ? "true" : "false", "vms", nv,
-		    "removed", nr, (char *)NULL);
+		    "removed", nr, "bytes", nb, (char *)NULL);
 	}
 	proto_heartbeat_req_clear(&hb);
 	url = poller_url(p, "/v1/nodes/%s/heartbeat", p->p_conf->node_name);
