@@ -48,8 +48,11 @@ done
 url=https://127.0.0.1:$port
 note "listening on $url"
 
-admin() { # METHOD PATH [JSON]
-	printf '$ curl -X %s %s%s %s\n' "$1" "$url" "$2" "${3:-}"
+admin() { # METHOD PATH [JSON]: show the call, then make it
+	printf '$ curl -X %s %s%s %s\n' "$1" "$url" "$2" "${3:-}" >&2
+	api "$@"
+}
+api() { # METHOD PATH [JSON]
 	if [ $# -ge 3 ]; then
 		curl -sS --cacert "$tmp/cp/ca.crt" -H "Authorization: Bearer $(cat "$tmp/cp/admin.token")" \
 		    -X "$1" -d "$3" "$url$2"
@@ -86,7 +89,7 @@ host host-b node-big.xml
 note "each makes its own key (0600, never leaves the host), sends a CSR with the"
 note "bootstrap token, gets a client certificate, registers, and long-polls"
 i=0
-until [ "$(admin GET /v1/nodes 2>/dev/null | jq '[.[] | select(.up)] | length' 2>/dev/null)" = 2 ]; do
+until [ "$(api GET /v1/nodes 2>/dev/null | jq '[.[] | select(.up)] | length' 2>/dev/null)" = 2 ]; do
 	i=$((i + 1)); [ $i -lt 100 ] || { tail "$tmp"/*/carved.log; exit 1; }
 	sleep 0.2
 done >/dev/null

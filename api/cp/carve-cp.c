@@ -141,6 +141,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct cp *cp = arg;
 
+	(void)what;
 	log_kv(LOG_LVL_INFO, CP_COMP, "shutting down", "signal",
 	    sig == SIGTERM ? "TERM" : "INT", NULL);
 	event_base_loopexit(cp->cp_base, NULL);

@@ -306,6 +306,8 @@ agent_poll_timeout(evutil_socket_t fd, short what, void *arg)
 	struct cp_waiter *w = arg;
 	struct proto_poll_resp empty = { .pr_cursor = w->w_cursor };
 
+	(void)fd;
+	(void)what;
 	agent_answer(w, 200, proto_poll_resp_encode(&empty));
 }
 
@@ -319,6 +321,7 @@ agent_poll_closed(struct evhttp_connection *conn, void *arg)
 {
 	struct cp_waiter *w = arg;
 
+	(void)conn;
 	log_kv(LOG_LVL_DEBUG, CP_COMP, "long poll dropped: client went away",
 	    "node", w->w_node, NULL);
 	w->w_conn = NULL;
@@ -332,6 +335,7 @@ static void
 agent_park_read(struct bufferevent *bev, void *arg)
 {
 	/* Pipelined bytes: leave them for evhttp, stop watching. */
+	(void)arg;
 	bufferevent_disable(bev, EV_READ);
 }
 
@@ -477,6 +481,7 @@ static int
 agent_effect_gone(struct cp *cp, const struct cp_cmd_rec *cmd,
     const struct command_result *res, int64_t now_ms, struct carve_error *err)
 {
+	(void)res;
 	return cp_store_vm_mark_deleted(cp->cp_store, cmd->cr_vm_id, now_ms,
 	    err);
 }

@@ -558,7 +558,7 @@ cp_http_start(struct cp *cp, struct carve_error *err)
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof(ss);
 	char host[INET6_ADDRSTRLEN] = "?", portstr[8];
-	unsigned port;
+	unsigned port = 0;
 	char *addr = NULL;
 
 	h->h_cp = cp;
