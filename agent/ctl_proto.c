@@ -15,6 +15,7 @@
 
 #include "ctl_proto.h"
 #include "common/jsonx.h"
+#include "common/text.h"
 #include "common/xalloc.h"
 
 /* Error codes are short identifiers; anything longer is not one of ours. */
@@ -23,65 +24,6 @@
 static const char *const request_keys[] = { "verb", "args", NULL };
 static const char *const response_keys[] = { "ok", "result", "error", NULL };
 static const char *const error_keys[] = { "code", "message", NULL };
-
-/*
- * Length of the well-formed UTF-8 sequence at p (n bytes left), 0 if none:
- * no overlong forms, surrogates or code points above U+10FFFF. jsonx_parse
- * refuses anything else, so the encoders must never emit it.
- */
-static size_t
-ctl_utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t len;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (n < len || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return len;
-}
-
-/*
- * Make s valid UTF-8 in place: each byte that starts no well-formed sequence
- * becomes '?'. Error messages can carry bytes from anywhere (a libvirt
- * message quoting a file name, a message cut at CARVE_ERRMSG_MAX in the
- * middle of a character), and a response the peer cannot decode would hide
- * the error it was meant to report.
- */
-static void
-ctl_utf8_fix(char *s)
-{
-	unsigned char *p = (unsigned char *)s;
-	size_t n = strlen(s), i = 0, k;
-
-	while (i < n) {
-		if ((k = ctl_utf8_seq(p + i, n - i)) == 0) {
-			p[i++] = '?';
-			continue;
-		}
-		i += k;
-	}
-}
 
 static bool
 ctl_verb_valid(const char *verb)
@@ -195,7 +137,7 @@ ctl_response_error(const struct carve_error *e)
 
 	snprintf(message, sizeof(message), "%s",
 	    e->message[0] ? e->message : error_code_name(code));
-	ctl_utf8_fix(message);
+	text_utf8_fix(message);
 	jsonx_add_string(eo, "code", error_code_name(code));
 	jsonx_add_string(eo, "message", message);
 	jsonx_add_bool(obj, "ok", false);
@@ -231,7 +173,7 @@ ctl_error_decode(json_object *eo, struct carve_error *remote,
 	else
 		error_reset(remote, c, "%s", message);
 	/* The copy may have cut a character in two at CARVE_ERRMSG_MAX. */
-	ctl_utf8_fix(remote->message);
+	text_utf8_fix(remote->message);
 	return 0;
 }
 

@@ -13,6 +13,7 @@
 
 #include "api/command.h"
 #include "common/jsonx.h"
+#include "common/text.h"
 #include "common/xalloc.h"
 
 /* How much of a rejected string a message quotes. */
@@ -103,29 +104,6 @@ command_new_object(void)
 	return o;
 }
 
-/*
- * Copy s for an error message: printable ASCII only (anything else becomes
- * '?'), cut at COMMAND_QUOTE_MAX bytes, so a hostile value cannot forge log
- * fields or flood a message.
- */
-static void
-command_quote(const char *s, char *out, size_t outsz)
-{
-	size_t i;
-
-	for (i = 0; s[i] != '\0' && i + 4 < outsz; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (i == COMMAND_QUOTE_MAX) {
-			memcpy(out + i, "...", 3);
-			i += 3;
-			break;
-		}
-		out[i] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ?
-		    (char)c : '?';
-	}
-	out[i] = '\0';
-}
-
 /* ------------------------------------------------------------ names */
 
 const char *
@@ -204,7 +182,7 @@ command_get_type(json_object *obj, const char *key, enum command_type *out,
 	if (jsonx_get_string(obj, key, true, SIZE_MAX, &s, err) == -1)
 		return -1;
 	if (command_type_parse(s, out) == -1) {
-		command_quote(s, q, sizeof(q));
+		text_quote(s, COMMAND_QUOTE_MAX, q, sizeof(q));
 		return error_set(err, CARVE_EINVAL,
 		    "unknown command type \"%s\"", q);
 	}
@@ -605,7 +583,7 @@ command_result_error_decode(json_object *e, struct carve_error *out,
 	/* error_code_parse maps unknown names to internal_error; be exact. */
 	ec = error_code_parse(code);
 	if (ec == CARVE_OK || strcmp(error_code_name(ec), code) != 0) {
-		command_quote(code, q, sizeof(q));
+		text_quote(code, COMMAND_QUOTE_MAX, q, sizeof(q));
 		return error_set(err, CARVE_EINVAL,
 		    "error.code \"%s\" is not a known error code", q);
 	}

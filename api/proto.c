@@ -17,6 +17,7 @@
 
 #include "api/proto.h"
 #include "common/jsonx.h"
+#include "common/text.h"
 #include "common/xalloc.h"
 
 /* How much of a rejected string a message quotes. */
@@ -45,29 +46,6 @@ static json_object *
 proto_new_array(void)
 {
 	return proto_must(json_object_new_array());
-}
-
-/*
- * Copy s for an error message: printable ASCII only (anything else becomes
- * '?'), cut at PROTO_QUOTE_MAX bytes, so a hostile value cannot forge log
- * fields or flood a message.
- */
-static void
-proto_quote(const char *s, char *out, size_t outsz)
-{
-	size_t i;
-
-	for (i = 0; s[i] != '\0' && i + 4 < outsz; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (i == PROTO_QUOTE_MAX) {
-			memcpy(out + i, "...", 3);
-			i += 3;
-			break;
-		}
-		out[i] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ?
-		    (char)c : '?';
-	}
-	out[i] = '\0';
 }
 
 /*
@@ -409,7 +387,7 @@ proto_errobj_decode(json_object *e, const char *what, struct carve_error *out,
 	/* error_code_parse maps unknown names to internal_error; be exact. */
 	ec = error_code_parse(code);
 	if (ec == CARVE_OK || strcmp(error_code_name(ec), code) != 0) {
-		proto_quote(code, q, sizeof(q));
+		text_quote(code, PROTO_QUOTE_MAX, q, sizeof(q));
 		return error_set(err, CARVE_EINVAL,
 		    "%s.code \"%s\" is not a known error code", what, q);
 	}
@@ -882,7 +860,7 @@ proto_poll_query_parse(const char *query, struct proto_poll_query *out,
 		eq = memchr(p, '=', n);
 		key = xstrndup(p, eq != NULL ? (size_t)(eq - p) : n);
 		if (eq == NULL) {
-			proto_quote(key, quoted, sizeof(quoted));
+			text_quote(key, PROTO_QUOTE_MAX, quoted, sizeof(quoted));
 			free(key);
 			return error_set(err, CARVE_EINVAL,
 			    "query parameter \"%s\" has no value", quoted);
@@ -901,7 +879,7 @@ proto_poll_query_parse(const char *query, struct proto_poll_query *out,
 				goto fail;
 			q.pq_wait_s = (int)v;
 		} else {
-			proto_quote(key, quoted, sizeof(quoted));
+			text_quote(key, PROTO_QUOTE_MAX, quoted, sizeof(quoted));
 			error_set(err, CARVE_EINVAL,
 			    "query parameter \"%s\" is unknown or repeated "
 			    "(expected cursor and wait_s)", quoted);
@@ -1383,7 +1361,7 @@ proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
 		if (strcmp(proto_actions[a].pa_name, name) == 0)
 			break;
 	if (a == PROTO_VM_ACTION_MAX) {
-		proto_quote(name, q, sizeof(q));
+		text_quote(name, PROTO_QUOTE_MAX, q, sizeof(q));
 		return error_set(err, CARVE_EINVAL,
 		    "action \"%s\" is unknown (expected start, stop or reboot)",
 		    q);
@@ -1747,7 +1725,7 @@ proto_command_info_decode(json_object *obj, struct proto_command_info *out,
 	    jsonx_get_string(obj, "type", true, SIZE_MAX, &type, err) == -1)
 		return -1;
 	if (command_type_parse(type, &m.ci_type) == -1) {
-		proto_quote(type, q, sizeof(q));
+		text_quote(type, PROTO_QUOTE_MAX, q, sizeof(q));
 		return error_set(err, CARVE_EINVAL,
 		    "unknown command type \"%s\"", q);
 	}

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "text.h"
 
 static const char *const error_names[CARVE_ECODE_MAX] = {
 	[CARVE_OK] = "ok",
@@ -22,67 +23,14 @@ static const char *const error_names[CARVE_ECODE_MAX] = {
 	[CARVE_ETOOBIG] = "payload_too_large",
 };
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t
-utf8_seq_len(const unsigned char *s)
-{
-	size_t n;
-	unsigned cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		cp = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		cp = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		cp = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return n;
-}
-
-/*
- * Messages travel in JSON (results, the journal), whose decoders refuse
- * invalid UTF-8: a message that libvirt filled with a stray byte, or that
- * vsnprintf cut in the middle of a character, must not make a result
- * unreadable. Replace every invalid byte with '?'.
- */
-static void
-error_sanitize(char *msg)
-{
-	unsigned char *p = (unsigned char *)msg;
-	size_t n;
-
-	while (*p) {
-		n = utf8_seq_len(p);
-		if (n == 0) {
-			*p++ = '?';
-			continue;
-		}
-		p += n;
-	}
-}
-
 static void
 error_vfill(struct carve_error *err, enum carve_errcode code, const char *fmt,
     va_list ap)
 {
 	err->code = code;
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-	error_sanitize(err->message);
+	/* Messages travel in JSON, whose decoders refuse invalid UTF-8. */
+	text_utf8_fix(err->message);
 }
 
 int

@@ -21,51 +21,13 @@
 
 #include "jsonx.h"
 #include "strmap.h"
+#include "text.h"
 #include "xalloc.h"
 
 /* How much of an offending key a message quotes. */
 #define JSONX_QUOTE_MAX 64
 
 /* ------------------------------------------------------------ UTF-8 */
-
-/*
- * Length of the well-formed UTF-8 sequence at p (at most n bytes), or 0 if
- * there is none: no overlong forms, no surrogates, nothing above U+10FFFF
- * (RFC 3629 table 3-7).
- */
-static size_t
-jsonx_utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t len;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return len;
-}
 
 static bool
 jsonx_utf8_valid(const char *s, size_t n)
@@ -74,7 +36,7 @@ jsonx_utf8_valid(const char *s, size_t n)
 	size_t i = 0, k;
 
 	while (i < n) {
-		if ((k = jsonx_utf8_seq(p + i, n - i)) == 0)
+		if ((k = text_utf8_seq(p + i, n - i)) == 0)
 			return false;
 		i += k;
 	}
@@ -247,7 +209,7 @@ jsonx_scan_string(struct jsonx_scan *sc, bool key)
 			return jsonx_scan_fail(sc,
 			    "control character in string (must be escaped)");
 		if (c >= 0x80) {
-			k = jsonx_utf8_seq(p + sc->sc_off, sc->sc_len - sc->sc_off);
+			k = text_utf8_seq(p + sc->sc_off, sc->sc_len - sc->sc_off);
 			if (k == 0)
 				return jsonx_scan_fail(sc, "invalid UTF-8 in string");
 			for (size_t i = 0; key && i < k; i++)
