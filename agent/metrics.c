@@ -15,6 +15,7 @@
 #include "agent/engine.h"
 #include "agent/journal.h"
 #include "agent/metrics.h"
+#include "agent/poller.h"
 #include "agent/virt.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -147,6 +148,37 @@ metrics_render(struct agent *a)
 	    "carve_commands_inflight{state=\"running\"} %u\n"
 	    "carve_commands_inflight{state=\"queued\"} %u\n",
 	    engine_running(a->a_engine), engine_queued(a->a_engine));
+	if (a->a_poller != NULL) {
+		/* One source of truth: the same object carvectl status shows. */
+		json_object *st = poller_status_encode(a->a_poller), *v2;
+		const char *state = "";
+		int64_t req = 0, fail = 0, outbox = 0;
+
+		if (json_object_object_get_ex(st, "state", &v2))
+			state = json_object_get_string(v2);
+		if (json_object_object_get_ex(st, "requests", &v2))
+			req = json_object_get_int64(v2);
+		if (json_object_object_get_ex(st, "failures", &v2))
+			fail = json_object_get_int64(v2);
+		if (json_object_object_get_ex(st, "outbox", &v2))
+			outbox = json_object_get_int64(v2);
+		mb_printf(&b, "# HELP carve_control_plane_up The control-plane "
+		    "conversation is established.\n# TYPE carve_control_plane_up "
+		    "gauge\ncarve_control_plane_up %d\n",
+		    strcmp(state, "connected") == 0 ? 1 : 0);
+		mb_printf(&b, "# HELP carve_control_plane_requests_total Requests "
+		    "made to the control plane.\n# TYPE "
+		    "carve_control_plane_requests_total counter\n"
+		    "carve_control_plane_requests_total %lld\n# HELP "
+		    "carve_control_plane_failures_total Requests that failed.\n"
+		    "# TYPE carve_control_plane_failures_total counter\n"
+		    "carve_control_plane_failures_total %lld\n# HELP "
+		    "carve_control_plane_outbox Results waiting to be delivered.\n"
+		    "# TYPE carve_control_plane_outbox gauge\n"
+		    "carve_control_plane_outbox %lld\n", (long long)req,
+		    (long long)fail, (long long)outbox);
+		json_object_put(st);
+	}
 	if (a->a_journal != NULL) {
 		struct journal_stats js;
 		journal_get_stats(a->a_journal, &js);

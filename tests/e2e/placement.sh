@@ -18,7 +18,9 @@ cp_start || tap_bail "carve-cp did not start"
 
 carved_setup_cp small "test://$top_srcdir/tests/node-small.xml"
 carved_start || tap_bail "carved small did not start"
-carved_setup_cp big "test://$top_srcdir/tests/node-big.xml"
+mport=$(free_port)
+carved_setup_cp big "test://$top_srcdir/tests/node-big.xml" "[metrics]
+listen = 127.0.0.1:$mport"
 carved_start || tap_bail "carved big did not start"
 tap_ok "node small enrolled, registered and up" cp_wait_node_up small
 tap_ok "node big enrolled, registered and up" cp_wait_node_up big
@@ -96,4 +98,5 @@ tap_is "$?" 1 "the VM is gone from its node"
 # -- the control plane owns desired state ------------------------------------------
 tap_is "$(ctl_json vm create local1 --vcpus 1 --memory 128 | jq -r .error.code)" permission_denied "carvectl VM mutations are refused with a control plane"
 tap_is "$(ctl_json status | jq -r .control_plane.state)" connected "carvectl status shows the control-plane connection"
+tap_like "$(curl -s "http://127.0.0.1:$mport/metrics")" "*carve_control_plane_up 1*" "metrics show the control plane up"
 tap_done
