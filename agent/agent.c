@@ -184,11 +184,17 @@ agent_capacity(struct agent *a, struct capacity *out)
 
 /* ---- rebuilding the view from libvirt ---- */
 
+/* A busy host never goes quiet: give up re-reading after a few rounds. */
+#define AGENT_MAX_REREFRESH 3
+
+static void agent_refresh(struct agent *a);
+
 struct refresh_job {
 	uv_work_t work;
 	struct agent *a;
 	virConnectPtr conn;
 	unsigned generation;
+	unsigned events;              /* a_lifecycle_events when queued */
 	char want_type[16];
 	char *state_dir;
 	/* out */
@@ -218,7 +224,7 @@ refresh_done(uv_work_t *w, int status)
 	struct strmap_iter it;
 	const char *id;
 	void *v;
-	unsigned appeared = 0, vanished = 0;
+	unsigned appeared = 0, vanished = 0, events_during;
 
 	(void)status;
 	a->a_view_refreshing--;
@@ -274,9 +280,23 @@ refresh_done(uv_work_t *w, int status)
 	    "type %s", strmap_count(a->a_vms), appeared, vanished,
 	    a->a_inv.hostname, a->a_inv.cpus,
 	    (unsigned long long)a->a_inv.memory_mib, a->a_inv.domain_type);
+	events_during = a->a_lifecycle_events - j->events;
 	free(j->vms);
 	free(j->state_dir);
 	free(j);
+	/*
+	 * Events that arrived while the listing ran were applied to the old
+	 * view, which the listing (possibly older than them) just replaced:
+	 * list again so the view, and the heartbeat's changes, end up current.
+	 */
+	if (events_during != 0 && a->a_rerefreshes < AGENT_MAX_REREFRESH) {
+		a->a_rerefreshes++;
+		log_debug("agent", "%u domain events during the view rebuild: "
+		    "reading libvirt's state again", events_during);
+		agent_refresh(a);
+	} else {
+		a->a_rerefreshes = 0;
+	}
 	engine_set_ready(a->a_engine, true);
 	if (a->a_poller != NULL)
 		poller_view_ready(a->a_poller);
@@ -294,6 +314,7 @@ agent_refresh(struct agent *a)
 	j->a = a;
 	j->conn = conn;
 	j->generation = virt_generation(a->a_virt);
+	j->events = a->a_lifecycle_events;
 	snprintf(j->want_type, sizeof(j->want_type), "%s",
 	    a->a_conf->domain_type);
 	j->state_dir = xstrdup(a->a_conf->state_dir);
@@ -396,6 +417,7 @@ agent_on_lifecycle(struct virt *v, const char *uuid, int event, int detail,
 
 	(void)v;
 	(void)detail;
+	a->a_lifecycle_events++;
 	switch (event) {
 	case VIR_DOMAIN_EVENT_DEFINED:
 		if (vm == NULL && a->a_view_ready &&

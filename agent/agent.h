@@ -41,6 +41,8 @@ struct agent {
 	bool a_view_ready;
 	unsigned a_view_refreshing;   /* list operations in flight */
 	unsigned a_undefines;         /* UNDEFINED events seen (see vm_job) */
+	unsigned a_lifecycle_events;  /* all domain events seen (see refresh) */
+	unsigned a_rerefreshes;       /* consecutive re-reads (see refresh) */
 
 	/*
 	 * VM changes the control plane has not acknowledged yet (heartbeats

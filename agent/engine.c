@@ -61,6 +61,7 @@ struct ecmd {
 	bool claimed;
 	unsigned virt_gen;            /* libvirt connection it ran on */
 	unsigned finish_tries;        /* journal_finish failures so far */
+	struct carve_error reject;    /* set when admission refused it */
 	struct command_result res;    /* valid once FINISHING */
 	struct waiter *waiters;
 	struct vmq *q;
@@ -338,6 +339,13 @@ ecmd_finished_durable(struct journal *j, int status, void *arg)
 	struct vmq *q = c->q;
 
 	(void)j;
+	if (status == -ENOENT) {
+		/* No accepted record to finish: a bug, and retrying cannot
+		 * help. Answer rather than hang (the effect, if any, is done). */
+		log_error("engine", "journal has no record of command %s to "
+		    "finish", c->res.res_command_id);
+		status = 0;
+	}
 	if (status < 0) {
 		/* Nobody is told a result that is not durable: keep the VM's
 		 * queue blocked and try again. */
@@ -627,7 +635,7 @@ engine_admit(struct engine *e, struct ecmd *c, struct carve_error *err)
 			return error_set(err, CARVE_ECONFLICT,
 			    "a VM with id %s already exists", cmd->cmd_vm_id);
 	} else if (strmap_get(a->a_vms, cmd->cmd_vm_id) == NULL &&
-	    !engine_creating(e, cmd->cmd_vm_id)) {
+	    !engine_creating(e, cmd->cmd_vm_id) && !c->h->h_absent_ok) {
 		return error_set(err, CARVE_ENOTFOUND, "no VM with id %s",
 		    cmd->cmd_vm_id);
 	}
@@ -660,10 +668,14 @@ ecmd_accept_durable(struct journal *j, int status, void *arg)
 
 	(void)j;
 	if (status < 0) {
-		/* Not recorded, so not run: forget it so a retry can succeed. */
-		error_set(&err, CARVE_EINTERNAL,
-		    "cannot record the command in the journal: %s",
-		    strerror(-status));
+		/* Not recorded, so not run: forget it so a retry can succeed.
+		 * A rejection still says why (it did not depend on the disk). */
+		if (error_isset(&c->reject))
+			err = c->reject;
+		else
+			error_set(&err, CARVE_EINTERNAL,
+			    "cannot record the command in the journal: %s",
+			    strerror(-status));
 		ecmd_release_claim(e, c);
 		strmap_del(e->cmds, c->cmd.cmd_id);
 		TAILQ_REMOVE(&e->all, c, all_link);
@@ -677,6 +689,10 @@ ecmd_accept_durable(struct journal *j, int status, void *arg)
 		c->res.res_error = err;
 		ecmd_reply(c);
 		ecmd_free(c);
+		return;
+	}
+	if (error_isset(&c->reject)) {
+		ecmd_finish(e, c, &c->reject, NULL);
 		return;
 	}
 	ecmd_enqueue(e, c);
@@ -751,16 +767,12 @@ engine_submit_from(struct engine *e, struct command *cmd,
 	o = command_encode(&c->cmd);
 	c->cmd_json = jsonx_to_string(o);
 	json_object_put(o);
+	/* A permanent rejection is a result like any other: journaled, its
+	 * result written once the acceptance is durable. */
+	c->reject = err;
 	journal_accept(e->a->a_journal, c->cmd.cmd_id,
 	    command_type_name(c->cmd.cmd_type), c->cmd.cmd_vm_id, c->cmd_json,
-	    origin, c->res.res_accepted_at_ms,
-	    error_isset(&err) ? NULL : ecmd_accept_durable,
-	    error_isset(&err) ? NULL : c);
-	if (error_isset(&err)) {
-		/* A permanent rejection is a result like any other: journaled
-		 * (both records go in the same group commit). */
-		ecmd_finish(e, c, &err, NULL);
-	}
+	    origin, c->res.res_accepted_at_ms, ecmd_accept_durable, c);
 }
 
 /* ---- journal replay ---- */

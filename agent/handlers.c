@@ -249,7 +249,7 @@ static const struct handler handlers[CMD_TYPE_MAX] = {
 		.h_run = reboot_run, .h_recover = reboot_recover,
 	},
 	[CMD_VM_DESTROY] = {
-		.h_type = CMD_VM_DESTROY,
+		.h_type = CMD_VM_DESTROY, .h_absent_ok = true,
 		.h_run = destroy_run, .h_recover = destroy_run,
 	},
 };

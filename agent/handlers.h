@@ -43,6 +43,9 @@ struct handler {
 	enum command_type h_type;
 	/* Commands that make the VM they target (its id must be new). */
 	bool h_creates_vm;
+	/* Commands whose end state holds for a VM that does not exist
+	 * (destroy): admitted without the VM, and succeed as a no-op. */
+	bool h_absent_ok;
 	/* What the command claims of the host's capacity (creates), or NULL. */
 	void (*h_claim)(const struct command *cmd, struct cap_request *claim);
 	/*

@@ -391,6 +391,22 @@ cp_admin_node_get(struct cp_req *r, struct carve_error *err)
 	return 0;
 }
 
+int
+cp_admin_node_delete(struct cp_req *r, struct carve_error *err)
+{
+	struct cp *cp = r->rq_cp;
+
+	if (ids_name_check(r->rq_arg[0], "node name", NULL) < 0)
+		return error_set(err, CARVE_ENOTFOUND, "node \"%s\" is not "
+		    "registered", r->rq_arg[0]);
+	if (cp_store_node_delete(cp->cp_store, r->rq_arg[0], err) < 0)
+		return -1;
+	log_kv(LOG_LVL_INFO, CP_COMP, "node reset by the administrator",
+	    "node", r->rq_arg[0], NULL);
+	cp_http_reply(r, 200, json_object_new_object());
+	return 0;
+}
+
 /* ------------------------------------------------------------ commands */
 
 /*

@@ -17,6 +17,7 @@ int cp_admin_vm_delete(struct cp_req *r, struct carve_error *err);
 int cp_admin_vm_action(struct cp_req *r, struct carve_error *err);
 int cp_admin_node_list(struct cp_req *r, struct carve_error *err);
 int cp_admin_node_get(struct cp_req *r, struct carve_error *err);
+int cp_admin_node_delete(struct cp_req *r, struct carve_error *err);
 int cp_admin_command_get(struct cp_req *r, struct carve_error *err);
 
 #endif

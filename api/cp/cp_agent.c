@@ -87,9 +87,31 @@ cp_agent_enroll(struct cp_req *r, struct carve_error *err)
 	struct proto_enroll_req req;
 	int rc;
 
+	struct cp_node_rec rec;
+	struct carve_error lerr = { 0 };
+
 	if (proto_enroll_req_decode_buf(r->rq_body, r->rq_body_len, &req,
 	    err) < 0)
 		return -1;
+	/*
+	 * Every host holds the bootstrap token: it must not mint a second
+	 * certificate for a node that exists (one host impersonating another).
+	 * A node that lost its key is reset by an administrator first
+	 * (DELETE /v1/nodes/{name}); a live one renews with its certificate.
+	 */
+	if (cp_store_node_get(r->rq_cp->cp_store, req.en_node, &rec, &lerr) == 0) {
+		cp_node_rec_clear(&rec);
+		error_set(err, CARVE_ECONFLICT, "node \"%s\" is already enrolled; "
+		    "an administrator must reset it (DELETE /v1/nodes/%s) before "
+		    "it can enrol again", req.en_node, req.en_node);
+		proto_enroll_req_clear(&req);
+		return -1;
+	}
+	if (lerr.code != CARVE_ENOTFOUND) {
+		*err = lerr;
+		proto_enroll_req_clear(&req);
+		return -1;
+	}
 	rc = agent_issue(r, req.en_node, req.en_csr, "node enrolled", err);
 	proto_enroll_req_clear(&req);
 	return rc;

@@ -99,6 +99,8 @@ static const struct http_route http_routes[] = {
 	    cp_admin_vm_action },
 	{ EVHTTP_REQ_GET, "/v1/nodes", HTTP_AUTH_ADMIN, 0, cp_admin_node_list },
 	{ EVHTTP_REQ_GET, "/v1/nodes/*", HTTP_AUTH_ADMIN, 0, cp_admin_node_get },
+	{ EVHTTP_REQ_DELETE, "/v1/nodes/*", HTTP_AUTH_ADMIN, 0,
+	    cp_admin_node_delete },
 	{ EVHTTP_REQ_GET, "/v1/commands/*", HTTP_AUTH_ADMIN, 0,
 	    cp_admin_command_get },
 };

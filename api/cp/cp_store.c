@@ -444,6 +444,40 @@ store_node_claims(struct cp_store *st, struct cp_node_rec *recs, size_t n,
 }
 
 int
+cp_store_node_delete(struct cp_store *st, const char *name,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s;
+	int rc, live;
+
+	s = store_prepare(st, "SELECT count(*) FROM vms WHERE node = ?1 AND "
+	    "deleted_at IS NULL", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, name);
+	rc = sqlite3_step(s);
+	live = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+	sqlite3_finalize(s);
+	if (live < 0)
+		return store_sqlerr(st, "count a node's VMs", err);
+	if (live > 0)
+		return error_set(err, CARVE_ECONFLICT, "node \"%s\" still has %d "
+		    "VMs: destroy or move them first", name, live);
+	s = store_prepare(st, "DELETE FROM nodes WHERE name = ?1", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, name);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return store_sqlerr(st, "delete a node", err);
+	if (sqlite3_changes(st->st_db) == 0)
+		return error_set(err, CARVE_ENOTFOUND, "node \"%s\" is not "
+		    "registered", name);
+	return 0;
+}
+
+int
 cp_store_node_get(struct cp_store *st, const char *name,
     struct cp_node_rec *out, struct carve_error *err)
 {

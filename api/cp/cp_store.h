@@ -101,6 +101,12 @@ int cp_store_node_register(struct cp_store *st, const char *name,
 /* 0 and *out filled, or -1 (CARVE_ENOTFOUND for an unknown node). */
 int cp_store_node_get(struct cp_store *st, const char *name,
     struct cp_node_rec *out, struct carve_error *err);
+/*
+ * Forget a node (an administrator's reset: it may then enrol afresh).
+ * CARVE_ENOTFOUND when unknown, CARVE_ECONFLICT while VMs live on it.
+ */
+int cp_store_node_delete(struct cp_store *st, const char *name,
+    struct carve_error *err);
 /* Every node, by name. */
 int cp_store_node_list(struct cp_store *st, struct cp_node_rec **out,
     size_t *n, struct carve_error *err);

@@ -69,6 +69,16 @@ carved_stop
 carved_setup_cp good "$node"
 carved_start || tap_bail "carved did not start"
 tap_ok "with the right CA, name and token the node comes up" cp_wait_node_up good
+# Every host holds the bootstrap token: it must not let one host enrol as
+# another that exists already.
+mkdir -p "$TEST_TMPDIR/impostor/state"
+sed -e "s#$TEST_TMPDIR/good/#$TEST_TMPDIR/impostor/#g" "$TEST_TMPDIR/good/carved.conf" > "$TEST_TMPDIR/impostor/carved.conf"
+carved_use impostor
+carved_start || tap_bail "impostor carved did not start"
+tap_ok "enrolling under an existing node's name is refused (conflict)" wait_for "409" 15 sh -c \
+    "'$CARVECTL_BIN' -s '$CARVED_DIR/carved.sock' --json status | jq -e '.control_plane.last_error | test(\"already enrolled|conflict\")'"
+carved_stop
+carved_use good
 crt=$TEST_TMPDIR/good/state/client.crt
 serial1=$(openssl x509 -in "$crt" -noout -serial)
 cp "$crt" "$TEST_TMPDIR/old.crt"

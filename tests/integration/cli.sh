@@ -55,7 +55,8 @@ tap_is "$(code vm create web1 --vcpus 1 --memory 128)" conflict "duplicate name 
 tap_is "$(code vm create ok1 --vcpus 1 --memory 128 --kernel vmlinuz)" invalid_argument "kernel boot refused when kernel_dir is unset"
 tap_is "$(code vm create ok1 --vcpus 1 --memory 128 --command-id not-a-uuid)" invalid_argument "non-UUID command id refused"
 tap_is "$(code vm start nosuchvm)" not_found "unknown VM is not_found"
-tap_is "$(code vm destroy 2b0e0a4c-95c4-4a57-a5d4-1d1a5d0c1f00)" not_found "unknown VM id is not_found"
+tap_is "$(code vm stop 2b0e0a4c-95c4-4a57-a5d4-1d1a5d0c1f00)" not_found "unknown VM id is not_found"
+tap_is "$(code vm destroy 2b0e0a4c-95c4-4a57-a5d4-1d1a5d0c1f00)" succeeded "destroying a VM that does not exist succeeds (its end state holds)"
 tap_is "$(ctl_json vm list | jq length)" 1 "rejected creates left nothing behind"
 ctl vm create 'bad<name>' --vcpus 1 --memory 128 >/dev/null 2>&1
 tap_is "$?" 1 "an error exits 1"
