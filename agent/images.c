@@ -64,6 +64,7 @@ struct fetch {
 	struct carve_error f_err;      /* the first failure */
 	/* download */
 	bool f_need_download;
+	bool f_copied;                 /* file:// copied by the probe */
 	struct http_request *f_req;
 	bool f_http_done;
 	bool f_paused;
@@ -382,7 +383,7 @@ fetch_complete(struct fetch *f)
 		log_kv(LOG_LVL_WARN, "images", "image fetch failed",
 		    "sha256", f->f_img.vi_sha256, "url", f->f_url,
 		    "error", f->f_err.message, (char *)NULL);
-	else if (f->f_need_download || strncmp(f->f_url, "file://", 7) == 0)
+	else if (f->f_need_download || f->f_copied)
 		log_kv(LOG_LVL_INFO, "images", "image cached",
 		    "sha256", f->f_img.vi_sha256, "path", f->f_final,
 		    (char *)NULL);
@@ -529,6 +530,7 @@ fetch_probe_work(uv_work_t *w)
 	if (fetch_open_partial(f, err) < 0)
 		return;
 	if (strncmp(f->f_url, "file://", 7) == 0) {
+		f->f_copied = true;
 		(void)fetch_copy_file(f, err);
 		fetch_finish_file(f, err);
 		return;
