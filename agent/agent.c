@@ -13,10 +13,12 @@
 #include "agent/agent.h"
 #include "agent/control.h"
 #include "agent/engine.h"
+#include "agent/images.h"
 #include "agent/journal.h"
 #include "agent/metrics.h"
 #include "agent/poller.h"
 #include "agent/virt.h"
+#include "agent/virt_storage.h"
 #include "common/ids.h"
 #include "common/jsonx.h"
 #include "common/log.h"
@@ -197,6 +199,7 @@ struct refresh_job {
 	unsigned events;              /* a_lifecycle_events when queued */
 	char want_type[16];
 	char *state_dir;
+	char *disk_dir;
 	/* out */
 	struct host_inventory inv;
 	struct vm_info *vms;
@@ -209,9 +212,28 @@ refresh_work(uv_work_t *w)
 {
 	struct refresh_job *j = w->data;
 
+	struct carve_error perr = { 0 };
+	uint64_t bytes;
+
 	if (virt_op_inventory(j->conn, j->want_type, j->state_dir, &j->inv,
 	    &j->err) == 0)
 		(void)virt_op_list(j->conn, &j->vms, &j->nvms, &j->err);
+	/*
+	 * The storage pool, on every (re)connect: libvirtd may have lost it.
+	 * Without it only VMs with images fail, so a failure is logged, not
+	 * fatal. Its size is the disk capacity, except on the test driver,
+	 * whose pools are make-believe.
+	 */
+	if (!error_isset(&j->err)) {
+		if (virt_storage_pool_ensure(j->conn, j->disk_dir, &perr) < 0)
+			log_warn("agent", "storage pool %s at %s is not usable: "
+			    "%s", VIRT_POOL_NAME, j->disk_dir, perr.message);
+		else if (strcmp(j->inv.domain_type, "test") != 0 &&
+		    virt_storage_pool_capacity(j->conn, &bytes, &perr) == 0)
+			j->inv.disk_gib = bytes >> 30;
+		if (perr.code == CARVE_EUNAVAIL)
+			j->err = perr;
+	}
 	virConnectClose(j->conn);
 }
 
@@ -240,6 +262,7 @@ refresh_done(uv_work_t *w, int status)
 		host_inventory_clear(&j->inv);
 		free(j->vms);
 		free(j->state_dir);
+		free(j->disk_dir);
 		free(j);
 		return;
 	}
@@ -283,6 +306,7 @@ refresh_done(uv_work_t *w, int status)
 	events_during = a->a_lifecycle_events - j->events;
 	free(j->vms);
 	free(j->state_dir);
+	free(j->disk_dir);
 	free(j);
 	/*
 	 * Events that arrived while the listing ran were applied to the old
@@ -318,6 +342,7 @@ agent_refresh(struct agent *a)
 	snprintf(j->want_type, sizeof(j->want_type), "%s",
 	    a->a_conf->domain_type);
 	j->state_dir = xstrdup(a->a_conf->state_dir);
+	j->disk_dir = xstrdup(a->a_disk_dir);
 	j->work.data = j;
 	a->a_view_refreshing++;
 	uv_queue_work(a->a_loop, &j->work, refresh_work, refresh_done);
@@ -564,6 +589,21 @@ agent_init(struct agent *a, uv_loop_t *loop, const struct carved_conf *conf,
 	free(path);
 	if (engine_load(a->a_engine, err) < 0)
 		return -1;
+	a->a_image_dir = conf->image_cache_dir != NULL ?
+	    xstrdup(conf->image_cache_dir) :
+	    xasprintf("%s/images", conf->state_dir);
+	a->a_disk_dir = xasprintf("%s/disks", conf->state_dir);
+	{
+		struct images_opts io = {
+			.io_dir = a->a_image_dir,
+			.io_max_bytes = conf->max_image_gib << 30,
+			.io_timeout_s = conf->download_timeout_s,
+			.io_ca_file = conf->image_ca_file,
+		};
+
+		if (images_new(loop, &io, &a->a_images, err) < 0)
+			return -1;
+	}
 	if (conf->cp_url != NULL) {
 		a->a_dirty = strmap_new();
 		a->a_removed = strmap_new();
@@ -627,12 +667,26 @@ agent_drained(void *arg)
 }
 
 static void
+agent_images_closed(void *arg)
+{
+	struct agent *a = arg;
+
+	a->a_images = NULL;
+	engine_drain(a->a_engine, agent_drained, a);
+}
+
+static void
 agent_metrics_closed(void *arg)
 {
 	struct agent *a = arg;
 
 	a->a_metrics = NULL;
-	engine_drain(a->a_engine, agent_drained, a);
+	/* Fetches fail first (not journaled: the sender retries), so the
+	 * creates waiting on them are answered before the drain. */
+	if (a->a_images != NULL)
+		images_close(a->a_images, agent_images_closed, a);
+	else
+		agent_images_closed(a);
 }
 
 static void
@@ -682,4 +736,6 @@ agent_fini(struct agent *a)
 	strmap_free(a->a_dirty);
 	strmap_free(a->a_removed);
 	host_inventory_clear(&a->a_inv);
+	free(a->a_image_dir);
+	free(a->a_disk_dir);
 }

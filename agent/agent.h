@@ -23,6 +23,7 @@ struct engine;
 struct control;
 struct metrics;
 struct poller;
+struct images;
 
 struct agent {
 	uv_loop_t *a_loop;
@@ -34,6 +35,9 @@ struct agent {
 	struct control *a_control;
 	struct metrics *a_metrics;       /* NULL when [metrics] listen is unset */
 	struct poller *a_poller;         /* NULL when standalone */
+	struct images *a_images;         /* the base image cache */
+	char *a_image_dir;               /* [images] cache_dir, resolved */
+	char *a_disk_dir;                /* the storage pool: state_dir/disks */
 
 	/* The view: vm_id -> struct vm_info *, rebuilt from libvirt on every
 	 * (re)connect and kept current by events and command results. */

@@ -53,7 +53,12 @@ enum ctl_opt_type {
 	CTL_OPT_FLAG,     /* --force         -> "force": true */
 	CTL_OPT_UINT,     /* --vcpus 2       -> "vcpus": 2 */
 	CTL_OPT_STRING,   /* --kernel vmlinuz -> "kernel": "vmlinuz" */
+	CTL_OPT_LIST,     /* --ssh-key K (repeatable) -> "key": ["K", ...] */
+	CTL_OPT_FILE,     /* --user-data-file F -> "key": "<contents of F>" */
 };
+
+/* The largest file --user-data-file reads (the server allows 64 KiB). */
+#define CTL_FILE_MAX (1024 * 1024)
 
 struct ctl_opt {
 	const char *o_name;      /* without the leading "--" */
@@ -731,6 +736,12 @@ static const struct ctl_opt opts_create[] = {
 	{ "kernel", "kernel", CTL_OPT_STRING, "NAME", false },
 	{ "initrd", "initrd", CTL_OPT_STRING, "NAME", false },
 	{ "cmdline", "cmdline", CTL_OPT_STRING, "STR", false },
+	/* image.*: nested by ctl_nest_image */
+	{ "image-url", "image.url", CTL_OPT_STRING, "URL", false },
+	{ "image-sha256", "image.sha256", CTL_OPT_STRING, "HEX", false },
+	{ "image-format", "image.format", CTL_OPT_STRING, "qcow2|raw", false },
+	{ "ssh-key", "ssh_authorized_keys", CTL_OPT_LIST, "KEY", false },
+	{ "user-data-file", "user_data", CTL_OPT_FILE, "FILE", false },
 	{ "id", "vm_id", CTL_OPT_STRING, "UUID", false },
 	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
 	{ NULL, NULL, 0, NULL, false }
@@ -772,15 +783,24 @@ static const struct ctl_verb ctl_verbs[] = {
 	  NULL, pos_id, 1, 1, opts_none, print_vm_show },
 	{ "vm create", "vm.create",
 	  "NAME --vcpus N --memory MIB [--disk-gib N]\n"
-	  "    [--kernel NAME --initrd NAME --cmdline STR] [--id UUID]"
+	  "    [--kernel NAME --initrd NAME --cmdline STR]\n"
+	  "    [--image-url URL --image-sha256 HEX --image-format qcow2|raw\n"
+	  "     [--ssh-key KEY]... [--user-data-file FILE]] [--id UUID]"
 	  " [--command-id UUID]",
 	  "define and start a VM",
 	  "  --vcpus N          virtual CPUs\n"
 	  "  --memory MIB       memory in MiB\n"
-	  "  --disk-gib N       root disk size in GiB\n"
+	  "  --disk-gib N       root disk size in GiB (with an image: at least\n"
+	  "                     its virtual size; default: that size)\n"
 	  "  --kernel NAME      boot this kernel from [libvirt] kernel_dir\n"
 	  "  --initrd NAME      with this initramfs from kernel_dir\n"
 	  "  --cmdline STR      and this kernel command line\n"
+	  "  --image-url URL    root disk on this base image (https://, http://\n"
+	  "                     or file:///path), cached by its sha256\n"
+	  "  --image-sha256 HEX the image's sha256 (checked before use)\n"
+	  "  --image-format F   qcow2 or raw (never guessed)\n"
+	  "  --ssh-key KEY      an authorized SSH public key (repeatable)\n"
+	  "  --user-data-file F cloud-config user data for cloud-init\n"
 	  "  --id UUID          the VM's id (default: a new one)\n"
 	  CTL_COMMAND_ID_HELP,
 	  pos_name, 1, 1, opts_create, print_command_result },
@@ -990,8 +1010,65 @@ ctl_opt_value(const struct ctl_verb *v, const struct ctl_opt *o,
 	case CTL_OPT_STRING:
 		jsonx_add_string(args, o->o_key, val);
 		break;
+	case CTL_OPT_LIST: {
+		json_object *arr;
+
+		if (!json_object_object_get_ex(args, o->o_key, &arr)) {
+			arr = json_object_new_array();
+			json_object_object_add(args, o->o_key, arr);
+		}
+		json_object_array_add(arr, json_object_new_string(val));
+		break;
+	}
+	case CTL_OPT_FILE: {
+		char *buf;
+		size_t len = 0;
+		FILE *f = fopen(val, "r");
+
+		if (f == NULL)
+			return error_set(err, CARVE_EINVAL, "%s: --%s: %s: %s",
+			    v->v_name, o->o_name, val, strerror(errno));
+		buf = xmalloc(CTL_FILE_MAX + 1);
+		len = fread(buf, 1, CTL_FILE_MAX + 1, f);
+		fclose(f);
+		if (len > CTL_FILE_MAX) {
+			free(buf);
+			return error_set(err, CARVE_EINVAL, "%s: --%s: %s is "
+			    "larger than %d bytes", v->v_name, o->o_name, val,
+			    CTL_FILE_MAX);
+		}
+		/* NUL bytes and bad UTF-8 are the server's to refuse. */
+		json_object_object_add(args, o->o_key,
+		    json_object_new_string_len(buf, (int)len));
+		free(buf);
+		break;
+	}
 	}
 	return 0;
+}
+
+/*
+ * "image.url", "image.sha256", "image.format" (one option each) become the
+ * "image" object the server takes.
+ */
+static void
+ctl_nest_image(json_object *args)
+{
+	static const char *const keys[] = { "url", "sha256", "format" };
+	json_object *img = NULL, *v;
+	char flat[32];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		snprintf(flat, sizeof(flat), "image.%s", keys[i]);
+		if (!json_object_object_get_ex(args, flat, &v))
+			continue;
+		if (img == NULL)
+			img = json_object_new_object();
+		json_object_object_add(img, keys[i], json_object_get(v));
+		json_object_object_del(args, flat);
+	}
+	if (img != NULL)
+		json_object_object_add(args, "image", img);
 }
 
 /*
@@ -1030,7 +1107,8 @@ ctl_parse_args(const struct ctl_verb *v, int argc, char **argv, bool *json,
 				return error_set(err, CARVE_EINVAL,
 				    "%s: unknown option '--%.*s'", v->v_name,
 				    (int)nlen, name);
-			if (json_object_object_get_ex(args, o->o_key, NULL))
+			if (o->o_type != CTL_OPT_LIST &&
+			    json_object_object_get_ex(args, o->o_key, NULL))
 				return error_set(err, CARVE_EINVAL,
 				    "%s: --%s given twice", v->v_name,
 				    o->o_name);
@@ -1069,6 +1147,7 @@ ctl_parse_args(const struct ctl_verb *v, int argc, char **argv, bool *json,
 			return error_set(err, CARVE_EINVAL,
 			    "%s: --%s %s is required", v->v_name, o->o_name,
 			    o->o_meta);
+	ctl_nest_image(args);
 	return 0;
 }
 

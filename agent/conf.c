@@ -137,6 +137,22 @@ static const struct conf_key conf_keys[] = {
 	    "File holding the token this node enrols with when it has no "
 	    "usable certificate (mode 0600; never logged)." },
 
+	{ "images", "cache_dir", CONF_PATH, CONF_AT(image_cache_dir), 0, 0,
+	    CK_OPTIONAL, NULL,
+	    "Base image cache (one file per sha256, shared by the VMs made "
+	    "from it); unset means `state_dir/images`." },
+	{ "images", "max_image_gib", CONF_ULLONG, CONF_AT(max_image_gib),
+	    1, 64ULL * 1024, 0, "50",
+	    "Largest base image (GiB, as downloaded) carved accepts." },
+	{ "images", "download_timeout_s", CONF_UINT,
+	    CONF_AT(download_timeout_s), 10, 86400, 0, "3600",
+	    "Seconds one image download may take before it fails (and the "
+	    "create can be retried)." },
+	{ "images", "ca_file", CONF_PATH, CONF_AT(image_ca_file), 0, 0,
+	    CK_OPTIONAL, NULL,
+	    "CA certificates https image URLs must chain to; unset uses the "
+	    "system's CA store. Images are verified by sha256 either way." },
+
 	{ "metrics", "listen", CONF_STRING, CONF_AT(metrics_listen), 0, 0,
 	    CK_OPTIONAL, NULL,
 	    "host:port of the Prometheus metrics endpoint; unset turns it "

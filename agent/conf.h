@@ -42,6 +42,11 @@ struct carved_conf {
 	char *cp_cert_file;
 	char *cp_key_file;
 	char *cp_bootstrap_token_file;
+	/* [images] */
+	char *image_cache_dir;      /* default: none = state_dir/images */
+	unsigned long long max_image_gib;   /* default: 50 */
+	unsigned download_timeout_s;        /* default: 3600 */
+	char *image_ca_file;        /* default: none = the system CA store */
 	/* [metrics] */
 	char *metrics_listen;       /* host:port, default: none = off */
 };

@@ -57,6 +57,7 @@ struct ecmd {
 	struct command cmd;           /* cleared once DONE */
 	const struct handler *h;
 	bool recovering;
+	bool preparing;               /* h_prepare running (ADMITTING) */
 	struct cap_request claim;
 	bool claimed;
 	unsigned virt_gen;            /* libvirt connection it ran on */
@@ -92,6 +93,7 @@ struct engine {
 	unsigned running;
 	unsigned queued;
 	unsigned finishing;
+	unsigned preparing;
 	bool ready;
 	bool draining;
 	void (*drain_cb)(void *);
@@ -313,7 +315,8 @@ engine_check_drained(struct engine *e)
 {
 	void (*cb)(void *);
 
-	if (!e->draining || e->running > 0 || e->finishing > 0 || !e->drain_cb)
+	if (!e->draining || e->running > 0 || e->finishing > 0 ||
+	    e->preparing > 0 || !e->drain_cb)
 		return;
 	cb = e->drain_cb;
 	e->drain_cb = NULL;
@@ -481,7 +484,11 @@ engine_work_done(uv_work_t *w, int status)
 	e->running--;
 	free(j->hj_kernel_dir);
 	free(j->hj_console_log);
+	free(j->hj_image_dir);
+	free(j->hj_disk_dir);
+	free(j->hj_seed_dir);
 	j->hj_kernel_dir = j->hj_console_log = NULL;
+	j->hj_image_dir = j->hj_disk_dir = j->hj_seed_dir = NULL;
 	if (j->hj_err.code == CARVE_EUNAVAIL) {
 		/* libvirt went away under the command: run it again once back. */
 		log_warn("engine", "command %s interrupted: %s; will retry after "
@@ -536,6 +543,9 @@ engine_start(struct engine *e, struct ecmd *c)
 	    e->a->a_inv.domain_type);
 	j->hj_kernel_dir = conf->kernel_dir ? xstrdup(conf->kernel_dir) : NULL;
 	j->hj_console_log = engine_console_log(e, c->cmd.cmd_vm_id);
+	j->hj_image_dir = xstrdup(e->a->a_image_dir);
+	j->hj_disk_dir = xstrdup(e->a->a_disk_dir);
+	j->hj_seed_dir = xasprintf("%s/seeds", conf->state_dir);
 	j->hj_stop_timeout_s = conf->stop_timeout_s;
 	j->hj_now_ms = time_now_ms();
 	j->hj_cancel = &e->cancel;
@@ -659,6 +669,29 @@ engine_admit(struct engine *e, struct ecmd *c, struct carve_error *err)
 	return 0;
 }
 
+/*
+ * Forget a command that was never recorded (so a retry can succeed),
+ * answering its waiters with err.
+ */
+static void
+ecmd_drop(struct engine *e, struct ecmd *c, const struct carve_error *err)
+{
+	ecmd_release_claim(e, c);
+	strmap_del(e->cmds, c->cmd.cmd_id);
+	TAILQ_REMOVE(&e->all, c, all_link);
+	c->res.res_accepted_at_ms = time_now_ms();
+	snprintf(c->res.res_command_id, sizeof(c->res.res_command_id),
+	    "%s", c->cmd.cmd_id);
+	snprintf(c->res.res_vm_id, sizeof(c->res.res_vm_id), "%s",
+	    c->cmd.cmd_vm_id);
+	c->res.res_type = c->cmd.cmd_type;
+	c->res.res_status = CMD_STATUS_FAILED;
+	c->res.res_error = *err;
+	c->res.res_finished_at_ms = time_now_ms();
+	ecmd_reply(c);
+	ecmd_free(c);
+}
+
 static void
 ecmd_accept_durable(struct journal *j, int status, void *arg)
 {
@@ -676,19 +709,7 @@ ecmd_accept_durable(struct journal *j, int status, void *arg)
 			error_set(&err, CARVE_EINTERNAL,
 			    "cannot record the command in the journal: %s",
 			    strerror(-status));
-		ecmd_release_claim(e, c);
-		strmap_del(e->cmds, c->cmd.cmd_id);
-		TAILQ_REMOVE(&e->all, c, all_link);
-		c->res.res_accepted_at_ms = time_now_ms();
-		snprintf(c->res.res_command_id, sizeof(c->res.res_command_id),
-		    "%s", c->cmd.cmd_id);
-		snprintf(c->res.res_vm_id, sizeof(c->res.res_vm_id), "%s",
-		    c->cmd.cmd_vm_id);
-		c->res.res_type = c->cmd.cmd_type;
-		c->res.res_status = CMD_STATUS_FAILED;
-		c->res.res_error = err;
-		ecmd_reply(c);
-		ecmd_free(c);
+		ecmd_drop(e, c, &err);
 		return;
 	}
 	if (error_isset(&c->reject)) {
@@ -716,13 +737,42 @@ engine_submit(struct engine *e, struct command *cmd, engine_result_cb cb,
 	engine_submit_from(e, cmd, JOURNAL_ORIGIN_LOCAL, cb, arg);
 }
 
+static void engine_accept(struct engine *e, struct ecmd *c,
+    const struct carve_error *err);
+
+static void
+engine_prepared(const struct carve_error *perr, void *arg)
+{
+	struct ecmd *c = arg;
+	struct engine *e = c->e;
+	struct carve_error err = { 0 };
+
+	c->preparing = false;
+	e->preparing--;
+	if (perr != NULL)
+		err = *perr;
+	/* Draining: the journal is about to close; the sender retries. */
+	if (e->draining && !error_isset(&err))
+		error_set(&err, CARVE_EUNAVAIL, "carved is shutting down");
+	if (err.code == CARVE_EUNAVAIL) {
+		log_kv(LOG_LVL_WARN, "engine", "command not accepted",
+		    "command_id", c->cmd.cmd_id,
+		    "type", command_type_name(c->cmd.cmd_type),
+		    "vm_id", c->cmd.cmd_vm_id, "error", err.message,
+		    (char *)NULL);
+		ecmd_drop(e, c, &err);
+	} else {
+		engine_accept(e, c, &err);
+	}
+	engine_check_drained(e);
+}
+
 void
 engine_submit_from(struct engine *e, struct command *cmd,
     enum journal_origin origin, engine_result_cb cb, void *arg)
 {
 	struct ecmd *c = strmap_get(e->cmds, cmd->cmd_id);
 	struct carve_error err = { 0 };
-	json_object *o;
 
 	if (c != NULL) {
 		if (!engine_same_command(c, cmd)) {
@@ -764,6 +814,23 @@ engine_submit_from(struct engine *e, struct command *cmd,
 	ecmd_add_waiter(c, cb, arg);
 	strmap_put(e->cmds, c->cmd.cmd_id, c);
 	TAILQ_INSERT_TAIL(&e->all, c, all_link);
+	if (!error_isset(&err) && c->h->h_prepare != NULL) {
+		/* Re-deliveries meanwhile wait with the first submitter. */
+		c->preparing = true;
+		e->preparing++;
+		c->h->h_prepare(e->a, &c->cmd, engine_prepared, c);
+		return;
+	}
+	engine_accept(e, c, &err);
+}
+
+/* Journal an admitted command (or its rejection, err set). */
+static void
+engine_accept(struct engine *e, struct ecmd *c, const struct carve_error *perr)
+{
+	struct carve_error err = *perr;
+	json_object *o;
+
 	o = command_encode(&c->cmd);
 	c->cmd_json = jsonx_to_string(o);
 	json_object_put(o);
@@ -772,7 +839,7 @@ engine_submit_from(struct engine *e, struct command *cmd,
 	c->reject = err;
 	journal_accept(e->a->a_journal, c->cmd.cmd_id,
 	    command_type_name(c->cmd.cmd_type), c->cmd.cmd_vm_id, c->cmd_json,
-	    origin, c->res.res_accepted_at_ms, ecmd_accept_durable, c);
+	    c->origin, c->res.res_accepted_at_ms, ecmd_accept_durable, c);
 }
 
 /* ---- journal replay ---- */
@@ -914,6 +981,7 @@ engine_inflight_encode(struct engine *e)
 			continue;
 		st = c->state == EC_RUNNING ? "running" :
 		    c->state == EC_FINISHING ? "finishing" :
+		    c->preparing ? "preparing" :
 		    c->state == EC_ADMITTING ? "accepting" : "queued";
 		o = json_object_new_object();
 		jsonx_add_string(o, "command_id", c->cmd.cmd_id);

@@ -9,12 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/agent.h"
 #include "agent/engine.h"
 #include "agent/handlers.h"
+#include "agent/images.h"
+#include "agent/seed.h"
 #include "agent/virt_ops.h"
+#include "agent/virt_storage.h"
 #include "agent/virt_xml.h"
+#include "common/log.h"
 #include "common/jsonx.h"
 #include "common/xalloc.h"
 
@@ -105,12 +110,119 @@ create_admit(struct agent *a, const struct command *cmd,
 }
 
 static void
+create_prepare(struct agent *a, const struct command *cmd,
+    handler_prepared_cb cb, void *arg)
+{
+	const struct vm_spec *s = &cmd->cmd_args.create;
+
+	if (s->vs_image.vi_url == NULL) {
+		cb(NULL, arg);
+		return;
+	}
+	images_ensure(a->a_images, &s->vs_image, cb, arg);
+}
+
+#define GIB (1ULL << 30)
+
+/*
+ * The disks of a VM with an image (worker): the root overlay on the cached
+ * base, sized disk_gib (0: the image's virtual size, rounded up to GiB,
+ * written back to *disk_gib), and the seed.
+ */
+static int
+create_disks(struct handler_job *j, uint64_t *disk_gib, char **root,
+    char **seed, struct carve_error *err)
+{
+	const struct command *cmd = j->hj_cmd;
+	const struct vm_spec *s = &cmd->cmd_args.create;
+	char *base, *iso = NULL;
+	uint64_t vsize;
+	int rc = -1;
+
+	*root = *seed = NULL;
+	base = images_path(j->hj_image_dir, &s->vs_image);
+	/* The prepare step put it there (recovery finds it there too). */
+	if (images_inspect(base, s->vs_image.vi_format, &vsize, err) < 0)
+		goto out;
+	if (*disk_gib == 0)
+		*disk_gib = (vsize + GIB - 1) / GIB;
+	else if (*disk_gib * GIB < vsize) {
+		error_set(err, CARVE_EINVAL, "disk_gib %llu is smaller than the "
+		    "image's virtual size (%llu bytes, %llu GiB rounded up)",
+		    (unsigned long long)*disk_gib, (unsigned long long)vsize,
+		    (unsigned long long)((vsize + GIB - 1) / GIB));
+		goto out;
+	}
+	if (*disk_gib > VM_DISK_GIB_MAX) {
+		error_set(err, CARVE_EINVAL, "the image's virtual size is above "
+		    "the largest disk_gib");
+		goto out;
+	}
+	if (virt_storage_pool_ensure(j->hj_conn, j->hj_disk_dir, err) < 0 ||
+	    virt_storage_root(j->hj_conn, cmd->cmd_vm_id, *disk_gib * GIB, base,
+	    s->vs_image.vi_format, root, err) < 0)
+		goto out;
+	if (mkdir(j->hj_seed_dir, 0700) < 0 && errno != EEXIST) {
+		error_set(err, CARVE_EINTERNAL, "cannot create %s: %s",
+		    j->hj_seed_dir, strerror(errno));
+		goto out;
+	}
+	iso = xasprintf("%s/%s.iso", j->hj_seed_dir, cmd->cmd_vm_id);
+	if (seed_build(iso, cmd->cmd_vm_id, s->vs_name,
+	    (const char *const *)s->vs_ssh_keys, s->vs_nssh_keys,
+	    s->vs_user_data, err) < 0)
+		goto out;
+	if (virt_storage_seed(j->hj_conn, cmd->cmd_vm_id, iso, seed, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	if (iso != NULL && unlink(iso) < 0 && errno != ENOENT)
+		log_warn("handlers", "cannot remove %s: %s", iso,
+		    strerror(errno));
+	free(iso);
+	free(base);
+	return rc;
+}
+
+static void
 create_run(struct handler_job *j)
 {
 	const struct command *cmd = j->hj_cmd;
 	const struct vm_spec *s = &cmd->cmd_args.create;
 	struct virt_xml_opts opts;
+	struct vm_spec eff;
+	struct vm_info cur;
+	struct carve_error lerr = { 0 };
 	char *kernel = NULL, *initrd = NULL, *xml = NULL;
+	char *root = NULL, *seed = NULL;
+	bool made_disks = false;
+
+	/* Shallow: only the disk size differs from the command's. */
+	eff = *s;
+	if (s->vs_image.vi_url != NULL) {
+		/*
+		 * A domain already made by this command (a recovery): its
+		 * disks are in use and stay as they are; virt_op_create
+		 * starts it if needed.
+		 */
+		if (virt_op_get(j->hj_conn, cmd->cmd_vm_id, &cur, &lerr) == 0 &&
+		    strcmp(cur.vm_command_id, cmd->cmd_id) == 0) {
+			if (virt_op_create(j->hj_conn, "", cmd->cmd_vm_id,
+			    cmd->cmd_id, &j->hj_vm, &j->hj_err) == 0) {
+				j->hj_has_vm = true;
+				j->hj_data = handler_vm_data(&j->hj_vm);
+			}
+			return;
+		}
+		if (lerr.code == CARVE_EUNAVAIL) {
+			j->hj_err = lerr;
+			return;
+		}
+		made_disks = true;
+		if (create_disks(j, &eff.vs_disk_gib, &root, &seed,
+		    &j->hj_err) < 0)
+			goto out;
+	}
 
 	if (s->vs_kernel != NULL) {
 		kernel = handler_resolve_boot_file(j->hj_kernel_dir, s->vs_kernel,
@@ -132,7 +244,9 @@ create_run(struct handler_job *j)
 	opts.kernel_path = kernel;
 	opts.initrd_path = initrd;
 	opts.console_log = j->hj_console_log;
-	xml = virt_xml_domain(s, &opts, &j->hj_err);
+	opts.root_disk = root;
+	opts.seed_iso = seed;
+	xml = virt_xml_domain(&eff, &opts, &j->hj_err);
 	if (xml == NULL)
 		goto out;
 	if (virt_op_create(j->hj_conn, xml, cmd->cmd_vm_id, cmd->cmd_id,
@@ -140,7 +254,31 @@ create_run(struct handler_job *j)
 		goto out;
 	j->hj_has_vm = true;
 	j->hj_data = handler_vm_data(&j->hj_vm);
+	if (s->vs_image.vi_url != NULL)
+		jsonx_add_int(j->hj_data, "disk_gib", (int64_t)eff.vs_disk_gib);
 out:
+	/*
+	 * Leave nothing half-made: the volumes this create made go (the
+	 * domain was already undefined by virt_op_create). Not after a lost
+	 * connection (the command is retried and reuses them) nor a conflict
+	 * (the volumes may be another VM's).
+	 */
+	if (made_disks && error_isset(&j->hj_err) &&
+	    j->hj_err.code != CARVE_EUNAVAIL &&
+	    j->hj_err.code != CARVE_ECONFLICT) {
+		struct carve_error rerr = { 0 };
+		unsigned n = 0;
+
+		if (virt_storage_delete_vm(j->hj_conn, cmd->cmd_vm_id, &n,
+		    &rerr) < 0)
+			log_error("handlers", "rollback of VM %s: %s",
+			    cmd->cmd_vm_id, rerr.message);
+		else if (n > 0)
+			log_info("handlers", "rollback of VM %s: %u volumes "
+			    "deleted", cmd->cmd_vm_id, n);
+	}
+	free(root);
+	free(seed);
 	free(kernel);
 	free(initrd);
 	free(xml);
@@ -217,12 +355,19 @@ reboot_recover(struct handler_job *j)
 static void
 destroy_run(struct handler_job *j)
 {
+	unsigned n = 0;
+
 	if (virt_op_destroy(j->hj_conn, j->hj_cmd->cmd_vm_id, &j->hj_err) < 0)
+		return;
+	/* The domain is gone: its disks go with it. */
+	if (virt_storage_delete_vm(j->hj_conn, j->hj_cmd->cmd_vm_id, &n,
+	    &j->hj_err) < 0)
 		return;
 	j->hj_vm_gone = true;
 	j->hj_data = json_object_new_object();
 	jsonx_add_string(j->hj_data, "vm_id", j->hj_cmd->cmd_vm_id);
 	jsonx_add_bool(j->hj_data, "destroyed", true);
+	jsonx_add_int(j->hj_data, "volumes_deleted", n);
 }
 
 /*
@@ -234,7 +379,7 @@ static const struct handler handlers[CMD_TYPE_MAX] = {
 	[CMD_VM_CREATE] = {
 		.h_type = CMD_VM_CREATE, .h_creates_vm = true,
 		.h_claim = create_claim, .h_admit = create_admit,
-		.h_run = create_run, .h_recover = create_run,
+		.h_prepare = create_prepare, .h_run = create_run, .h_recover = create_run,
 	},
 	[CMD_VM_START] = {
 		.h_type = CMD_VM_START,

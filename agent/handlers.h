@@ -28,6 +28,9 @@ struct handler_job {
 	char hj_domain_type[16];
 	char *hj_kernel_dir;                /* owned, or NULL */
 	char *hj_console_log;               /* owned, or NULL */
+	char *hj_image_dir;                 /* owned: the image cache */
+	char *hj_disk_dir;                  /* owned: the storage pool's dir */
+	char *hj_seed_dir;                  /* owned: where seeds are built */
 	unsigned hj_stop_timeout_s;
 	int64_t hj_now_ms;
 	const atomic_bool *hj_cancel;       /* set when carved shuts down */
@@ -38,6 +41,9 @@ struct handler_job {
 	json_object *hj_data;               /* result details, owned */
 	struct carve_error hj_err;
 };
+
+/* A prepare step is over (loop thread); err is NULL on success. */
+typedef void (*handler_prepared_cb)(const struct carve_error *err, void *arg);
 
 struct handler {
 	enum command_type h_type;
@@ -54,6 +60,15 @@ struct handler {
 	 */
 	int (*h_admit)(struct agent *a, const struct command *cmd,
 	    struct carve_error *err);
+	/*
+	 * Loop thread, after admission and before the command is journaled:
+	 * get what the effect needs without blocking (vm.create: the base
+	 * image into the cache). cb runs once, maybe before h_prepare
+	 * returns. A CARVE_EUNAVAIL failure is not journaled (a re-delivery
+	 * tries again); any other is the command's result.
+	 */
+	void (*h_prepare)(struct agent *a, const struct command *cmd,
+	    handler_prepared_cb cb, void *arg);
 	/* Worker thread: make the effect happen (idempotently). */
 	void (*h_run)(struct handler_job *job);
 	/*

@@ -42,6 +42,9 @@ struct http_request {
 	char *r_buf;                  /* response body */
 	size_t r_len, r_cap, r_max;
 	bool r_too_big;
+	bool r_aborted;               /* the sink refused a chunk */
+	http_sink_cb r_sink;
+	void *r_sink_arg;
 	char r_method[8];
 	char *r_url;
 	char r_errbuf[CURL_ERROR_SIZE];
@@ -190,7 +193,18 @@ static size_t
 http_on_write(char *ptr, size_t size, size_t n, void *arg)
 {
 	struct http_request *r = arg;
-	size_t len = size * n;
+	size_t len = size * n, took;
+
+	if (r->r_sink != NULL) {
+		took = r->r_sink(ptr, len, r->r_sink_arg);
+		if (took == HTTP_SINK_PAUSE)
+			return CURL_WRITEFUNC_PAUSE;
+		if (took != len) {
+			r->r_aborted = true;
+			return 0;
+		}
+		return len;
+	}
 
 	if (len > r->r_max - r->r_len) {
 		/* Returning less than len makes curl abort the transfer. */
@@ -280,6 +294,21 @@ http_finish(struct http_request *r, CURLcode rc)
 	http_detach(r);
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(r->r_easy, CURLINFO_RESPONSE_CODE, &code);
+	} else if (r->r_aborted) {
+		status = -ECONNABORTED;
+		error_set(&err, CARVE_EINTERNAL, "%s %s: the receiver stopped the "
+		    "transfer", r->r_method, r->r_url);
+	} else if (r->r_sink != NULL && rc == CURLE_HTTP_RETURNED_ERROR) {
+		curl_easy_getinfo(r->r_easy, CURLINFO_RESPONSE_CODE, &code);
+		status = -EPROTO;
+		error_set(&err, code == 404 || code == 410 ? CARVE_EINVAL :
+		    CARVE_EUNAVAIL, "%s %s: HTTP status %ld", r->r_method,
+		    r->r_url, code);
+	} else if (r->r_sink != NULL && rc == CURLE_FILESIZE_EXCEEDED) {
+		status = -EFBIG;
+		error_set(&err, CARVE_ETOOBIG, "%s %s: larger than %llu bytes; "
+		    "refused", r->r_method, r->r_url,
+		    (unsigned long long)r->r_max);
 	} else if (r->r_too_big || rc == CURLE_FILESIZE_EXCEEDED) {
 		status = -EFBIG;
 		error_set(&err, CARVE_ETOOBIG, "%s %s: response body larger "
@@ -333,10 +362,14 @@ http_request(struct http *h, const struct http_req_opts *o, http_done_cb cb,
 		*out = NULL;
 	if (h->h_closing)
 		return error_set(err, CARVE_EUNAVAIL, "HTTP client is closing");
-	if (o->ho_url == NULL || strncmp(o->ho_url, "https://", 8) != 0)
+	if (o->ho_sink != NULL && o->ho_url != NULL &&
+	    (strncmp(o->ho_url, "https://", 8) == 0 ||
+	    strncmp(o->ho_url, "http://", 7) == 0))
+		;   /* streaming: http or https */
+	else if (o->ho_url == NULL || strncmp(o->ho_url, "https://", 8) != 0)
 		return error_set(err, CARVE_EINVAL, "only https:// URLs are "
 		    "allowed, got \"%s\"", o->ho_url ? o->ho_url : "(null)");
-	if (o->ho_ca_file == NULL)
+	if (o->ho_ca_file == NULL && o->ho_sink == NULL)
 		return error_set(err, CARVE_EINVAL, "a CA file is required to "
 		    "verify %s", o->ho_url);
 	if ((o->ho_cert_file == NULL) != (o->ho_key_file == NULL))
@@ -350,6 +383,10 @@ http_request(struct http *h, const struct http_req_opts *o, http_done_cb cb,
 	r->r_cb = cb;
 	r->r_arg = arg;
 	r->r_max = o->ho_body_max ? o->ho_body_max : HTTP_BODY_MAX_DEFAULT;
+	r->r_sink = o->ho_sink;
+	r->r_sink_arg = o->ho_sink_arg;
+	if (r->r_sink != NULL)
+		r->r_max = o->ho_stream_max ? (size_t)o->ho_stream_max : 0;
 	snprintf(r->r_method, sizeof(r->r_method), "%s", o->ho_method);
 	r->r_url = xstrdup(o->ho_url);
 	if ((r->r_easy = e = curl_easy_init()) == NULL) {
@@ -358,13 +395,22 @@ http_request(struct http *h, const struct http_req_opts *o, http_done_cb cb,
 	}
 	HTTP_SETOPT(e, CURLOPT_PRIVATE, (char *)r);
 	HTTP_SETOPT(e, CURLOPT_URL, r->r_url);
-	HTTP_SETOPT(e, CURLOPT_PROTOCOLS_STR, "https");
-	HTTP_SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
+	if (r->r_sink != NULL) {
+		HTTP_SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
+		HTTP_SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+		HTTP_SETOPT(e, CURLOPT_FOLLOWLOCATION, 1L);
+		HTTP_SETOPT(e, CURLOPT_MAXREDIRS, (long)HTTP_STREAM_REDIRECTS);
+		HTTP_SETOPT(e, CURLOPT_FAILONERROR, 1L);
+	} else {
+		HTTP_SETOPT(e, CURLOPT_PROTOCOLS_STR, "https");
+		HTTP_SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
+	}
 	HTTP_SETOPT(e, CURLOPT_NOSIGNAL, 1L);
 	HTTP_SETOPT(e, CURLOPT_ERRORBUFFER, r->r_errbuf);
 	HTTP_SETOPT(e, CURLOPT_WRITEFUNCTION, http_on_write);
 	HTTP_SETOPT(e, CURLOPT_WRITEDATA, r);
-	HTTP_SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->r_max);
+	if (r->r_max > 0)
+		HTTP_SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->r_max);
 	HTTP_SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(o->ho_connect_timeout_ms ?
 	    o->ho_connect_timeout_ms : HTTP_CONNECT_TIMEOUT_MS));
 	HTTP_SETOPT(e, CURLOPT_TIMEOUT_MS, (long)(o->ho_timeout_ms ?
@@ -376,8 +422,10 @@ http_request(struct http *h, const struct http_req_opts *o, http_done_cb cb,
 	HTTP_SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	HTTP_SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	HTTP_SETOPT(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	HTTP_SETOPT(e, CURLOPT_CAINFO, o->ho_ca_file);
-	HTTP_SETOPT(e, CURLOPT_CAPATH, (char *)NULL);
+	if (o->ho_ca_file != NULL) {
+		HTTP_SETOPT(e, CURLOPT_CAINFO, o->ho_ca_file);
+		HTTP_SETOPT(e, CURLOPT_CAPATH, (char *)NULL);
+	}
 	if (o->ho_cert_file != NULL) {
 		HTTP_SETOPT(e, CURLOPT_SSLCERT, o->ho_cert_file);
 		HTTP_SETOPT(e, CURLOPT_SSLCERTTYPE, "PEM");
@@ -403,7 +451,8 @@ http_request(struct http *h, const struct http_req_opts *o, http_done_cb cb,
 			    (long)(age / 1000 - 1));
 	}
 
-	sl = curl_slist_append(NULL, "Accept: application/json");
+	sl = curl_slist_append(NULL, r->r_sink != NULL ? "Accept: */*" :
+	    "Accept: application/json");
 	/* No "Expect: 100-continue" round trip before a body. */
 	if (sl != NULL)
 		sl = curl_slist_append(r->r_headers = sl, "Expect:");
@@ -445,6 +494,23 @@ http_request(struct http *h, const struct http_req_opts *o, http_done_cb cb,
 fail:
 	http_request_free(r);
 	return -1;
+}
+
+void
+http_resume(struct http_request *r)
+{
+	curl_easy_pause(r->r_easy, CURLPAUSE_CONT);
+}
+
+int64_t
+http_content_length(struct http_request *r)
+{
+	curl_off_t len = -1;
+
+	if (curl_easy_getinfo(r->r_easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+	    &len) != CURLE_OK)
+		return -1;
+	return (int64_t)len;
 }
 
 void

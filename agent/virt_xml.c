@@ -296,7 +296,9 @@ domain_check(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 		return error_set(err, CARVE_EINVAL,
 		    "created_at must not be negative");
 
-	if (check_path(opts->kernel_path, "kernel path", err) < 0 ||
+	if (check_path(opts->root_disk, "root disk path", err) < 0 ||
+	    check_path(opts->seed_iso, "seed path", err) < 0 ||
+	    check_path(opts->kernel_path, "kernel path", err) < 0 ||
 	    check_path(opts->initrd_path, "initrd path", err) < 0 ||
 	    check_path(opts->console_log, "console log path", err) < 0)
 		return -1;
@@ -308,6 +310,143 @@ domain_check(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 		return error_set(err, CARVE_EINVAL,
 		    "an initrd or kernel command line needs a kernel");
 	return 0;
+}
+
+static void
+disk_write(struct xw *x, const char *path, const char *device,
+    const char *type, const char *dev, const char *bus, bool readonly)
+{
+	xw_start(x, "disk");
+	xw_attr(x, "type", "file");
+	xw_attr(x, "device", device);
+	xw_start(x, "driver");
+	xw_attr(x, "name", "qemu");
+	xw_attr(x, "type", type);
+	xw_end(x);
+	xw_start(x, "source");
+	xw_attr(x, "file", path);
+	xw_end(x);
+	xw_start(x, "target");
+	xw_attr(x, "dev", dev);
+	xw_attr(x, "bus", bus);
+	xw_end(x);
+	if (readonly)
+		xw_empty(x, "readonly");
+	xw_end(x);
+}
+
+static void
+disks_write(struct xw *x, const struct virt_xml_opts *opts)
+{
+	/* The backing chain (base image format) is in the overlay's own
+	 * header, pinned when the volume was made. */
+	if (opts->root_disk != NULL)
+		disk_write(x, opts->root_disk, "disk", "qcow2", "vda", "virtio",
+		    false);
+	if (opts->seed_iso != NULL)
+		disk_write(x, opts->seed_iso, "cdrom", "raw", "hdc", "ide", true);
+}
+
+/* ------------------------------------------------------------ storage */
+
+static int
+check_vol_name(const char *name, struct carve_error *err)
+{
+	if (name == NULL || name[0] == '\0' || name[0] == '.' ||
+	    strlen(name) > 255)
+		return error_set(err, CARVE_EINVAL, "bad volume name");
+	for (const char *p = name; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+		    *p == '_'))
+			return error_set(err, CARVE_EINVAL,
+			    "volume name may only contain letters, digits, "
+			    "'-', '.' and '_'");
+	return 0;
+}
+
+char *
+virt_xml_pool(const char *name, const char *path, struct carve_error *err)
+{
+	struct xw x;
+	char *out;
+
+	if (check_vol_name(name, err) < 0 ||
+	    check_path(path, "pool path", err) < 0)
+		return NULL;
+	if (path == NULL) {
+		error_set(err, CARVE_EINVAL, "pool path is missing");
+		return NULL;
+	}
+	xw_init(&x);
+	xw_start(&x, "pool");
+	xw_attr(&x, "type", "dir");
+	xw_text(&x, "name", name);
+	xw_start(&x, "target");
+	xw_text(&x, "path", path);
+	xw_start(&x, "permissions");
+	xw_text(&x, "mode", "0751");
+	xw_end(&x);
+	xw_end(&x);
+	xw_end(&x);
+	if ((out = xw_finish(&x)) == NULL)
+		error_set(err, CARVE_EINTERNAL, "could not build the pool XML");
+	return out;
+}
+
+static bool
+format_ok(const char *f)
+{
+	return f != NULL && (strcmp(f, "qcow2") == 0 || strcmp(f, "raw") == 0);
+}
+
+char *
+virt_xml_volume(const char *name, uint64_t capacity_bytes, const char *format,
+    const char *backing, const char *backing_format, struct carve_error *err)
+{
+	struct xw x;
+	char num[24], *out;
+
+	if (check_vol_name(name, err) < 0 ||
+	    check_path(backing, "backing path", err) < 0)
+		return NULL;
+	if (!format_ok(format) || (backing != NULL && !format_ok(backing_format))) {
+		error_set(err, CARVE_EINVAL, "volume format must be qcow2 or raw");
+		return NULL;
+	}
+	if (capacity_bytes == 0) {
+		error_set(err, CARVE_EINVAL, "volume capacity must not be 0");
+		return NULL;
+	}
+	xw_init(&x);
+	xw_start(&x, "volume");
+	xw_text(&x, "name", name);
+	snprintf(num, sizeof(num), "%" PRIu64, capacity_bytes);
+	xw_start(&x, "capacity");
+	xw_attr(&x, "unit", "bytes");
+	if (!x.failed)
+		xw_check(&x, xmlTextWriterWriteString(x.w, BAD_CAST num));
+	xw_end(&x);
+	xw_start(&x, "target");
+	xw_start(&x, "format");
+	xw_attr(&x, "type", format);
+	xw_end(&x);
+	xw_start(&x, "permissions");
+	xw_text(&x, "mode", "0600");
+	xw_end(&x);
+	xw_end(&x);
+	if (backing != NULL) {
+		xw_start(&x, "backingStore");
+		xw_text(&x, "path", backing);
+		xw_start(&x, "format");
+		xw_attr(&x, "type", backing_format);
+		xw_end(&x);
+		xw_end(&x);
+	}
+	xw_end(&x);
+	if ((out = xw_finish(&x)) == NULL)
+		error_set(err, CARVE_EINTERNAL, "could not build the volume XML");
+	return out;
 }
 
 char *
@@ -383,8 +522,11 @@ virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 	xw_text(&x, "on_reboot", "restart");
 	xw_text(&x, "on_crash", "destroy");
 
-	if (full) {
+	if (full || opts->root_disk != NULL || opts->seed_iso != NULL) {
 		xw_start(&x, "devices");
+		disks_write(&x, opts);
+	}
+	if (full) {
 		if (opts->console_log != NULL) {
 			/*
 			 * append='on': libvirt restarts qemu on snapshot revert
@@ -404,8 +546,9 @@ virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 		xw_start(&x, "memballoon");
 		xw_attr(&x, "model", "virtio");
 		xw_end(&x);
-		xw_end(&x);
 	}
+	if (full || opts->root_disk != NULL || opts->seed_iso != NULL)
+		xw_end(&x);     /* devices */
 	xw_end(&x);
 
 	out = xw_finish(&x);
@@ -711,6 +854,83 @@ virt_xml_parse_metadata(const char *xml, struct vm_info *vm,
 	vm->vm_disk_gib = tmp.vm_disk_gib;
 	memcpy(vm->vm_command_id, tmp.vm_command_id, sizeof(vm->vm_command_id));
 	vm->vm_created_at_ms = tmp.vm_created_at_ms;
+	return 0;
+}
+
+/* ------------------------------------------------------------ volumes */
+
+#define VIRT_XML_VOLUME_MAX (256 * 1024)
+
+static xmlNode *child_elem(const xmlNode *parent, const char *name);
+
+int
+virt_xml_parse_volume(const char *xml, char **backing, uint64_t *capacity,
+    struct carve_error *err)
+{
+	xmlDocPtr doc;
+	xmlNode *root, *n;
+	xmlChar *text;
+	int rc = 0;
+
+	*backing = NULL;
+	*capacity = 0;
+	doc = xml_parse(xml, VIRT_XML_VOLUME_MAX, "volume XML", err);
+	if (doc == NULL)
+		return -1;
+	root = xmlDocGetRootElement(doc);
+	if (!name_is(root, "volume")) {
+		xmlFreeDoc(doc);
+		return error_set(err, CARVE_EINVAL,
+		    "volume XML has no <volume> root");
+	}
+	for (n = root->children; n != NULL; n = n->next) {
+		if (name_is(n, "capacity") &&
+		    (text = xmlNodeGetContent(n)) != NULL) {
+			if (parse_uint((const char *)text, 0, UINT64_MAX,
+			    capacity) < 0)
+				rc = error_set(err, CARVE_EINVAL,
+				    "volume capacity is not a number");
+			xmlFree(text);
+		} else if (name_is(n, "backingStore")) {
+			xmlNode *p = child_elem(n, "path");
+
+			if (p != NULL && (text = xmlNodeGetContent(p)) != NULL) {
+				free(*backing);
+				*backing = xstrdup((const char *)text);
+				xmlFree(text);
+			}
+		}
+	}
+	xmlFreeDoc(doc);
+	if (rc < 0) {
+		free(*backing);
+		*backing = NULL;
+	}
+	return rc;
+}
+
+int
+virt_xml_parse_pool_path(const char *xml, char **path, struct carve_error *err)
+{
+	xmlDocPtr doc;
+	xmlNode *root, *p;
+	xmlChar *text;
+
+	*path = NULL;
+	doc = xml_parse(xml, VIRT_XML_VOLUME_MAX, "pool XML", err);
+	if (doc == NULL)
+		return -1;
+	root = xmlDocGetRootElement(doc);
+	p = name_is(root, "pool") ? child_elem(child_elem(root, "target"),
+	    "path") : NULL;
+	if (p == NULL || (text = xmlNodeGetContent(p)) == NULL) {
+		xmlFreeDoc(doc);
+		return error_set(err, CARVE_EINVAL, "pool XML has no target "
+		    "path");
+	}
+	*path = xstrdup((const char *)text);
+	xmlFree(text);
+	xmlFreeDoc(doc);
 	return 0;
 }
 

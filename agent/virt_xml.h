@@ -27,6 +27,13 @@ struct virt_xml_opts {
 	const char *kernel_path;
 	const char *initrd_path;
 	const char *console_log;   /* serial console log file, or NULL for none */
+	/*
+	 * Disks (absolute paths of storage volumes, or NULL): the root disk,
+	 * a qcow2 overlay, as virtio vda; the cloud-init seed as a read-only
+	 * IDE cdrom (hdc: i440fx has IDE, and every guest reads it).
+	 */
+	const char *root_disk;
+	const char *seed_iso;
 };
 
 /*
@@ -47,6 +54,29 @@ char *virt_xml_domain(const struct vm_spec *spec,
  */
 char *virt_xml_metadata(const struct vm_spec *spec,
     const struct virt_xml_opts *opts);
+
+/*
+ * Storage XML for carve's dir pool and its volumes (values escaped like
+ * the domain's). virt_xml_pool: <pool type='dir'> named name at path with
+ * mode 0751. virt_xml_volume: a volume of capacity_bytes in format
+ * ("qcow2" or "raw"), mode 0600, on backing (absolute path) in
+ * backing_format when backing is not NULL. NULL with err on bad input.
+ */
+char *virt_xml_pool(const char *name, const char *path,
+    struct carve_error *err);
+char *virt_xml_volume(const char *name, uint64_t capacity_bytes,
+    const char *format, const char *backing, const char *backing_format,
+    struct carve_error *err);
+/*
+ * From a volume's XML (virStorageVolGetXMLDesc): the backing store's path
+ * (*backing, a new string, NULL when there is none) and the capacity.
+ */
+int virt_xml_parse_volume(const char *xml, char **backing,
+    uint64_t *capacity_bytes, struct carve_error *err);
+
+/* From a pool's XML: its target path (a new string). */
+int virt_xml_parse_pool_path(const char *xml, char **path,
+    struct carve_error *err);
 
 /*
  * Parse a metadata element as returned by virDomainGetMetadata into vm

@@ -272,11 +272,274 @@ command_get_cmdline(json_object *obj, const char *key, char **out,
 	return 1;
 }
 
+/* ------------------------------------------------------------ image */
+
+static const char *const vm_image_format_names[] = {
+	[VM_IMAGE_NONE] = "none",
+	[VM_IMAGE_QCOW2] = "qcow2",
+	[VM_IMAGE_RAW] = "raw",
+};
+
+const char *
+vm_image_format_name(enum vm_image_format f)
+{
+	if ((int)f < 0 || f > VM_IMAGE_RAW)
+		return "unknown";
+	return vm_image_format_names[f];
+}
+
+int
+vm_image_format_parse(const char *name, enum vm_image_format *out)
+{
+	for (int i = VM_IMAGE_QCOW2; i <= VM_IMAGE_RAW; i++)
+		if (strcmp(vm_image_format_names[i], name) == 0) {
+			*out = (enum vm_image_format)i;
+			return 0;
+		}
+	return -1;
+}
+
+/*
+ * file:///abs/path. The path is used as it is written (no percent
+ * decoding, so '%' is refused) and must not climb or wander: no "." or ".."
+ * segment and no "//".
+ */
+static int
+command_check_file_url(const char *path, struct carve_error *err)
+{
+	const char *seg;
+
+	if (path[0] != '/' || path[1] == '\0')
+		return error_set(err, CARVE_EINVAL, "image.url: a file:// URL "
+		    "must name an absolute path (file:///path/to/image)");
+	if (strchr(path, '%') != NULL || strchr(path, '?') != NULL ||
+	    strchr(path, '#') != NULL)
+		return error_set(err, CARVE_EINVAL, "image.url: a file:// path "
+		    "must not contain '%%', '?' or '#'");
+	for (seg = path; seg != NULL && *seg != '\0'; ) {
+		const char *next = strchr(seg + 1, '/');
+		size_t n = (next != NULL ? (size_t)(next - seg) :
+		    strlen(seg)) - 1;
+
+		if (n == 0 && next != NULL)
+			return error_set(err, CARVE_EINVAL, "image.url: a "
+			    "file:// path must not contain \"//\"");
+		if ((n == 1 && seg[1] == '.') ||
+		    (n == 2 && seg[1] == '.' && seg[2] == '.'))
+			return error_set(err, CARVE_EINVAL, "image.url: a "
+			    "file:// path must not contain \".\" or \"..\" "
+			    "segments");
+		seg = next;
+	}
+	if (path[strlen(path) - 1] == '/')
+		return error_set(err, CARVE_EINVAL, "image.url: a file:// URL "
+		    "must name a file, not a directory");
+	return 0;
+}
+
+static int
+command_check_url(const char *url, struct carve_error *err)
+{
+	char q[COMMAND_QUOTE_MAX + 8];
+	const char *rest;
+
+	for (size_t i = 0; url[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)url[i];
+		if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' ||
+		    c == '<' || c == '>')
+			return error_set(err, CARVE_EINVAL, "image.url may only "
+			    "contain printable ASCII without blanks, quotes, "
+			    "backslashes or angle brackets (found byte 0x%02x "
+			    "at offset %zu)", c, i);
+	}
+	if (strncmp(url, "file://", 7) == 0)
+		return command_check_file_url(url + 7, err);
+	if (strncmp(url, "https://", 8) == 0)
+		rest = url + 8;
+	else if (strncmp(url, "http://", 7) == 0)
+		rest = url + 7;
+	else {
+		text_quote(url, COMMAND_QUOTE_MAX, q, sizeof(q));
+		return error_set(err, CARVE_EINVAL, "image.url \"%s\" must "
+		    "start with https://, http:// or file://", q);
+	}
+	if (*rest == '\0' || *rest == '/' || *rest == '?' || *rest == '#')
+		return error_set(err, CARVE_EINVAL,
+		    "image.url must name a host");
+	return 0;
+}
+
+static const char *const vm_image_keys[] = { "url", "sha256", "format", NULL };
+
+static int
+command_get_image(json_object *args, struct vm_image *out,
+    struct carve_error *err)
+{
+	json_object *img = NULL;
+	const char *url, *sum, *fmt;
+	char q[COMMAND_QUOTE_MAX + 8];
+	int rc;
+
+	if ((rc = jsonx_get_object(args, "image", false, &img, err)) != 1)
+		return rc;
+	if (jsonx_check_object(img, "image", vm_image_keys, err) == -1 ||
+	    jsonx_get_string(img, "url", true, VM_IMAGE_URL_MAX, &url,
+	    err) == -1 ||
+	    jsonx_get_string(img, "sha256", true, SIZE_MAX, &sum, err) == -1 ||
+	    jsonx_get_string(img, "format", true, SIZE_MAX, &fmt, err) == -1)
+		return -1;
+	if (command_check_url(url, err) == -1)
+		return -1;
+	if (strlen(sum) != 64)
+		return error_set(err, CARVE_EINVAL,
+		    "image.sha256 must be 64 hexadecimal digits");
+	for (size_t i = 0; i < 64; i++) {
+		char c = sum[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+		    (c >= 'A' && c <= 'F')))
+			return error_set(err, CARVE_EINVAL,
+			    "image.sha256 must be 64 hexadecimal digits");
+		out->vi_sha256[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' +
+		    'a') : c;
+	}
+	out->vi_sha256[64] = '\0';
+	if (vm_image_format_parse(fmt, &out->vi_format) == -1) {
+		text_quote(fmt, COMMAND_QUOTE_MAX, q, sizeof(q));
+		return error_set(err, CARVE_EINVAL, "image.format \"%s\" must "
+		    "be \"qcow2\" or \"raw\"", q);
+	}
+	out->vi_url = xstrdup(url);
+	return 1;
+}
+
+/* ------------------------------------------------------------ cloud-init */
+
+static int
+command_check_ssh_key(const char *k, size_t i, struct carve_error *err)
+{
+	size_t len = strlen(k);
+
+	if (len > VM_SSH_KEY_MAX)
+		return error_set(err, CARVE_EINVAL, "ssh_authorized_keys[%zu] is "
+		    "%zu bytes long; at most %d are allowed", i, len,
+		    VM_SSH_KEY_MAX);
+	for (size_t j = 0; j < len; j++) {
+		unsigned char c = (unsigned char)k[j];
+		/* A key is one line of YAML and authorized_keys: nothing
+		 * that could end or escape a scalar. */
+		if (c < 0x20 || c > 0x7e || c == '"' || c == '\'' ||
+		    c == '\\')
+			return error_set(err, CARVE_EINVAL,
+			    "ssh_authorized_keys[%zu] must be one line of "
+			    "printable ASCII without quotes or backslashes "
+			    "(found byte 0x%02x at offset %zu)", i, c, j);
+	}
+	if (strncmp(k, "ssh-", 4) != 0 && strncmp(k, "ecdsa-", 6) != 0 &&
+	    strncmp(k, "sk-", 3) != 0)
+		return error_set(err, CARVE_EINVAL, "ssh_authorized_keys[%zu] "
+		    "must be a public key starting with ssh-, ecdsa- or sk-", i);
+	if (strchr(k, ' ') == NULL || k[len - 1] == ' ')
+		return error_set(err, CARVE_EINVAL, "ssh_authorized_keys[%zu] "
+		    "must be \"TYPE KEY [COMMENT]\"", i);
+	return 0;
+}
+
+static void
+command_free_keys(char **keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
+static int
+command_get_ssh_keys(json_object *args, char ***out, size_t *nout,
+    struct carve_error *err)
+{
+	json_object *arr;
+	char **keys;
+	size_t n;
+
+	if (!json_object_object_get_ex(args, "ssh_authorized_keys", &arr) ||
+	    arr == NULL)
+		return 0;
+	if (!json_object_is_type(arr, json_type_array))
+		return error_set(err, CARVE_EINVAL,
+		    "ssh_authorized_keys must be an array of strings");
+	n = json_object_array_length(arr);
+	if (n > VM_SSH_KEYS_MAX)
+		return error_set(err, CARVE_EINVAL, "ssh_authorized_keys has %zu "
+		    "keys; at most %d are allowed", n, VM_SSH_KEYS_MAX);
+	if (n == 0)
+		return 0;
+	keys = xcalloc(n, sizeof(*keys));
+	for (size_t i = 0; i < n; i++) {
+		json_object *v = json_object_array_get_idx(arr, i);
+		const char *k;
+
+		if (!json_object_is_type(v, json_type_string)) {
+			command_free_keys(keys, i);
+			return error_set(err, CARVE_EINVAL,
+			    "ssh_authorized_keys[%zu] must be a string", i);
+		}
+		k = json_object_get_string(v);
+		if ((size_t)json_object_get_string_len(v) != strlen(k)) {
+			command_free_keys(keys, i);
+			return error_set(err, CARVE_EINVAL,
+			    "ssh_authorized_keys[%zu] contains a NUL byte", i);
+		}
+		if (command_check_ssh_key(k, i, err) == -1) {
+			command_free_keys(keys, i);
+			return -1;
+		}
+		keys[i] = xstrdup(k);
+	}
+	*out = keys;
+	*nout = n;
+	return 1;
+}
+
+/*
+ * cloud-config is YAML, which admits no control characters but tab, LF and
+ * CR; refusing the rest here keeps them out of the seed image.
+ */
+static int
+command_get_user_data(json_object *args, char **out, struct carve_error *err)
+{
+	const unsigned char *p;
+	const char *s;
+	size_t left, n;
+	int rc;
+
+	if ((rc = jsonx_get_string(args, "user_data", false, VM_USER_DATA_MAX,
+	    &s, err)) != 1)
+		return rc;
+	if (*s == '\0')
+		return error_set(err, CARVE_EINVAL, "user_data must not be empty");
+	p = (const unsigned char *)s;
+	left = strlen(s);
+	while (left > 0) {
+		if (*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r')
+			return error_set(err, CARVE_EINVAL, "user_data may not "
+			    "contain control characters (found byte 0x%02x at "
+			    "offset %zu)", *p, (size_t)(p -
+			    (const unsigned char *)s));
+		if ((n = text_utf8_seq(p, left)) == 0)
+			return error_set(err, CARVE_EINVAL, "user_data is not "
+			    "valid UTF-8 (at byte %zu)", (size_t)(p -
+			    (const unsigned char *)s));
+		p += n;
+		left -= n;
+	}
+	*out = xstrdup(s);
+	return 1;
+}
+
 /* ------------------------------------------------------------ vm spec */
 
 static const char *const vm_spec_keys[] = {
 	"name", "vcpus", "memory_mib", "disk_gib", "kernel", "initrd",
-	"cmdline", NULL
+	"cmdline", "image", "ssh_authorized_keys", "user_data", NULL
 };
 
 int
@@ -305,8 +568,21 @@ vm_spec_decode(json_object *args, struct vm_spec *out,
 		return -1;
 	if (command_get_filename(args, "kernel", &spec.vs_kernel, err) == -1 ||
 	    command_get_filename(args, "initrd", &spec.vs_initrd, err) == -1 ||
-	    command_get_cmdline(args, "cmdline", &spec.vs_cmdline, err) == -1)
+	    command_get_cmdline(args, "cmdline", &spec.vs_cmdline, err) == -1 ||
+	    command_get_image(args, &spec.vs_image, err) == -1 ||
+	    command_get_ssh_keys(args, &spec.vs_ssh_keys, &spec.vs_nssh_keys,
+	    err) == -1 ||
+	    command_get_user_data(args, &spec.vs_user_data, err) == -1)
 		goto fail;
+	/* cloud-init reads them from the seed that comes with an image. */
+	if (spec.vs_image.vi_url == NULL && spec.vs_nssh_keys > 0) {
+		error_set(err, CARVE_EINVAL, "ssh_authorized_keys requires image");
+		goto fail;
+	}
+	if (spec.vs_image.vi_url == NULL && spec.vs_user_data != NULL) {
+		error_set(err, CARVE_EINVAL, "user_data requires image");
+		goto fail;
+	}
 	/* Both only mean something for direct kernel boot. */
 	if (spec.vs_kernel == NULL && spec.vs_initrd != NULL) {
 		error_set(err, CARVE_EINVAL, "initrd requires kernel");
@@ -342,6 +618,30 @@ vm_spec_encode(const struct vm_spec *spec)
 		jsonx_add_string(o, "initrd", spec->vs_initrd);
 	if (spec->vs_cmdline != NULL)
 		jsonx_add_string(o, "cmdline", spec->vs_cmdline);
+	if (spec->vs_image.vi_url != NULL) {
+		json_object *img = command_new_object();
+
+		jsonx_add_string(img, "url", spec->vs_image.vi_url);
+		jsonx_add_string(img, "sha256", spec->vs_image.vi_sha256);
+		jsonx_add_string(img, "format",
+		    vm_image_format_name(spec->vs_image.vi_format));
+		json_object_object_add(o, "image", img);
+	}
+	if (spec->vs_nssh_keys > 0) {
+		json_object *arr = json_object_new_array();
+
+		if (arr == NULL) {
+			fprintf(stderr,
+			    "level=fatal comp=command msg=\"out of memory\"\n");
+			abort();
+		}
+		for (size_t i = 0; i < spec->vs_nssh_keys; i++)
+			json_object_array_add(arr,
+			    json_object_new_string(spec->vs_ssh_keys[i]));
+		json_object_object_add(o, "ssh_authorized_keys", arr);
+	}
+	if (spec->vs_user_data != NULL)
+		jsonx_add_string(o, "user_data", spec->vs_user_data);
 	return o;
 }
 
@@ -353,6 +653,9 @@ vm_spec_clear(struct vm_spec *spec)
 	free(spec->vs_kernel);
 	free(spec->vs_initrd);
 	free(spec->vs_cmdline);
+	free(spec->vs_image.vi_url);
+	command_free_keys(spec->vs_ssh_keys, spec->vs_nssh_keys);
+	free(spec->vs_user_data);
 	memset(spec, 0, sizeof(*spec));
 }
 
@@ -369,6 +672,14 @@ vm_spec_copy(struct vm_spec *dst, const struct vm_spec *src)
 	dst->vs_kernel = command_strdup_null(src->vs_kernel);
 	dst->vs_initrd = command_strdup_null(src->vs_initrd);
 	dst->vs_cmdline = command_strdup_null(src->vs_cmdline);
+	dst->vs_image.vi_url = command_strdup_null(src->vs_image.vi_url);
+	dst->vs_ssh_keys = NULL;
+	if (src->vs_nssh_keys > 0) {
+		dst->vs_ssh_keys = xcalloc(src->vs_nssh_keys, sizeof(char *));
+		for (size_t i = 0; i < src->vs_nssh_keys; i++)
+			dst->vs_ssh_keys[i] = xstrdup(src->vs_ssh_keys[i]);
+	}
+	dst->vs_user_data = command_strdup_null(src->vs_user_data);
 }
 
 /* ------------------------------------------------------------ per type */

@@ -7,7 +7,9 @@
  * Wire form of a command:
  *   {"id":"<uuid>","type":"vm.create","vm_id":"<uuid>","args":{...}}
  * args per type:
- *   vm.create  {"name","vcpus","memory_mib","disk_gib"?,"kernel"?,"initrd"?,"cmdline"?}
+ *   vm.create  {"name","vcpus","memory_mib","disk_gib"?,"kernel"?,"initrd"?,"cmdline"?,
+ *               "image"?:{"url","sha256","format"},"ssh_authorized_keys"?:[..],
+ *               "user_data"?}
  *   vm.start   {}            vm.reboot {}            vm.destroy {}
  *   vm.stop    {"force"?: bool, "timeout_s"?: 1..3600 (default 60)}
  * ("args" may be omitted where no field is required.)
@@ -32,7 +34,16 @@
 #define VM_CMDLINE_MAX      1024
 #define VM_STOP_TIMEOUT_DEFAULT 60
 #define VM_STOP_TIMEOUT_MAX 3600
-#define COMMAND_MAX_BYTES   (64 * 1024)
+#define VM_IMAGE_URL_MAX    2048
+#define VM_SSH_KEYS_MAX     32
+#define VM_SSH_KEY_MAX      (8 * 1024)
+#define VM_USER_DATA_MAX    (64 * 1024)
+/*
+ * Room for the largest valid vm.create: 32 keys of 8 KiB plus 64 KiB of
+ * user data whose every byte is escaped (2 bytes in JSON), with margin; still
+ * below the 1 MiB request bodies carve-cp and the control socket take.
+ */
+#define COMMAND_MAX_BYTES   (512 * 1024)
 
 enum command_type {
 	CMD_VM_CREATE = 0,
@@ -41,6 +52,25 @@ enum command_type {
 	CMD_VM_REBOOT,
 	CMD_VM_DESTROY,
 	CMD_TYPE_MAX
+};
+
+enum vm_image_format {
+	VM_IMAGE_NONE = 0,
+	VM_IMAGE_QCOW2,
+	VM_IMAGE_RAW,
+};
+
+/*
+ * The base image of the root disk. vi_url is NULL when the VM has no image
+ * (then the rest is zero). Decoded strictly: the URL is https://, http:// or
+ * file:///absolute/path (printable ASCII, no "." or ".." segments in a file
+ * path); the sha256 is 64 hex digits, kept lower-case (the cache file name
+ * is derived from it); the format is pinned, never probed.
+ */
+struct vm_image {
+	char *vi_url;
+	char vi_sha256[65];
+	enum vm_image_format vi_format;
 };
 
 /* What a VM is made of. Strings are owned by the spec (vm_spec_clear). */
@@ -52,7 +82,20 @@ struct vm_spec {
 	char *vs_kernel;   /* file name inside [libvirt] kernel_dir, or NULL */
 	char *vs_initrd;   /* file name inside kernel_dir, or NULL (needs kernel) */
 	char *vs_cmdline;  /* kernel command line, or NULL (needs kernel) */
+	struct vm_image vs_image;
+	/*
+	 * cloud-init data (both need an image): up to VM_SSH_KEYS_MAX one-line
+	 * public keys of printable ASCII without quotes or backslashes, and
+	 * cloud-config text (valid UTF-8, no control characters but tab, LF
+	 * and CR, at most VM_USER_DATA_MAX bytes), or NULL.
+	 */
+	char **vs_ssh_keys;
+	size_t vs_nssh_keys;
+	char *vs_user_data;
 };
+
+const char *vm_image_format_name(enum vm_image_format f);
+int vm_image_format_parse(const char *name, enum vm_image_format *out);
 
 struct command_stop_args {
 	bool force;

@@ -9,12 +9,16 @@ set -eu
 # cpio; it downloads its kernel and busybox itself), busybox-static,
 # jq/sqlite3 for shell tests, clang for libFuzzer builds.
 # xz-utils: mk-guest.sh decompresses .ko.xz modules should a kernel ship them.
+# genisoimage: carved builds cloud-init seed ISOs with it (isoinfo, from the
+# same package, reads them back in the tests); syslinux, syslinux-common,
+# mtools, dosfstools: tests/guest/mk-image.sh makes a bootable disk image.
 packages="
 build-essential autoconf automake libtool pkg-config
 libvirt-dev libuv1-dev libjson-c-dev libcurl4-openssl-dev libssl-dev
 libsqlite3-dev libxml2-dev libcmocka-dev libevent-dev
 libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
 busybox-static cpio xz-utils jq sqlite3 procps iproute2 clang socat curl openssl
+genisoimage syslinux syslinux-common mtools dosfstools
 "
 
 # The OpenAPI lint runs @redocly/cli with npx. Some hosts carry a Node.js

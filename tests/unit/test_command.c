@@ -50,6 +50,21 @@ streq_null(const char *a, const char *b)
 }
 
 static bool
+spec_cloud_equal(const struct vm_spec *x, const struct vm_spec *y)
+{
+	if (!streq_null(x->vs_image.vi_url, y->vs_image.vi_url) ||
+	    strcmp(x->vs_image.vi_sha256, y->vs_image.vi_sha256) != 0 ||
+	    x->vs_image.vi_format != y->vs_image.vi_format ||
+	    x->vs_nssh_keys != y->vs_nssh_keys ||
+	    !streq_null(x->vs_user_data, y->vs_user_data))
+		return false;
+	for (size_t i = 0; i < x->vs_nssh_keys; i++)
+		if (strcmp(x->vs_ssh_keys[i], y->vs_ssh_keys[i]) != 0)
+			return false;
+	return true;
+}
+
+static bool
 command_equal(const struct command *a, const struct command *b)
 {
 	const struct vm_spec *x = &a->cmd_args.create, *y = &b->cmd_args.create;
@@ -65,7 +80,8 @@ command_equal(const struct command *a, const struct command *b)
 		    x->vs_disk_gib == y->vs_disk_gib &&
 		    streq_null(x->vs_kernel, y->vs_kernel) &&
 		    streq_null(x->vs_initrd, y->vs_initrd) &&
-		    streq_null(x->vs_cmdline, y->vs_cmdline);
+		    streq_null(x->vs_cmdline, y->vs_cmdline) &&
+		    spec_cloud_equal(x, y);
 	case CMD_VM_STOP:
 		return a->cmd_args.stop.force == b->cmd_args.stop.force &&
 		    a->cmd_args.stop.timeout_s == b->cmd_args.stop.timeout_s;
@@ -441,7 +457,7 @@ test_decode_buf(void **state)
 	/* One byte more is refused before parsing. */
 	buf[COMMAND_MAX_BYTES] = ' ';
 	buf[COMMAND_MAX_BYTES + 1] = '\0';
-	check_decode(1, buf, -1, "at most 65536 are allowed");
+	check_decode(1, buf, -1, "at most 524288 are allowed");
 	free(buf);
 
 	check_decode(2, "{" HEAD "\"type\":\"vm.start\"} x", -1,
@@ -510,6 +526,296 @@ test_decode_values(void **state)
 	assert_string_equal(cmd.cmd_vm_id, VM1);
 	command_clear(&cmd);
 	assert_false(error_isset(&err));
+}
+
+/* ------------------------------------------------------------ image */
+
+#define SUM "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+#define KEY "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB+x/y user@host"
+#define IMG(url, sum, fmt) "\"image\":{\"url\":\"" url "\",\"sha256\":\"" \
+	sum "\",\"format\":\"" fmt "\"}"
+#define CREATE(extra) "{\"name\":\"a\",\"vcpus\":1,\"memory_mib\":64," \
+	extra "}"
+
+static const struct decode_case image_cases[] = {
+	/* accepted */
+	{ CREATE(IMG("https://img.example/d12.qcow2", SUM, "qcow2")), 0, NULL },
+	{ CREATE(IMG("http://10.0.0.1:8080/a?b=c", SUM, "raw")), 0, NULL },
+	{ CREATE(IMG("file:///var/lib/images/base.qcow2", SUM, "qcow2")
+	    ",\"ssh_authorized_keys\":[\"" KEY "\",\"ecdsa-sha2-nistp256 "
+	    "AAAA x\",\"sk-ssh-ed25519@openssh.com AAAA\"],"
+	    "\"user_data\":\"#cloud-config\\npackages: [\\\"nginx\\\"]\\n"
+	    "\\tx: \\u00e9\\r\\n\",\"disk_gib\":10"), 0, NULL },
+	{ CREATE(IMG("file:///b", SUM, "qcow2") ",\"ssh_authorized_keys\":[]"),
+	    0, NULL },
+	{ CREATE("\"image\":null"), 0, NULL },
+	/* the image */
+	{ CREATE(IMG("ftp://img.example/d.qcow2", SUM, "qcow2")), -1,
+	    "must start with https://, http:// or file://" },
+	{ CREATE(IMG("HTTPS://img.example/d.qcow2", SUM, "qcow2")), -1,
+	    "must start with https://" },
+	{ CREATE(IMG("img.example/d.qcow2", SUM, "qcow2")), -1,
+	    "must start with https://" },
+	{ CREATE(IMG("https:///d.qcow2", SUM, "qcow2")), -1,
+	    "image.url must name a host" },
+	{ CREATE(IMG("https://", SUM, "qcow2")), -1,
+	    "image.url must name a host" },
+	{ CREATE(IMG("file://relative/base.qcow2", SUM, "qcow2")), -1,
+	    "must name an absolute path" },
+	{ CREATE(IMG("file://", SUM, "qcow2")), -1,
+	    "must name an absolute path" },
+	{ CREATE(IMG("file:///", SUM, "qcow2")), -1,
+	    "must name an absolute path" },
+	{ CREATE(IMG("file:///var/../etc/shadow", SUM, "raw")), -1,
+	    "segments" },
+	{ CREATE(IMG("file:///var/./x", SUM, "raw")), -1, "segments" },
+	{ CREATE(IMG("file:///var/..", SUM, "raw")), -1, "segments" },
+	{ CREATE(IMG("file:///var//x", SUM, "raw")), -1, "\"//\"" },
+	{ CREATE(IMG("file:///var/x/", SUM, "raw")), -1, "not a directory" },
+	{ CREATE(IMG("file:///var/a%2e", SUM, "raw")), -1, "'%'" },
+	{ CREATE(IMG("https://a.example/x y", SUM, "raw")), -1,
+	    "found byte 0x20 at offset 19" },
+	{ CREATE(IMG("https://a.example/\\u00e9", SUM, "raw")), -1,
+	    "found byte 0xc3" },
+	{ CREATE(IMG("https://a.example/\\n", SUM, "raw")), -1,
+	    "found byte 0x0a" },
+	{ CREATE(IMG("https://a/x", "9f86d081", "qcow2")), -1,
+	    "image.sha256 must be 64 hexadecimal digits" },
+	{ CREATE(IMG("https://a/x", SUM "0", "qcow2")), -1,
+	    "image.sha256 must be 64 hexadecimal digits" },
+	{ CREATE(IMG("https://a/x",
+	    "g86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+	    "qcow2")), -1, "image.sha256 must be 64 hexadecimal digits" },
+	{ CREATE(IMG("https://a/x", SUM, "vmdk")), -1,
+	    "image.format \"vmdk\" must be \"qcow2\" or \"raw\"" },
+	{ CREATE(IMG("https://a/x", SUM, "QCOW2")), -1, "image.format" },
+	{ CREATE("\"image\":{\"url\":\"https://a/x\",\"sha256\":\"" SUM "\"}"),
+	    -1, "format is required" },
+	{ CREATE("\"image\":{\"url\":\"https://a/x\",\"format\":\"raw\"}"),
+	    -1, "sha256 is required" },
+	{ CREATE("\"image\":{\"sha256\":\"" SUM "\",\"format\":\"raw\"}"),
+	    -1, "url is required" },
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"image2\":1"), -1,
+	    "image2" },
+	{ CREATE("\"image\":{\"url\":\"https://a/x\",\"sha256\":\"" SUM
+	    "\",\"format\":\"raw\",\"size\":1}"), -1, "size" },
+	{ CREATE("\"image\":\"https://a/x\""), -1, "image must be" },
+	/* ssh keys */
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"ssh_authorized_keys\":"
+	    "[\"" KEY "\\n" KEY "\"]"), -1,
+	    "ssh_authorized_keys[0] must be one line" },
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"ssh_authorized_keys\":"
+	    "[\"" KEY "\",\"ssh-rsa AAAA a\\\"b\"]"), -1,
+	    "ssh_authorized_keys[1] must be one line" },
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"ssh_authorized_keys\":"
+	    "[\"rsa AAAA\"]"), -1, "starting with ssh-, ecdsa- or sk-" },
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"ssh_authorized_keys\":"
+	    "[\"ssh-rsa\"]"), -1, "TYPE KEY [COMMENT]" },
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"ssh_authorized_keys\":"
+	    "[1]"), -1, "ssh_authorized_keys[0] must be a string" },
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"ssh_authorized_keys\":"
+	    "\"" KEY "\""), -1, "must be an array of strings" },
+	{ CREATE("\"ssh_authorized_keys\":[\"" KEY "\"]"), -1,
+	    "ssh_authorized_keys requires image" },
+	/* user data */
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"user_data\":\"\""), -1,
+	    "user_data must not be empty" },
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"user_data\":\"a\\u0001\""),
+	    -1, "control characters (found byte 0x01 at offset 1)" },
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"user_data\":\"a\\u0000\""),
+	    -1, "user_data" },
+	{ CREATE(IMG("https://a/x", SUM, "raw") ",\"user_data\":7"), -1,
+	    "user_data must be a string" },
+	{ CREATE("\"user_data\":\"#cloud-config\""), -1,
+	    "user_data requires image" },
+};
+
+static void
+test_decode_image(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(image_cases); i++) {
+		struct carve_error err = { 0 };
+		struct vm_spec spec, again;
+		json_object *o = parse(image_cases[i].json), *enc;
+		int rc;
+
+		memset(&spec, 0xa5, sizeof(spec));
+		rc = vm_spec_decode(o, &spec, &err);
+		json_object_put(o);
+		if (rc != image_cases[i].rc)
+			fail_msg("case %zu <%s>: rc %d want %d (%s)", i,
+			    image_cases[i].json, rc, image_cases[i].rc,
+			    err.message);
+		if (rc == -1) {
+			if (err.code != CARVE_EINVAL)
+				fail_msg("case %zu: code %d", i, err.code);
+			if (spec.vs_image.vi_url != NULL ||
+			    spec.vs_ssh_keys != NULL || spec.vs_user_data != NULL)
+				fail_msg("case %zu: out not cleared", i);
+			if (strstr(err.message, image_cases[i].msg) == NULL)
+				fail_msg("case %zu <%s>: message \"%s\" lacks "
+				    "\"%s\"", i, image_cases[i].json, err.message,
+				    image_cases[i].msg);
+			continue;
+		}
+		/* encode -> decode gives the same spec */
+		enc = vm_spec_encode(&spec);
+		if (vm_spec_decode(enc, &again, &err) != 0)
+			fail_msg("case %zu: encoded form refused: %s", i,
+			    err.message);
+		json_object_put(enc);
+		assert_true(spec_cloud_equal(&spec, &again));
+		vm_spec_clear(&again);
+		vm_spec_clear(&spec);
+	}
+}
+
+static void
+test_decode_image_values(void **state)
+{
+	struct carve_error err = { 0 };
+	struct vm_spec spec, copy;
+	json_object *o;
+	char *big, *js;
+
+	(void)state;
+	o = parse(image_cases[2].json);
+	assert_int_equal(vm_spec_decode(o, &spec, &err), 0);
+	json_object_put(o);
+	assert_string_equal(spec.vs_image.vi_url,
+	    "file:///var/lib/images/base.qcow2");
+	assert_string_equal(spec.vs_image.vi_sha256, SUM);
+	assert_int_equal(spec.vs_image.vi_format, VM_IMAGE_QCOW2);
+	assert_int_equal(spec.vs_nssh_keys, 3);
+	assert_string_equal(spec.vs_ssh_keys[0], KEY);
+	assert_string_equal(spec.vs_user_data,
+	    "#cloud-config\npackages: [\"nginx\"]\n\tx: \xc3\xa9\r\n");
+	assert_int_equal(spec.vs_disk_gib, 10);
+	vm_spec_copy(&copy, &spec);
+	vm_spec_clear(&spec);
+	assert_string_equal(copy.vs_ssh_keys[2], "sk-ssh-ed25519@openssh.com AAAA");
+	vm_spec_clear(&copy);
+
+	/* upper-case sha256 is kept lower-case (it names the cache file) */
+	o = parse(CREATE(IMG("https://a/x",
+	    "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08",
+	    "raw")));
+	assert_int_equal(vm_spec_decode(o, &spec, &err), 0);
+	json_object_put(o);
+	assert_string_equal(spec.vs_image.vi_sha256, SUM);
+	assert_int_equal(spec.vs_image.vi_format, VM_IMAGE_RAW);
+	vm_spec_clear(&spec);
+
+	/* 32 keys are fine, 33 are not */
+	for (int n = 32; n <= 33; n++) {
+		char *keys = xstrdup("");
+
+		for (int i = 0; i < n; i++) {
+			char *k = xasprintf("%s%s\"" KEY "\"", keys,
+			    i ? "," : "");
+			free(keys);
+			keys = k;
+		}
+		js = xasprintf(CREATE(IMG("https://a/x", SUM, "raw")
+		    ",\"ssh_authorized_keys\":[%s]"), keys);
+		o = parse(js);
+		error_clear(&err);
+		if (n == 32) {
+			assert_int_equal(vm_spec_decode(o, &spec, &err), 0);
+			assert_int_equal(spec.vs_nssh_keys, 32);
+			vm_spec_clear(&spec);
+		} else {
+			assert_int_equal(vm_spec_decode(o, &spec, &err), -1);
+			assert_non_null(strstr(err.message,
+			    "has 33 keys; at most 32 are allowed"));
+		}
+		json_object_put(o);
+		free(js);
+		free(keys);
+	}
+
+	/* a key of 8 KiB is fine, one byte more is not */
+	for (size_t len = VM_SSH_KEY_MAX; len <= VM_SSH_KEY_MAX + 1; len++) {
+		char *k = repeat('A', len);
+
+		memcpy(k, "ssh-rsa ", 8);
+		js = xasprintf(CREATE(IMG("https://a/x", SUM, "raw")
+		    ",\"ssh_authorized_keys\":[\"%s\"]"), k);
+		o = parse(js);
+		error_clear(&err);
+		assert_int_equal(vm_spec_decode(o, &spec, &err),
+		    len == VM_SSH_KEY_MAX ? 0 : -1);
+		if (len > VM_SSH_KEY_MAX)
+			assert_non_null(strstr(err.message,
+			    "ssh_authorized_keys[0] is 8193 bytes long"));
+		vm_spec_clear(&spec);
+		json_object_put(o);
+		free(js);
+		free(k);
+	}
+
+	/* user_data: 64 KiB is fine, one byte more is not */
+	for (size_t len = VM_USER_DATA_MAX; len <= VM_USER_DATA_MAX + 1; len++) {
+		big = repeat('y', len);
+		js = xasprintf(CREATE(IMG("https://a/x", SUM, "raw")
+		    ",\"user_data\":\"%s\""), big);
+		o = parse(js);
+		error_clear(&err);
+		assert_int_equal(vm_spec_decode(o, &spec, &err),
+		    len == VM_USER_DATA_MAX ? 0 : -1);
+		if (len > VM_USER_DATA_MAX)
+			assert_non_null(strstr(err.message,
+			    "user_data is 65537 bytes long"));
+		vm_spec_clear(&spec);
+		json_object_put(o);
+		free(js);
+		free(big);
+	}
+	/* invalid UTF-8 reaching the decoder without jsonx_parse */
+	o = parse(CREATE(IMG("https://a/x", SUM, "raw")));
+	json_object_object_add(o, "user_data",
+	    json_object_new_string("ok \xc3\x28"));
+	error_clear(&err);
+	assert_int_equal(vm_spec_decode(o, &spec, &err), -1);
+	assert_non_null(strstr(err.message, "user_data is not valid UTF-8"));
+	json_object_put(o);
+}
+
+/* The largest valid vm.create still fits the command limit. */
+static void
+test_decode_image_max(void **state)
+{
+	struct carve_error err = { 0 };
+	struct command cmd;
+	json_object *o, *enc;
+	char *k = repeat('A', VM_SSH_KEY_MAX), *ud = repeat('"',
+	    VM_USER_DATA_MAX), *keys = xstrdup(""), *js, *text;
+
+	(void)state;
+	memcpy(k, "ssh-rsa ", 8);
+	for (int i = 0; i < VM_SSH_KEYS_MAX; i++) {
+		char *n = xasprintf("%s%s\"%s\"", keys, i ? "," : "", k);
+		free(keys);
+		keys = n;
+	}
+	free(ud);
+	ud = repeat('x', VM_USER_DATA_MAX);
+	js = xasprintf("{" HEAD "\"type\":\"vm.create\",\"args\":"
+	    CREATE(IMG("https://a/x", SUM, "raw") ",\"ssh_authorized_keys\":"
+	    "[%s],\"user_data\":\"%s\"") "}", keys, ud);
+	assert_int_equal(command_decode_buf(js, strlen(js), &cmd, &err), 0);
+	enc = command_encode(&cmd);
+	text = jsonx_to_string(enc);
+	assert_true(strlen(text) < COMMAND_MAX_BYTES);
+	json_object_put(enc);
+	command_clear(&cmd);
+	free(text);
+	free(js);
+	free(keys);
+	free(k);
+	free(ud);
+	(void)o;
 }
 
 /* vm_spec_decode on its own (the admin API uses it directly). */
@@ -926,6 +1232,9 @@ main(void)
 		cmocka_unit_test(test_decode_buf),
 		cmocka_unit_test(test_decode_values),
 		cmocka_unit_test(test_vm_spec),
+		cmocka_unit_test(test_decode_image),
+		cmocka_unit_test(test_decode_image_values),
+		cmocka_unit_test(test_decode_image_max),
 		cmocka_unit_test(test_command_round_trip),
 		cmocka_unit_test(test_command_encode_form),
 		cmocka_unit_test(test_result_table),

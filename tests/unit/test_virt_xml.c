@@ -490,6 +490,168 @@ test_libvirt_qemu_xml(void **state)
 	virConnectClose(conn);
 }
 
+/* ------------------------------------------------------- disks */
+
+#define ROOT "/var/lib/carve/disks/" VM_ID "-root.qcow2"
+#define SEED "/var/lib/carve/disks/" VM_ID "-seed.iso"
+
+static void
+test_domain_disks(void **state)
+{
+	static const char *const types[] = { "qemu", "test" };
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	xmlDocPtr doc;
+	char *xml;
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		struct virt_xml_opts o = opts_init(types[i]);
+
+		spec_init(&spec, "web", 1, 512, 10);
+		o.root_disk = ROOT;
+		o.seed_iso = SEED;
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		doc = parse_doc(xml);
+		assert_xp_count(doc, "/domain/devices/disk", 2);
+		assert_xp(doc, "/domain/devices/disk[1]/@device", "disk");
+		assert_xp(doc, "/domain/devices/disk[1]/@type", "file");
+		assert_xp(doc, "/domain/devices/disk[1]/driver/@type", "qcow2");
+		assert_xp(doc, "/domain/devices/disk[1]/source/@file", ROOT);
+		assert_xp(doc, "/domain/devices/disk[1]/target/@dev", "vda");
+		assert_xp(doc, "/domain/devices/disk[1]/target/@bus", "virtio");
+		assert_xp_count(doc, "/domain/devices/disk[1]/readonly", 0);
+		assert_xp(doc, "/domain/devices/disk[2]/@device", "cdrom");
+		assert_xp(doc, "/domain/devices/disk[2]/driver/@type", "raw");
+		assert_xp(doc, "/domain/devices/disk[2]/source/@file", SEED);
+		assert_xp(doc, "/domain/devices/disk[2]/target/@dev", "hdc");
+		assert_xp(doc, "/domain/devices/disk[2]/target/@bus", "ide");
+		assert_xp_count(doc, "/domain/devices/disk[2]/readonly", 1);
+		assert_xp(doc, "/domain/os/boot/@dev", "hd");
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+
+	/* No disks: the test type keeps its minimal form (no devices). */
+	{
+		struct virt_xml_opts o = opts_init("test");
+
+		xml = virt_xml_domain(&spec, &o, &err);
+		doc = parse_doc(xml);
+		assert_xp_count(doc, "/domain/devices", 0);
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+
+	/* Paths are escaped, and a relative one is refused. */
+	{
+		struct virt_xml_opts o = opts_init("qemu");
+
+		o.root_disk = "/d/a'b\"<c>&.qcow2";
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		doc = parse_doc(xml);
+		assert_xp(doc, "/domain/devices/disk[1]/source/@file",
+		    "/d/a'b\"<c>&.qcow2");
+		xmlFreeDoc(doc);
+		free(xml);
+		o.root_disk = "disks/x.qcow2";
+		assert_null(virt_xml_domain(&spec, &o, &err));
+		assert_int_equal(err.code, CARVE_EINVAL);
+		assert_non_null(strstr(err.message, "root disk path must be an "
+		    "absolute path"));
+		error_clear(&err);
+		o.root_disk = NULL;
+		o.seed_iso = "/d/\x01.iso";
+		assert_null(virt_xml_domain(&spec, &o, &err));
+		assert_non_null(strstr(err.message, "seed path contains"));
+		error_clear(&err);
+	}
+}
+
+/* The test driver defines a domain with both disks. */
+static void
+test_libvirt_disks(void **state)
+{
+	virConnectPtr conn = test_conn();
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("qemu");
+
+	(void)state;
+	spec_init(&spec, "carve-d1", 1, 256, 8);
+	o.root_disk = ROOT;
+	o.seed_iso = SEED;
+	define_and_check(conn, &spec, &o);
+	virConnectClose(conn);
+}
+
+static void
+test_storage_xml(void **state)
+{
+	struct carve_error err = { 0 };
+	xmlDocPtr doc;
+	char *xml, *backing;
+	uint64_t cap;
+
+	(void)state;
+	xml = virt_xml_pool("carve", "/var/lib/carve/disks", &err);
+	assert_non_null(xml);
+	doc = parse_doc(xml);
+	assert_xp(doc, "/pool/@type", "dir");
+	assert_xp(doc, "/pool/name", "carve");
+	assert_xp(doc, "/pool/target/path", "/var/lib/carve/disks");
+	assert_xp(doc, "/pool/target/permissions/mode", "0751");
+	xmlFreeDoc(doc);
+	assert_int_equal(virt_xml_parse_pool_path(xml, &backing, &err), 0);
+	assert_string_equal(backing, "/var/lib/carve/disks");
+	free(backing);
+	free(xml);
+
+	xml = virt_xml_volume(VM_ID "-root.qcow2", 10ULL << 30, "qcow2",
+	    "/var/lib/carve/images/ab.raw", "raw", &err);
+	assert_non_null(xml);
+	doc = parse_doc(xml);
+	assert_xp(doc, "/volume/name", VM_ID "-root.qcow2");
+	assert_xp(doc, "/volume/capacity", "10737418240");
+	assert_xp(doc, "/volume/capacity/@unit", "bytes");
+	assert_xp(doc, "/volume/target/format/@type", "qcow2");
+	assert_xp(doc, "/volume/target/permissions/mode", "0600");
+	assert_xp(doc, "/volume/backingStore/path",
+	    "/var/lib/carve/images/ab.raw");
+	assert_xp(doc, "/volume/backingStore/format/@type", "raw");
+	xmlFreeDoc(doc);
+	assert_int_equal(virt_xml_parse_volume(xml, &backing, &cap, &err), 0);
+	assert_string_equal(backing, "/var/lib/carve/images/ab.raw");
+	assert_int_equal(cap, 10ULL << 30);
+	free(backing);
+	free(xml);
+
+	xml = virt_xml_volume("s.iso", 4096, "raw", NULL, NULL, &err);
+	doc = parse_doc(xml);
+	assert_xp_count(doc, "/volume/backingStore", 0);
+	xmlFreeDoc(doc);
+	assert_int_equal(virt_xml_parse_volume(xml, &backing, &cap, &err), 0);
+	assert_null(backing);
+	free(xml);
+
+	/* Refused: names that could be paths, formats, relative paths. */
+	assert_null(virt_xml_volume("../x", 1, "raw", NULL, NULL, &err));
+	error_clear(&err);
+	assert_null(virt_xml_volume("a/b", 1, "raw", NULL, NULL, &err));
+	error_clear(&err);
+	assert_null(virt_xml_volume("a", 1, "vmdk", NULL, NULL, &err));
+	error_clear(&err);
+	assert_null(virt_xml_volume("a", 1, "qcow2", "rel/base", "raw", &err));
+	error_clear(&err);
+	assert_null(virt_xml_volume("a", 0, "raw", NULL, NULL, &err));
+	error_clear(&err);
+	assert_null(virt_xml_pool("carve", "relative", &err));
+	error_clear(&err);
+	assert_int_equal(virt_xml_parse_volume("<pool/>", &backing, &cap,
+	    &err), -1);
+}
+
 /* ------------------------------------------------------- metadata */
 
 static void
@@ -984,6 +1146,9 @@ main(void)
 		cmocka_unit_test(test_domain_utf8),
 		cmocka_unit_test(test_libvirt_test_driver),
 		cmocka_unit_test(test_libvirt_qemu_xml),
+		cmocka_unit_test(test_domain_disks),
+		cmocka_unit_test(test_libvirt_disks),
+		cmocka_unit_test(test_storage_xml),
 		cmocka_unit_test(test_metadata_roundtrip),
 		cmocka_unit_test(test_metadata_accepts),
 		cmocka_unit_test(test_metadata_rejects),

@@ -1,0 +1,413 @@
+/*
+ * carve's storage pool and volumes through libvirt: see virt_storage.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libvirt/virterror.h>
+
+#include "agent/virt_storage.h"
+#include "agent/virt_xml.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+/* As virt_ops: a dead connection is CARVE_EUNAVAIL (retried later). */
+static int
+vs_fail(virConnectPtr c, struct carve_error *err, const char *what)
+{
+	virErrorPtr e = virGetLastError();
+	const char *msg = e && e->message ? e->message : "unknown libvirt error";
+
+	if (virConnectIsAlive(c) != 1)
+		return error_set(err, CARVE_EUNAVAIL,
+		    "%s: lost the connection to libvirt: %s", what, msg);
+	return error_set(err, CARVE_EHYPERVISOR, "%s: %s", what, msg);
+}
+
+static bool
+vs_errcode_is(int code)
+{
+	virErrorPtr e = virGetLastError();
+
+	return e != NULL && e->code == code;
+}
+
+static virStoragePoolPtr
+vs_pool(virConnectPtr c, struct carve_error *err)
+{
+	virStoragePoolPtr p = virStoragePoolLookupByName(c, VIRT_POOL_NAME);
+
+	if (p == NULL) {
+		if (vs_errcode_is(VIR_ERR_NO_STORAGE_POOL))
+			error_set(err, CARVE_ENOTFOUND, "storage pool %s is not "
+			    "defined", VIRT_POOL_NAME);
+		else
+			vs_fail(c, err, "looking up the storage pool");
+	}
+	return p;
+}
+
+/*
+ * A pool named "carve" somewhere else than dir (state_dir moved, or a test
+ * left it behind): taken over when it holds nothing, else refused. Returns
+ * 1 when p was undefined (and freed), 0 when it is at dir.
+ */
+static int
+vs_pool_check_path(virConnectPtr c, virStoragePoolPtr p, const char *dir,
+    struct carve_error *err)
+{
+	char *xml = virStoragePoolGetXMLDesc(p, 0), *path = NULL;
+	int nvols;
+
+	if (xml == NULL)
+		return vs_fail(c, err, "reading the storage pool");
+	if (virt_xml_parse_pool_path(xml, &path, err) < 0) {
+		free(xml);
+		return -1;
+	}
+	free(xml);
+	if (strcmp(path, dir) == 0) {
+		free(path);
+		return 0;
+	}
+	nvols = virStoragePoolIsActive(p) == 1 ?
+	    virStoragePoolNumOfVolumes(p) : 0;
+	if (nvols != 0) {
+		error_set(err, CARVE_ECONFLICT, "storage pool %s is at %s, not "
+		    "%s, and holds volumes: not touching it", VIRT_POOL_NAME,
+		    path, dir);
+		free(path);
+		return -1;
+	}
+	log_warn("virt", "storage pool %s was at %s and empty: moving it to %s",
+	    VIRT_POOL_NAME, path, dir);
+	free(path);
+	if (virStoragePoolIsActive(p) == 1 && virStoragePoolDestroy(p) < 0)
+		return vs_fail(c, err, "stopping the old storage pool");
+	if (virStoragePoolUndefine(p) < 0)
+		return vs_fail(c, err, "undefining the old storage pool");
+	virStoragePoolFree(p);
+	return 1;
+}
+
+int
+virt_storage_pool_ensure(virConnectPtr c, const char *dir,
+    struct carve_error *err)
+{
+	struct carve_error lerr = { 0 };
+	virStoragePoolPtr p;
+	char *xml;
+	int autostart = 0, rc = -1, moved;
+
+	if ((p = vs_pool(c, &lerr)) != NULL) {
+		if ((moved = vs_pool_check_path(c, p, dir, err)) < 0) {
+			virStoragePoolFree(p);
+			return -1;
+		}
+		if (moved == 1) {
+			p = NULL;
+			lerr.code = CARVE_ENOTFOUND;
+		}
+	}
+	if (p == NULL) {
+		if (lerr.code != CARVE_ENOTFOUND) {
+			*err = lerr;
+			return -1;
+		}
+		if ((xml = virt_xml_pool(VIRT_POOL_NAME, dir, err)) == NULL)
+			return -1;
+		p = virStoragePoolDefineXML(c, xml, 0);
+		free(xml);
+		if (p == NULL)
+			return vs_fail(c, err, "defining the storage pool");
+		log_info("virt", "storage pool %s defined at %s", VIRT_POOL_NAME,
+		    dir);
+	}
+	if (virStoragePoolIsActive(p) != 1) {
+		/* Makes the directory (mode from the pool XML); an existing
+		 * one is fine, and start says so if it is not. */
+		if (virStoragePoolBuild(p, 0) < 0)
+			log_debug("virt", "building pool %s: %s", VIRT_POOL_NAME,
+			    virGetLastErrorMessage());
+		if (virStoragePoolCreate(p, 0) < 0 &&
+		    virStoragePoolIsActive(p) != 1) {
+			vs_fail(c, err, "starting the storage pool");
+			goto out;
+		}
+	}
+	if (virStoragePoolGetAutostart(p, &autostart) == 0 && !autostart &&
+	    virStoragePoolSetAutostart(p, 1) < 0)
+		log_warn("virt", "cannot set pool %s to autostart: %s",
+		    VIRT_POOL_NAME, virGetLastErrorMessage());
+	rc = 0;
+out:
+	virStoragePoolFree(p);
+	return rc;
+}
+
+int
+virt_storage_pool_capacity(virConnectPtr c, uint64_t *bytes,
+    struct carve_error *err)
+{
+	virStoragePoolPtr p = vs_pool(c, err);
+	virStoragePoolInfo info;
+	int rc = 0;
+
+	if (p == NULL)
+		return -1;
+	if (virStoragePoolGetInfo(p, &info) < 0)
+		rc = vs_fail(c, err, "reading the storage pool's size");
+	else
+		*bytes = info.capacity;
+	virStoragePoolFree(p);
+	return rc;
+}
+
+static char *
+vs_vol_name(const char *vm_id, const char *suffix, struct carve_error *err)
+{
+	char norm[IDS_UUID_LEN + 1];
+
+	if (!ids_uuid_valid(vm_id)) {
+		error_set(err, CARVE_EINVAL, "vm_id is not a valid UUID");
+		return NULL;
+	}
+	ids_uuid_normalize(vm_id, norm);
+	return xasprintf("%s-%s", norm, suffix);
+}
+
+static char *
+vs_vol_path(virConnectPtr c, virStorageVolPtr v, struct carve_error *err)
+{
+	char *path = virStorageVolGetPath(v);
+
+	if (path == NULL)
+		vs_fail(c, err, "reading a volume's path");
+	return path;
+}
+
+int
+virt_storage_root(virConnectPtr c, const char *vm_id, uint64_t capacity,
+    const char *base, enum vm_image_format base_fmt, char **path,
+    struct carve_error *err)
+{
+	virStoragePoolPtr p;
+	virStorageVolPtr v;
+	char *name, *xml, *backing = NULL;
+	uint64_t cap;
+	int rc = -1;
+
+	*path = NULL;
+	if ((name = vs_vol_name(vm_id, "root.qcow2", err)) == NULL)
+		return -1;
+	if ((p = vs_pool(c, err)) == NULL) {
+		free(name);
+		return -1;
+	}
+	v = virStorageVolLookupByName(p, name);
+	if (v != NULL) {
+		/* Made by an earlier run of this create: keep it if it is
+		 * what this run would make. */
+		xml = virStorageVolGetXMLDesc(v, 0);
+		if (xml == NULL) {
+			vs_fail(c, err, "reading the root volume");
+			goto out;
+		}
+		if (virt_xml_parse_volume(xml, &backing, &cap, err) < 0) {
+			free(xml);
+			goto out;
+		}
+		free(xml);
+		if (backing == NULL || strcmp(backing, base) != 0) {
+			error_set(err, CARVE_ECONFLICT, "volume %s exists on "
+			    "another base image", name);
+			goto out;
+		}
+		log_info("virt", "reusing volume %s", name);
+	} else {
+		if (!vs_errcode_is(VIR_ERR_NO_STORAGE_VOL)) {
+			vs_fail(c, err, "looking up the root volume");
+			goto out;
+		}
+		xml = virt_xml_volume(name, capacity, "qcow2", base,
+		    vm_image_format_name(base_fmt), err);
+		if (xml == NULL)
+			goto out;
+		v = virStorageVolCreateXML(p, xml, 0);
+		free(xml);
+		if (v == NULL) {
+			vs_fail(c, err, "creating the root disk");
+			goto out;
+		}
+	}
+	if ((*path = vs_vol_path(c, v, err)) != NULL)
+		rc = 0;
+out:
+	free(backing);
+	free(name);
+	if (v != NULL)
+		virStorageVolFree(v);
+	virStoragePoolFree(p);
+	return rc;
+}
+
+static int
+vs_send(virStreamPtr st, char *data, size_t nbytes, void *opaque)
+{
+	int fd = *(int *)opaque;
+	ssize_t n;
+
+	(void)st;
+	do
+		n = read(fd, data, nbytes);
+	while (n < 0 && errno == EINTR);
+	return (int)n;
+}
+
+/* Upload the file at fd into v; false with err on failure. Drivers
+ * without uploads keep the volume as it is (metadata only). */
+static int
+vs_upload(virConnectPtr c, virStorageVolPtr v, int fd, uint64_t size,
+    struct carve_error *err)
+{
+	virStreamPtr st = virStreamNew(c, 0);
+	int rc = -1;
+
+	if (st == NULL)
+		return vs_fail(c, err, "opening an upload stream");
+	if (virStorageVolUpload(v, st, 0, size, 0) < 0) {
+		if (vs_errcode_is(VIR_ERR_NO_SUPPORT)) {
+			virStreamFree(st);
+			return 0;
+		}
+		vs_fail(c, err, "uploading the seed");
+		goto out;
+	}
+	if (virStreamSendAll(st, vs_send, &fd) < 0) {
+		vs_fail(c, err, "uploading the seed");
+		(void)virStreamAbort(st);
+		goto out;
+	}
+	if (virStreamFinish(st) < 0) {
+		vs_fail(c, err, "finishing the seed upload");
+		goto out;
+	}
+	rc = 0;
+out:
+	virStreamFree(st);
+	return rc;
+}
+
+int
+virt_storage_seed(virConnectPtr c, const char *vm_id, const char *iso,
+    char **path, struct carve_error *err)
+{
+	virStoragePoolPtr p;
+	virStorageVolPtr v;
+	struct stat sb;
+	char *name, *xml;
+	int fd = -1, rc = -1;
+
+	*path = NULL;
+	if ((name = vs_vol_name(vm_id, "seed.iso", err)) == NULL)
+		return -1;
+	if ((p = vs_pool(c, err)) == NULL) {
+		free(name);
+		return -1;
+	}
+	if ((fd = open(iso, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) < 0) {
+		error_set(err, CARVE_EINTERNAL, "reading the seed %s: %s", iso,
+		    strerror(errno));
+		v = NULL;
+		goto out;
+	}
+	v = virStorageVolLookupByName(p, name);
+	if (v != NULL) {
+		if (virStorageVolDelete(v, 0) < 0) {
+			vs_fail(c, err, "replacing the seed volume");
+			goto out;
+		}
+		virStorageVolFree(v);
+	} else if (!vs_errcode_is(VIR_ERR_NO_STORAGE_VOL)) {
+		vs_fail(c, err, "looking up the seed volume");
+		goto out;
+	}
+	if ((xml = virt_xml_volume(name, (uint64_t)sb.st_size, "raw", NULL,
+	    NULL, err)) == NULL) {
+		v = NULL;
+		goto out;
+	}
+	v = virStorageVolCreateXML(p, xml, 0);
+	free(xml);
+	if (v == NULL) {
+		vs_fail(c, err, "creating the seed volume");
+		goto out;
+	}
+	if (vs_upload(c, v, fd, (uint64_t)sb.st_size, err) < 0) {
+		(void)virStorageVolDelete(v, 0);
+		goto out;
+	}
+	if ((*path = vs_vol_path(c, v, err)) != NULL)
+		rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(name);
+	if (v != NULL)
+		virStorageVolFree(v);
+	virStoragePoolFree(p);
+	return rc;
+}
+
+int
+virt_storage_delete_vm(virConnectPtr c, const char *vm_id, unsigned *deleted,
+    struct carve_error *err)
+{
+	struct carve_error lerr = { 0 };
+	virStoragePoolPtr p;
+	virStorageVolPtr *vols = NULL;
+	char norm[IDS_UUID_LEN + 1], prefix[IDS_UUID_LEN + 2];
+	int n, rc = 0;
+
+	if (deleted != NULL)
+		*deleted = 0;
+	if (!ids_uuid_valid(vm_id))
+		return error_set(err, CARVE_EINVAL, "vm_id is not a valid UUID");
+	ids_uuid_normalize(vm_id, norm);
+	snprintf(prefix, sizeof(prefix), "%s-", norm);
+	if ((p = vs_pool(c, &lerr)) == NULL) {
+		if (lerr.code == CARVE_ENOTFOUND)
+			return 0;
+		*err = lerr;
+		return -1;
+	}
+	if ((n = virStoragePoolListAllVolumes(p, &vols, 0)) < 0) {
+		rc = vs_fail(c, err, "listing the pool's volumes");
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *name = virStorageVolGetName(vols[i]);
+
+		if (rc == 0 && name != NULL &&
+		    strncmp(name, prefix, strlen(prefix)) == 0) {
+			if (virStorageVolDelete(vols[i], 0) < 0 &&
+			    !vs_errcode_is(VIR_ERR_NO_STORAGE_VOL))
+				rc = vs_fail(c, err, "deleting a volume");
+			else if (deleted != NULL)
+				(*deleted)++;
+		}
+		virStorageVolFree(vols[i]);
+	}
+	free(vols);
+out:
+	virStoragePoolFree(p);
+	return rc;
+}
