@@ -38,6 +38,16 @@ carved_setup real qemu:///system "[libvirt]\ndomain_type = $vtype\nkernel_dir = 
 # carved_setup wrote [libvirt] already: fold the two sections' keys into one.
 awk '/^\[libvirt\]/{ if (seen) next; seen=1 } { print }' "$CARVED_DIR/carved.conf" > "$CARVED_DIR/c.tmp" && mv "$CARVED_DIR/c.tmp" "$CARVED_DIR/carved.conf"
 tap_at_exit carved_stop
+# carved defines its storage pool under this test's state dir: undefine it
+# afterwards (only ours: a pool elsewhere is left alone).
+drop_test_pool() {
+	case "$(virsh -c qemu:///system pool-dumpxml carve 2>/dev/null | sed -n 's:.*<path>\(.*\)</path>.*:\1:p')" in
+	"$TEST_TMPDIR"/*)
+		virsh -c qemu:///system pool-destroy carve >/dev/null 2>&1
+		virsh -c qemu:///system pool-undefine carve >/dev/null 2>&1 ;;
+	esac
+}
+tap_at_exit drop_test_pool
 carved_start || tap_bail "carved did not start"
 
 cleanup_doms() {
