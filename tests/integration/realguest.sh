@@ -37,7 +37,6 @@ tap_diag "domain type: $vtype"
 carved_setup real qemu:///system "[libvirt]\ndomain_type = $vtype\nkernel_dir = $kdir"
 # carved_setup wrote [libvirt] already: fold the two sections' keys into one.
 awk '/^\[libvirt\]/{ if (seen) next; seen=1 } { print }' "$CARVED_DIR/carved.conf" > "$CARVED_DIR/c.tmp" && mv "$CARVED_DIR/c.tmp" "$CARVED_DIR/carved.conf"
-tap_at_exit carved_stop
 # carved defines its storage pool under this test's state dir: undefine it
 # afterwards (only ours: a pool elsewhere is left alone).
 drop_test_pool() {
@@ -48,6 +47,7 @@ drop_test_pool() {
 	esac
 }
 tap_at_exit drop_test_pool
+tap_at_exit carved_stop     # runs first: exit actions go newest first
 carved_start || tap_bail "carved did not start"
 
 cleanup_doms() {
