@@ -32,13 +32,16 @@
  * add keys or change a value's type. vm_id and hostname must not be NULL;
  * ssh_keys may be NULL when nkeys is 0.
  *
- * path is replaced atomically (a temporary file in the same directory,
- * fsync, rename, directory fsync), mode 0600: user-data may carry secrets,
- * and libvirt gives QEMU access to the disks of a domain it starts (its
- * DAC driver chowns them to the qemu user). On any failure nothing is left
- * behind, path is untouched, and err says why (CARVE_EINVAL for missing
+ * path is replaced atomically (a hidden temporary file ".<name>.XXXXXX" in
+ * the same directory, fsync, rename, directory fsync), mode 0600: user-data
+ * may carry secrets, and libvirt gives QEMU access to the disks of a domain
+ * it starts (its DAC driver chowns them to the qemu user; checked with
+ * qemu:///system and a read-only IDE cdrom). The inputs are written to a
+ * private mkdtemp directory under $TMPDIR (default /tmp). On any failure no
+ * temporary is left behind, path is untouched (unless only the final
+ * directory fsync failed), and err says why: CARVE_EINVAL for missing
  * arguments, CARVE_EINTERNAL otherwise, with genisoimage's own error text
- * when it failed).
+ * (its last lines) when it failed or timed out.
  */
 int seed_build(const char *path, const char *vm_id, const char *hostname,
     const char *const *ssh_keys, size_t nkeys, const char *user_data,

@@ -10,6 +10,19 @@
 #     (kvm-probe.sh only needs to see that the kernel got that far);
 #   - loads the modules, prints "DISK vda <marker>" when a virtio disk is
 #     there (the marker: the disk's first bytes, alphanumerics only);
+#   - when the disk holds a FAT file system (the image mk-image.sh makes,
+#     whole-disk or in /dev/vda1) prints "MARKER <text>" from its
+#     MARKER.TXT and "WRITES <words>" from WRITES.TXT (lines an earlier boot
+#     appended); with "writemark=<word>" on the command line appends <word>
+#     to WRITES.TXT and prints "WROTE <word>" (so a test sees whether a
+#     write went to an overlay and not to its base);
+#   - in the background, waits up to 10 s for a disk labelled "cidata" (the
+#     NoCloud seed, an IDE/SCSI cdrom or a virtio disk), mounts it and
+#     prints "CIDATA <instance-id>" and "CIDATA-HOSTNAME <local-hostname>"
+#     from its meta-data; a line "#writemark: <word>" in its user-data
+#     (a YAML comment: still valid cloud-config) does what writemark=
+#     does when the command line has none, for images that boot through
+#     their own boot loader (no kernel command line to set);
 #   - starts acpid so that an ACPI power-button press (virsh shutdown)
 #     runs /etc/acpi/PWRF/00000080 = "poweroff -f" (unless "noacpid" is on
 #     the command line: a guest that ignores graceful shutdown);
@@ -41,9 +54,19 @@ log() {
 
 # Load order matters: virtio before virtio_ring fails with "Unknown symbol
 # virtio_break_device".  The cloud kernel ships no modules.dep (depmod runs
-# in its postinst), so the order is spelled out here.
+# in its postinst), so the order is spelled out here.  After the virtio and
+# ACPI ones: FAT for mk-image.sh's disk.
 modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
-virtio_pci virtio_blk virtio_balloon button evdev"
+virtio_pci virtio_blk virtio_balloon button evdev
+fat vfat nls_cp437 nls_ascii"
+# What reads a seed cdrom, loaded in the background (the ATA probe costs
+# ~0.6 s under TCG, which READY need not wait for): the SCSI core, cdrom +
+# sr_mod + isofs, and the controllers a cdrom can sit on that this kernel
+# has (ata_piix: IDE on QEMU's i440fx "pc" machine; virtio_scsi).  The cloud
+# kernel has no AHCI driver: a cdrom on a SATA bus (q35's only disk
+# controller) is invisible to this guest.
+cdmodules="nls_utf8 scsi_common scsi_mod cdrom sr_mod isofs libata ata_piix
+virtio_scsi"
 
 mkdir -p "$out" "$cache"
 # qemu runs as libvirt-qemu: it must be able to read what we make.
@@ -115,33 +138,39 @@ fi
 
 root=$work/root
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,lib/modules}
-mkdir -p "$root"/{etc/acpi/PWRF,var/log,var/run,run}
+mkdir -p "$root"/{etc/acpi/PWRF,var/log,var/run,run,mnt/disk,mnt/cidata}
 install -m 0755 "$work/busybox/bin/busybox" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 
 # Modules go in flat, uncompressed (busybox insmod then needs no
 # decompressor); a module built into the kernel is simply not loaded.
 kmods=$work/kernel/lib/modules/$kver
-load=
-for m in $modules; do
-	src=$(find "$kmods/kernel" \( -name "$m.ko" -o -name "$m.ko.xz" \
-	    -o -name "$m.ko.zst" -o -name "$m.ko.gz" \) -print -quit)
-	if [ -z "$src" ]; then
-		if grep -q "/$m\.ko" "$kmods/modules.builtin" 2>/dev/null; then
-			continue
+# add_modules LIST: copy them in; print those to insmod (not built in).
+add_modules() {
+	local m src dst load=
+	for m in $1; do
+		src=$(find "$kmods/kernel" \( -name "$m.ko" -o -name "$m.ko.xz" \
+		    -o -name "$m.ko.zst" -o -name "$m.ko.gz" \) -print -quit)
+		if [ -z "$src" ]; then
+			if grep -q "/$m\.ko" "$kmods/modules.builtin" 2>/dev/null; then
+				continue
+			fi
+			log "module $m neither in $kpkg nor built in"
+			exit 1
 		fi
-		log "module $m neither in $kpkg nor built in"
-		exit 1
-	fi
-	dst=$root/lib/modules/$m.ko
-	case "$src" in
-	*.xz) xz -dc "$src" >"$dst" ;;
-	*.zst) zstd -qdc "$src" >"$dst" ;;
-	*.gz) gzip -dc "$src" >"$dst" ;;
-	*) cp "$src" "$dst" ;;
-	esac
-	load="$load $m"
-done
+		dst=$root/lib/modules/$m.ko
+		case "$src" in
+		*.xz) xz -dc "$src" >"$dst" ;;
+		*.zst) zstd -qdc "$src" >"$dst" ;;
+		*.gz) gzip -dc "$src" >"$dst" ;;
+		*) cp "$src" "$dst" ;;
+		esac
+		load="$load $m"
+	done
+	echo "$load"
+}
+load=$(add_modules "$modules")
+cdload=$(add_modules "$cdmodules")
 
 cat >"$root/etc/acpi/PWRF/00000080" <<'EOF'
 #!/bin/sh
@@ -174,6 +203,75 @@ done
 if [ -b /dev/vda ]; then
 	echo "DISK vda \$(head -c 64 /dev/vda | tr -cd 'A-Za-z0-9_.:=-')"
 fi
+# The value of NAME=... on the command line, as a safe word.
+arg() {
+	for w in \$cmdline; do
+		case "\$w" in
+		"\$1"=*) echo "\${w#*=}" | tr -cd 'A-Za-z0-9_.:-'; return 0 ;;
+		esac
+	done
+	return 1
+}
+# mk-image.sh's FAT volume: the whole disk, or a first partition.
+disk_mount() {
+	for d in /dev/vda1 /dev/vda; do
+		[ -b "\$d" ] || continue
+		mount -t vfat "\$d" /mnt/disk 2>/dev/null && return 0
+	done
+	return 1
+}
+# Append a word to WRITES.TXT on the disk, durably.
+disk_write() {
+	disk_mount || return 1
+	echo "\$1" >>/mnt/disk/WRITES.TXT
+	sync
+	umount /mnt/disk
+	echo "WROTE \$1"
+}
+if disk_mount; then
+	if [ -f /mnt/disk/MARKER.TXT ]; then
+		echo "MARKER \$(head -n 1 /mnt/disk/MARKER.TXT | tr -cd 'A-Za-z0-9_.:=-')"
+	fi
+	if [ -f /mnt/disk/WRITES.TXT ]; then
+		echo WRITES \$(tr -cd 'A-Za-z0-9_.:\n-' </mnt/disk/WRITES.TXT)
+	fi
+	umount /mnt/disk
+fi
+writemark=\$(arg writemark || :)
+if [ -n "\$writemark" ]; then
+	disk_write "\$writemark" || echo "WRITE FAILED \$writemark"
+fi
+# The NoCloud seed: SCSI/ATA scans finish after insmod returns, so look for
+# it in the background instead of holding READY back on every boot.
+cidata() {
+	for m in$cdload; do
+		insmod /lib/modules/\$m.ko || echo "insmod \$m failed"
+	done
+	i=0
+	while [ \$i -lt 100 ]; do
+		for d in /dev/sr* /dev/vd? /dev/sd?; do
+			[ -b "\$d" ] || continue
+			# The ISO9660 volume id: 32 bytes at 32808 (sector 16,
+			# offset 40), space padded. busybox-static has no blkid.
+			[ "\$(dd if="\$d" bs=1 skip=32808 count=7 2>/dev/null)" = "cidata " ] ||
+			    continue
+			mount -t iso9660 -o ro "\$d" /mnt/cidata 2>/dev/null ||
+			    continue
+			md=/mnt/cidata/meta-data
+			echo "CIDATA \$(sed -n 's/^instance-id: *//p' \$md | tr -cd 'A-Za-z0-9_.:-')"
+			echo "CIDATA-HOSTNAME \$(sed -n 's/^local-hostname: *//p' \$md | tr -cd 'A-Za-z0-9_.:-')"
+			cwm=\$(sed -n 's/^#writemark: *//p' /mnt/cidata/user-data | head -n 1 | tr -cd 'A-Za-z0-9_.:-')
+			umount /mnt/cidata
+			if [ -n "\$cwm" ] && [ -z "\$writemark" ]; then
+				disk_write "\$cwm" || echo "WRITE FAILED \$cwm"
+			fi
+			return 0
+		done
+		sleep 0.1
+		i=\$((i + 1))
+	done
+}
+cidata &
 if has noacpid; then
 	echo "NOACPID: ignoring the power button"
 else
@@ -196,10 +294,13 @@ EOF
 chmod 0755 "$root/init"
 
 install -m 0644 "$work/kernel/boot/vmlinuz-$kver" "$work/vmlinuz"
-(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
-    gzip -9 >"$work/initrd.gz"
+# Fixed timestamps and no name or time in the gzip header: the same
+# packages give the same initrd.gz (and mk-image.sh the same image sha256).
+find "$root" -exec touch -h -d @1700000000 {} +
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
+    gzip -9 -n >"$work/initrd.gz"
 chmod 0644 "$work/initrd.gz"
 # Replace atomically so a half-built guest never looks finished.
 mv -f "$work/vmlinuz" "$out/vmlinuz"
 mv -f "$work/initrd.gz" "$out/initrd.gz"
-log "built $out/vmlinuz ($kver) and $out/initrd.gz (modules:$load)"
+log "built $out/vmlinuz ($kver) and $out/initrd.gz (modules:$load;$cdload)"
