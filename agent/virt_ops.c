@@ -30,8 +30,11 @@ static int
 virt_ops_fail(virConnectPtr c, struct carve_error *err, const char *what)
 {
 	virErrorPtr e = virGetLastError();
-	const char *msg = e && e->message ? e->message : "unknown libvirt error";
+	char msg[CARVE_ERRMSG_MAX];
 
+	/* Copy first: virConnectIsAlive resets (and frees) the last error. */
+	snprintf(msg, sizeof(msg), "%s", e && e->message ? e->message :
+	    "unknown libvirt error");
 	if (virConnectIsAlive(c) != 1)
 		return error_set(err, CARVE_EUNAVAIL,
 		    "%s: lost the connection to libvirt: %s", what, msg);
