@@ -26,7 +26,7 @@
  * connection becomes CARVE_EUNAVAIL so the engine retries after reconnecting
  * instead of failing the command.
  */
-static int
+int
 virt_ops_fail(virConnectPtr c, struct carve_error *err, const char *what)
 {
 	virErrorPtr e = virGetLastError();
@@ -41,7 +41,7 @@ virt_ops_fail(virConnectPtr c, struct carve_error *err, const char *what)
 	return error_set(err, CARVE_EHYPERVISOR, "%s: %s", what, msg);
 }
 
-static bool
+bool
 virt_ops_errcode_is(int code)
 {
 	virErrorPtr e = virGetLastError();

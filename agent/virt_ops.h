@@ -27,6 +27,15 @@
 #include "api/vm.h"
 #include "common/error.h"
 
+/*
+ * Fill err from the calling thread's last libvirt error about what:
+ * CARVE_EUNAVAIL when the connection is dead, else CARVE_EHYPERVISOR.
+ * Returns -1.
+ */
+int virt_ops_fail(virConnectPtr c, struct carve_error *err, const char *what);
+/* True when the thread's last libvirt error has this virErrorNumber. */
+bool virt_ops_errcode_is(int code);
+
 /* Define (if absent) and start the domain described by xml. */
 int virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,
     const char *command_id, struct vm_info *out, struct carve_error *err);

@@ -13,32 +13,13 @@
 
 #include <libvirt/virterror.h>
 
+#include "agent/virt_ops.h"
 #include "agent/virt_storage.h"
 #include "agent/virt_xml.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
-/* As virt_ops: a dead connection is CARVE_EUNAVAIL (retried later). */
-static int
-vs_fail(virConnectPtr c, struct carve_error *err, const char *what)
-{
-	virErrorPtr e = virGetLastError();
-	const char *msg = e && e->message ? e->message : "unknown libvirt error";
-
-	if (virConnectIsAlive(c) != 1)
-		return error_set(err, CARVE_EUNAVAIL,
-		    "%s: lost the connection to libvirt: %s", what, msg);
-	return error_set(err, CARVE_EHYPERVISOR, "%s: %s", what, msg);
-}
-
-static bool
-vs_errcode_is(int code)
-{
-	virErrorPtr e = virGetLastError();
-
-	return e != NULL && e->code == code;
-}
 
 static virStoragePoolPtr
 vs_pool(virConnectPtr c, struct carve_error *err)
@@ -46,11 +27,11 @@ vs_pool(virConnectPtr c, struct carve_error *err)
 	virStoragePoolPtr p = virStoragePoolLookupByName(c, VIRT_POOL_NAME);
 
 	if (p == NULL) {
-		if (vs_errcode_is(VIR_ERR_NO_STORAGE_POOL))
+		if (virt_ops_errcode_is(VIR_ERR_NO_STORAGE_POOL))
 			error_set(err, CARVE_ENOTFOUND, "storage pool %s is not "
 			    "defined", VIRT_POOL_NAME);
 		else
-			vs_fail(c, err, "looking up the storage pool");
+			virt_ops_fail(c, err, "looking up the storage pool");
 	}
 	return p;
 }
@@ -68,7 +49,7 @@ vs_pool_check_path(virConnectPtr c, virStoragePoolPtr p, const char *dir,
 	int nvols;
 
 	if (xml == NULL)
-		return vs_fail(c, err, "reading the storage pool");
+		return virt_ops_fail(c, err, "reading the storage pool");
 	if (virt_xml_parse_pool_path(xml, &path, err) < 0) {
 		free(xml);
 		return -1;
@@ -91,9 +72,9 @@ vs_pool_check_path(virConnectPtr c, virStoragePoolPtr p, const char *dir,
 	    VIRT_POOL_NAME, path, dir);
 	free(path);
 	if (virStoragePoolIsActive(p) == 1 && virStoragePoolDestroy(p) < 0)
-		return vs_fail(c, err, "stopping the old storage pool");
+		return virt_ops_fail(c, err, "stopping the old storage pool");
 	if (virStoragePoolUndefine(p) < 0)
-		return vs_fail(c, err, "undefining the old storage pool");
+		return virt_ops_fail(c, err, "undefining the old storage pool");
 	virStoragePoolFree(p);
 	return 1;
 }
@@ -127,7 +108,7 @@ virt_storage_pool_ensure(virConnectPtr c, const char *dir,
 		p = virStoragePoolDefineXML(c, xml, 0);
 		free(xml);
 		if (p == NULL)
-			return vs_fail(c, err, "defining the storage pool");
+			return virt_ops_fail(c, err, "defining the storage pool");
 		log_info("virt", "storage pool %s defined at %s", VIRT_POOL_NAME,
 		    dir);
 	}
@@ -139,7 +120,7 @@ virt_storage_pool_ensure(virConnectPtr c, const char *dir,
 			    virGetLastErrorMessage());
 		if (virStoragePoolCreate(p, 0) < 0 &&
 		    virStoragePoolIsActive(p) != 1) {
-			vs_fail(c, err, "starting the storage pool");
+			virt_ops_fail(c, err, "starting the storage pool");
 			goto out;
 		}
 	}
@@ -164,7 +145,7 @@ virt_storage_pool_capacity(virConnectPtr c, uint64_t *bytes,
 	if (p == NULL)
 		return -1;
 	if (virStoragePoolGetInfo(p, &info) < 0)
-		rc = vs_fail(c, err, "reading the storage pool's size");
+		rc = virt_ops_fail(c, err, "reading the storage pool's size");
 	else
 		*bytes = info.capacity;
 	virStoragePoolFree(p);
@@ -190,7 +171,7 @@ vs_vol_path(virConnectPtr c, virStorageVolPtr v, struct carve_error *err)
 	char *path = virStorageVolGetPath(v);
 
 	if (path == NULL)
-		vs_fail(c, err, "reading a volume's path");
+		virt_ops_fail(c, err, "reading a volume's path");
 	return path;
 }
 
@@ -218,7 +199,7 @@ virt_storage_root(virConnectPtr c, const char *vm_id, uint64_t capacity,
 		 * what this run would make. */
 		xml = virStorageVolGetXMLDesc(v, 0);
 		if (xml == NULL) {
-			vs_fail(c, err, "reading the root volume");
+			virt_ops_fail(c, err, "reading the root volume");
 			goto out;
 		}
 		if (virt_xml_parse_volume(xml, &backing, &cap, err) < 0) {
@@ -233,8 +214,8 @@ virt_storage_root(virConnectPtr c, const char *vm_id, uint64_t capacity,
 		}
 		log_info("virt", "reusing volume %s", name);
 	} else {
-		if (!vs_errcode_is(VIR_ERR_NO_STORAGE_VOL)) {
-			vs_fail(c, err, "looking up the root volume");
+		if (!virt_ops_errcode_is(VIR_ERR_NO_STORAGE_VOL)) {
+			virt_ops_fail(c, err, "looking up the root volume");
 			goto out;
 		}
 		xml = virt_xml_volume(name, capacity, "qcow2", base,
@@ -244,7 +225,7 @@ virt_storage_root(virConnectPtr c, const char *vm_id, uint64_t capacity,
 		v = virStorageVolCreateXML(p, xml, 0);
 		free(xml);
 		if (v == NULL) {
-			vs_fail(c, err, "creating the root disk");
+			virt_ops_fail(c, err, "creating the root disk");
 			goto out;
 		}
 	}
@@ -282,22 +263,22 @@ vs_upload(virConnectPtr c, virStorageVolPtr v, int fd, uint64_t size,
 	int rc = -1;
 
 	if (st == NULL)
-		return vs_fail(c, err, "opening an upload stream");
+		return virt_ops_fail(c, err, "opening an upload stream");
 	if (virStorageVolUpload(v, st, 0, size, 0) < 0) {
-		if (vs_errcode_is(VIR_ERR_NO_SUPPORT)) {
+		if (virt_ops_errcode_is(VIR_ERR_NO_SUPPORT)) {
 			virStreamFree(st);
 			return 0;
 		}
-		vs_fail(c, err, "uploading the seed");
+		virt_ops_fail(c, err, "uploading the seed");
 		goto out;
 	}
 	if (virStreamSendAll(st, vs_send, &fd) < 0) {
-		vs_fail(c, err, "uploading the seed");
+		virt_ops_fail(c, err, "uploading the seed");
 		(void)virStreamAbort(st);
 		goto out;
 	}
 	if (virStreamFinish(st) < 0) {
-		vs_fail(c, err, "finishing the seed upload");
+		virt_ops_fail(c, err, "finishing the seed upload");
 		goto out;
 	}
 	rc = 0;
@@ -332,12 +313,12 @@ virt_storage_seed(virConnectPtr c, const char *vm_id, const char *iso,
 	v = virStorageVolLookupByName(p, name);
 	if (v != NULL) {
 		if (virStorageVolDelete(v, 0) < 0) {
-			vs_fail(c, err, "replacing the seed volume");
+			virt_ops_fail(c, err, "replacing the seed volume");
 			goto out;
 		}
 		virStorageVolFree(v);
-	} else if (!vs_errcode_is(VIR_ERR_NO_STORAGE_VOL)) {
-		vs_fail(c, err, "looking up the seed volume");
+	} else if (!virt_ops_errcode_is(VIR_ERR_NO_STORAGE_VOL)) {
+		virt_ops_fail(c, err, "looking up the seed volume");
 		goto out;
 	}
 	if ((xml = virt_xml_volume(name, (uint64_t)sb.st_size, "raw", NULL,
@@ -348,7 +329,7 @@ virt_storage_seed(virConnectPtr c, const char *vm_id, const char *iso,
 	v = virStorageVolCreateXML(p, xml, 0);
 	free(xml);
 	if (v == NULL) {
-		vs_fail(c, err, "creating the seed volume");
+		virt_ops_fail(c, err, "creating the seed volume");
 		goto out;
 	}
 	if (vs_upload(c, v, fd, (uint64_t)sb.st_size, err) < 0) {
@@ -390,7 +371,7 @@ virt_storage_delete_vm(virConnectPtr c, const char *vm_id, unsigned *deleted,
 		return -1;
 	}
 	if ((n = virStoragePoolListAllVolumes(p, &vols, 0)) < 0) {
-		rc = vs_fail(c, err, "listing the pool's volumes");
+		rc = virt_ops_fail(c, err, "listing the pool's volumes");
 		goto out;
 	}
 	for (int i = 0; i < n; i++) {
@@ -399,8 +380,8 @@ virt_storage_delete_vm(virConnectPtr c, const char *vm_id, unsigned *deleted,
 		if (rc == 0 && name != NULL &&
 		    strncmp(name, prefix, strlen(prefix)) == 0) {
 			if (virStorageVolDelete(vols[i], 0) < 0 &&
-			    !vs_errcode_is(VIR_ERR_NO_STORAGE_VOL))
-				rc = vs_fail(c, err, "deleting a volume");
+			    !virt_ops_errcode_is(VIR_ERR_NO_STORAGE_VOL))
+				rc = virt_ops_fail(c, err, "deleting a volume");
 			else if (deleted != NULL)
 				(*deleted)++;
 		}
