@@ -17,7 +17,7 @@ build-essential autoconf automake libtool pkg-config
 libvirt-dev libuv1-dev libjson-c-dev libcurl4-openssl-dev libssl-dev
 libsqlite3-dev libxml2-dev libcmocka-dev libevent-dev
 libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
-busybox-static cpio xz-utils jq sqlite3 procps iproute2 clang socat curl openssl
+busybox-static cpio xz-utils jq sqlite3 procps iproute2 clang socat curl openssl python3
 genisoimage syslinux syslinux-common mtools dosfstools
 "
 

@@ -12,6 +12,7 @@
 #                                       (CARVED_DIR, CARVED_PID)
 #   ctl ARGS...                         carvectl on this carved's socket
 #   ctl_json ARGS...                    carvectl --json ...
+#   wait_for DESC SECONDS CMD...        poll CMD every 0.1 s until it succeeds
 #
 # The daemon's log is $CARVED_DIR/carved.log (shown on failure by the tests).
 
@@ -115,4 +116,17 @@ carved_kill9() {
 carved_show_log() {
 	tap_diag "carved log (last 40 lines):"
 	tail -n 40 "$CARVED_DIR/carved.log" | sed 's/^/#   /'
+}
+
+wait_for() {
+	_desc=$1 _secs=$2
+	shift 2
+	_i=0
+	while [ $_i -lt $((_secs * 10)) ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	echo "# timed out after ${_secs}s waiting for: $_desc" >&2
+	return 1
 }

@@ -10,7 +10,6 @@
 #   cp_code                       the HTTP code of the last cp_admin
 #   carved_setup_cp NAME NODE_XML [CONF_LINES]
 #                           carved_setup wired to this carve-cp
-#   wait_for DESC SECONDS CMD...   poll CMD every 0.1 s until it succeeds
 
 : "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 CARVECP_BIN=$top_builddir/carve-cp
@@ -98,15 +97,3 @@ cp_wait_node_up() {
 	    '$CP_URL/v1/nodes/$1' | jq -e '.up == true' >/dev/null"
 }
 
-wait_for() {
-	_desc=$1 _secs=$2
-	shift 2
-	_i=0
-	while [ $_i -lt $((_secs * 10)) ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	echo "# timed out after ${_secs}s waiting for: $_desc" >&2
-	return 1
-}
