@@ -154,24 +154,6 @@ command_type_needs_vm(enum command_type type)
 
 /* ------------------------------------------------------------ fields */
 
-/* A required canonical UUID, stored lower-case. */
-static int
-command_get_uuid(json_object *obj, const char *key,
-    char out[IDS_UUID_LEN + 1], struct carve_error *err)
-{
-	const char *s;
-
-	/* A longer string gets the UUID message, not a length message. */
-	if (jsonx_get_string(obj, key, true, SIZE_MAX, &s, err) == -1)
-		return -1;
-	if (!ids_uuid_valid(s))
-		return error_set(err, CARVE_EINVAL,
-		    "%s must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
-		    key);
-	ids_uuid_normalize(s, out);
-	return 0;
-}
-
 static int
 command_get_type(json_object *obj, const char *key, enum command_type *out,
     struct carve_error *err)
@@ -778,9 +760,9 @@ command_decode(json_object *obj, struct command *out, struct carve_error *err)
 	memset(&cmd, 0, sizeof(cmd));
 	memset(out, 0, sizeof(*out));
 	if (jsonx_check_object(obj, "command", command_keys, err) == -1 ||
-	    command_get_uuid(obj, "id", cmd.cmd_id, err) == -1 ||
+	    jsonx_get_uuid(obj, "id", true, cmd.cmd_id, err) == -1 ||
 	    command_get_type(obj, "type", &cmd.cmd_type, err) == -1 ||
-	    command_get_uuid(obj, "vm_id", cmd.cmd_vm_id, err) == -1 ||
+	    jsonx_get_uuid(obj, "vm_id", true, cmd.cmd_vm_id, err) == -1 ||
 	    jsonx_get_object(obj, "args", false, &args, err) == -1)
 		return -1;
 	ce = &command_table[cmd.cmd_type];
@@ -915,9 +897,9 @@ command_result_decode(json_object *obj, struct command_result *out,
 	memset(&res, 0, sizeof(res));
 	memset(out, 0, sizeof(*out));
 	if (jsonx_check_object(obj, "command result", result_keys, err) == -1 ||
-	    command_get_uuid(obj, "command_id", res.res_command_id, err) == -1 ||
+	    jsonx_get_uuid(obj, "command_id", true, res.res_command_id, err) == -1 ||
 	    command_get_type(obj, "type", &res.res_type, err) == -1 ||
-	    command_get_uuid(obj, "vm_id", res.res_vm_id, err) == -1 ||
+	    jsonx_get_uuid(obj, "vm_id", true, res.res_vm_id, err) == -1 ||
 	    jsonx_get_string(obj, "status", true, 32, &status, err) == -1)
 		return -1;
 	/* "accepted" is a journal state, never a result on the wire. */

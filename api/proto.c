@@ -74,25 +74,6 @@ proto_require_key(json_object *obj, const char *key, struct carve_error *err)
 	return 0;
 }
 
-/* A UUID, stored lower-case. Returns 1 when present, 0 when absent. */
-static int
-proto_get_uuid(json_object *obj, const char *key, bool required,
-    char out[IDS_UUID_LEN + 1], struct carve_error *err)
-{
-	const char *s;
-	int rc;
-
-	/* A longer string gets the UUID message, not a length message. */
-	if ((rc = jsonx_get_string(obj, key, required, SIZE_MAX, &s, err)) != 1)
-		return rc;
-	if (!ids_uuid_valid(s))
-		return error_set(err, CARVE_EINVAL,
-		    "%s must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
-		    key);
-	ids_uuid_normalize(s, out);
-	return 1;
-}
-
 /* A node or VM name (ids_name_check). Returns 1 when present. */
 static int
 proto_get_name(json_object *obj, const char *key, bool required,
@@ -1259,9 +1240,9 @@ proto_vm_created_decode(json_object *obj, struct proto_vm_created *out,
 	memset(out, 0, sizeof(*out));
 	if (jsonx_check_object(obj, "VM create response", proto_vm_created_keys,
 	    err) == -1 ||
-	    proto_get_uuid(obj, "id", true, m.vd_id, err) == -1 ||
+	    jsonx_get_uuid(obj, "id", true, m.vd_id, err) == -1 ||
 	    proto_get_name(obj, "node", true, m.vd_node, err) == -1 ||
-	    proto_get_uuid(obj, "command_id", true, m.vd_command_id, err) == -1)
+	    jsonx_get_uuid(obj, "command_id", true, m.vd_command_id, err) == -1)
 		return -1;
 	*out = m;
 	return 0;
@@ -1293,7 +1274,7 @@ proto_command_ref_decode(json_object *obj, struct proto_command_ref *out,
 	memset(out, 0, sizeof(*out));
 	if (jsonx_check_object(obj, "command reference", proto_command_ref_keys,
 	    err) == -1 ||
-	    proto_get_uuid(obj, "command_id", true, m.ref_command_id,
+	    jsonx_get_uuid(obj, "command_id", true, m.ref_command_id,
 	    err) == -1)
 		return -1;
 	*out = m;
@@ -1433,7 +1414,7 @@ proto_vm_decode(json_object *obj, struct proto_vm *out,
 	memset(&m, 0, sizeof(m));
 	memset(out, 0, sizeof(*out));
 	if (jsonx_check_object(obj, "vm", proto_vm_keys, err) == -1 ||
-	    proto_get_uuid(obj, "id", true, m.pv_id, err) == -1 ||
+	    jsonx_get_uuid(obj, "id", true, m.pv_id, err) == -1 ||
 	    proto_get_name(obj, "name", true, m.pv_name, err) == -1 ||
 	    proto_get_name(obj, "node", true, m.pv_node, err) == -1)
 		return -1;
@@ -1462,7 +1443,7 @@ proto_vm_decode(json_object *obj, struct proto_vm *out,
 		    "state must be pending or one of unknown, running, blocked, "
 		    "paused, shutting_down, shutoff, crashed, suspended");
 	snprintf(m.pv_state, sizeof(m.pv_state), "%s", state);
-	if (proto_get_uuid(obj, "last_command_id", true, m.pv_last_command_id,
+	if (jsonx_get_uuid(obj, "last_command_id", true, m.pv_last_command_id,
 	    err) == -1 ||
 	    proto_get_time(obj, "updated_at", false, &m.pv_updated_at_ms,
 	    err) == -1)
@@ -1721,7 +1702,7 @@ proto_command_info_decode(json_object *obj, struct proto_command_info *out,
 	memset(out, 0, sizeof(*out));
 	if (jsonx_check_object(obj, "command", proto_command_info_keys,
 	    err) == -1 ||
-	    proto_get_uuid(obj, "id", true, m.ci_id, err) == -1 ||
+	    jsonx_get_uuid(obj, "id", true, m.ci_id, err) == -1 ||
 	    jsonx_get_string(obj, "type", true, SIZE_MAX, &type, err) == -1)
 		return -1;
 	if (command_type_parse(type, &m.ci_type) == -1) {
@@ -1729,7 +1710,7 @@ proto_command_info_decode(json_object *obj, struct proto_command_info *out,
 		return error_set(err, CARVE_EINVAL,
 		    "unknown command type \"%s\"", q);
 	}
-	if (proto_get_uuid(obj, "vm_id", true, m.ci_vm_id, err) == -1 ||
+	if (jsonx_get_uuid(obj, "vm_id", true, m.ci_vm_id, err) == -1 ||
 	    proto_get_name(obj, "node", true, m.ci_node, err) == -1 ||
 	    jsonx_get_string(obj, "status", true, SIZE_MAX, &status, err) == -1)
 		return -1;

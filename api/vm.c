@@ -89,23 +89,6 @@ static const char *const vm_info_keys[] = {
 	"command_id", "created_at", NULL
 };
 
-static int
-vm_info_get_uuid(json_object *obj, const char *key, bool required,
-    char out[IDS_UUID_LEN + 1], struct carve_error *err)
-{
-	const char *s;
-	int rc;
-
-	if ((rc = jsonx_get_string(obj, key, required, SIZE_MAX, &s, err)) != 1)
-		return rc;
-	if (!ids_uuid_valid(s))
-		return error_set(err, CARVE_EINVAL,
-		    "%s must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
-		    key);
-	ids_uuid_normalize(s, out);
-	return 1;
-}
-
 int
 vm_info_decode(json_object *obj, struct vm_info *out, struct carve_error *err)
 {
@@ -116,7 +99,7 @@ vm_info_decode(json_object *obj, struct vm_info *out, struct carve_error *err)
 	memset(&vm, 0, sizeof(vm));
 	memset(out, 0, sizeof(*out));
 	if (jsonx_check_object(obj, "vm", vm_info_keys, err) == -1 ||
-	    vm_info_get_uuid(obj, "id", true, vm.vm_id, err) == -1 ||
+	    jsonx_get_uuid(obj, "id", true, vm.vm_id, err) == -1 ||
 	    jsonx_get_string(obj, "name", true, IDS_NAME_MAX, &name, err) == -1 ||
 	    ids_name_check(name, "name", err) == -1 ||
 	    jsonx_get_string(obj, "state", true, 32, &state, err) == -1)
@@ -141,7 +124,7 @@ vm_info_decode(json_object *obj, struct vm_info *out, struct carve_error *err)
 	    &v, err) == -1)
 		return -1;
 	vm.vm_disk_gib = (uint64_t)v;
-	if (vm_info_get_uuid(obj, "command_id", false, vm.vm_command_id,
+	if (jsonx_get_uuid(obj, "command_id", false, vm.vm_command_id,
 	    err) == -1)
 		return -1;
 	if (jsonx_get_int(obj, "created_at", true, 0, INT64_MAX, &v, err) == -1)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids.h"
 #include "jsonx.h"
 #include "strmap.h"
 #include "text.h"
@@ -732,4 +733,22 @@ void
 jsonx_add_bool(json_object *obj, const char *key, bool val)
 {
 	json_object_object_add(obj, key, jsonx_must(json_object_new_boolean(val)));
+}
+
+int
+jsonx_get_uuid(json_object *obj, const char *key, bool required, char *out,
+    struct carve_error *err)
+{
+	const char *s;
+	int rc;
+
+	/* A longer string gets the UUID message, not a length message. */
+	if ((rc = jsonx_get_string(obj, key, required, SIZE_MAX, &s, err)) != 1)
+		return rc;
+	if (!ids_uuid_valid(s))
+		return error_set(err, CARVE_EINVAL,
+		    "%s must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+		    key);
+	ids_uuid_normalize(s, out);
+	return 1;
 }

@@ -50,6 +50,12 @@ int jsonx_get_int(json_object *obj, const char *key, bool required,
     int64_t min, int64_t max, int64_t *out, struct carve_error *err);
 int jsonx_get_bool(json_object *obj, const char *key, bool required,
     bool *out, struct carve_error *err);
+/*
+ * A canonical UUID string, written lower-case into out (37 bytes). Anything
+ * else is CARVE_EINVAL ("KEY must be a UUID (...)").
+ */
+int jsonx_get_uuid(json_object *obj, const char *key, bool required,
+    char *out, struct carve_error *err);
 /* *out is a borrowed reference to an object value. */
 int jsonx_get_object(json_object *obj, const char *key, bool required,
     json_object **out, struct carve_error *err);
