@@ -293,16 +293,27 @@ handler_note_gone(struct handler_job *j)
 		j->hj_vm_gone = true;
 }
 
-static void
-start_run(struct handler_job *j)
+/*
+ * The common end of an operation on an existing VM: on failure note whether
+ * the VM is gone, else report it. Returns whether the operation succeeded.
+ */
+static bool
+handler_vm_done(struct handler_job *j, int rc)
 {
-	if (virt_op_start(j->hj_conn, j->hj_cmd->cmd_vm_id, &j->hj_vm,
-	    &j->hj_err) < 0) {
+	if (rc < 0) {
 		handler_note_gone(j);
-		return;
+		return false;
 	}
 	j->hj_has_vm = true;
 	j->hj_data = handler_vm_data(&j->hj_vm);
+	return true;
+}
+
+static void
+start_run(struct handler_job *j)
+{
+	(void)handler_vm_done(j, virt_op_start(j->hj_conn, j->hj_cmd->cmd_vm_id,
+	    &j->hj_vm, &j->hj_err));
 }
 
 static void
@@ -311,26 +322,17 @@ stop_run(struct handler_job *j)
 	const struct command_stop_args *sa = &j->hj_cmd->cmd_args.stop;
 	bool forced = false;
 
-	if (virt_op_stop(j->hj_conn, j->hj_cmd->cmd_vm_id, sa->force,
-	    sa->timeout_s, j->hj_cancel, &forced, &j->hj_vm, &j->hj_err) < 0) {
-		handler_note_gone(j);
-		return;
-	}
-	j->hj_has_vm = true;
-	j->hj_data = handler_vm_data(&j->hj_vm);
-	jsonx_add_bool(j->hj_data, "forced", forced);
+	if (handler_vm_done(j, virt_op_stop(j->hj_conn, j->hj_cmd->cmd_vm_id,
+	    sa->force, sa->timeout_s, j->hj_cancel, &forced, &j->hj_vm,
+	    &j->hj_err)))
+		jsonx_add_bool(j->hj_data, "forced", forced);
 }
 
 static void
 reboot_run(struct handler_job *j)
 {
-	if (virt_op_reboot(j->hj_conn, j->hj_cmd->cmd_vm_id, &j->hj_vm,
-	    &j->hj_err) < 0) {
-		handler_note_gone(j);
-		return;
-	}
-	j->hj_has_vm = true;
-	j->hj_data = handler_vm_data(&j->hj_vm);
+	(void)handler_vm_done(j, virt_op_reboot(j->hj_conn,
+	    j->hj_cmd->cmd_vm_id, &j->hj_vm, &j->hj_err));
 }
 
 /*
@@ -340,14 +342,9 @@ reboot_run(struct handler_job *j)
 static void
 reboot_recover(struct handler_job *j)
 {
-	if (virt_op_get(j->hj_conn, j->hj_cmd->cmd_vm_id, &j->hj_vm,
-	    &j->hj_err) < 0) {
-		handler_note_gone(j);
-		return;
-	}
-	j->hj_has_vm = true;
-	j->hj_data = handler_vm_data(&j->hj_vm);
-	jsonx_add_bool(j->hj_data, "recovered", true);
+	if (handler_vm_done(j, virt_op_get(j->hj_conn, j->hj_cmd->cmd_vm_id,
+	    &j->hj_vm, &j->hj_err)))
+		jsonx_add_bool(j->hj_data, "recovered", true);
 }
 
 /* ---- vm.destroy ---- */
