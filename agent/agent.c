@@ -200,6 +200,7 @@ struct refresh_job {
 	char want_type[16];
 	char *state_dir;
 	char *disk_dir;
+	char *pool;
 	/* out */
 	struct host_inventory inv;
 	struct vm_info *vms;
@@ -225,11 +226,13 @@ refresh_work(uv_work_t *w)
 	 * whose pools are make-believe.
 	 */
 	if (!error_isset(&j->err)) {
-		if (virt_storage_pool_ensure(j->conn, j->disk_dir, &perr) < 0)
+		if (virt_storage_pool_ensure(j->conn, j->pool, j->disk_dir,
+		    &perr) < 0)
 			log_warn("agent", "storage pool %s at %s is not usable: "
-			    "%s", VIRT_POOL_NAME, j->disk_dir, perr.message);
+			    "%s", j->pool, j->disk_dir, perr.message);
 		else if (strcmp(j->inv.domain_type, "test") != 0 &&
-		    virt_storage_pool_capacity(j->conn, &bytes, &perr) == 0)
+		    virt_storage_pool_capacity(j->conn, j->pool, &bytes,
+		    &perr) == 0)
 			j->inv.disk_gib = bytes >> 30;
 		if (perr.code == CARVE_EUNAVAIL)
 			j->err = perr;
@@ -263,6 +266,7 @@ refresh_done(uv_work_t *w, int status)
 		free(j->vms);
 		free(j->state_dir);
 		free(j->disk_dir);
+		free(j->pool);
 		free(j);
 		return;
 	}
@@ -307,6 +311,7 @@ refresh_done(uv_work_t *w, int status)
 	free(j->vms);
 	free(j->state_dir);
 	free(j->disk_dir);
+	free(j->pool);
 	free(j);
 	/*
 	 * Events that arrived while the listing ran were applied to the old
@@ -343,6 +348,7 @@ agent_refresh(struct agent *a)
 	    a->a_conf->domain_type);
 	j->state_dir = xstrdup(a->a_conf->state_dir);
 	j->disk_dir = xstrdup(a->a_disk_dir);
+	j->pool = xstrdup(a->a_conf->storage_pool);
 	j->work.data = j;
 	a->a_view_refreshing++;
 	uv_queue_work(a->a_loop, &j->work, refresh_work, refresh_done);

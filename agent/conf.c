@@ -95,6 +95,10 @@ static const struct conf_key conf_keys[] = {
 	{ "libvirt", "console_log_dir", CONF_PATH, CONF_AT(console_log_dir),
 	    0, 0, 0, "/var/log/libvirt/qemu",
 	    "Where guests' serial console output is logged." },
+	{ "libvirt", "storage_pool", CONF_STRING, CONF_AT(storage_pool), 0, 0,
+	    0, "carve",
+	    "Name of the libvirt storage pool (a directory pool at "
+	    "`state_dir/disks`) that holds carve's VM disks." },
 
 	{ "capacity", "reserved_vcpus", CONF_UINT, CONF_AT(reserved_vcpus),
 	    0, 4096, 0, "0",

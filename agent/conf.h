@@ -29,6 +29,7 @@ struct carved_conf {
 	char *domain_type;          /* auto|kvm|qemu (default auto) */
 	char *kernel_dir;           /* default: none = direct kernel boot off */
 	char *console_log_dir;      /* default: /var/log/libvirt/qemu */
+	char *storage_pool;         /* default: carve */
 	/* [capacity] */
 	unsigned reserved_vcpus;    /* default: 0 */
 	unsigned long long reserved_memory_mib;  /* default: 512 */

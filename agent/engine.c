@@ -486,9 +486,10 @@ engine_work_done(uv_work_t *w, int status)
 	free(j->hj_console_log);
 	free(j->hj_image_dir);
 	free(j->hj_disk_dir);
+	free(j->hj_pool);
 	free(j->hj_seed_dir);
 	j->hj_kernel_dir = j->hj_console_log = NULL;
-	j->hj_image_dir = j->hj_disk_dir = j->hj_seed_dir = NULL;
+	j->hj_image_dir = j->hj_disk_dir = j->hj_seed_dir = j->hj_pool = NULL;
 	if (j->hj_err.code == CARVE_EUNAVAIL) {
 		/* libvirt went away under the command: run it again once back. */
 		log_warn("engine", "command %s interrupted: %s; will retry after "
@@ -545,6 +546,7 @@ engine_start(struct engine *e, struct ecmd *c)
 	j->hj_console_log = engine_console_log(e, c->cmd.cmd_vm_id);
 	j->hj_image_dir = xstrdup(e->a->a_image_dir);
 	j->hj_disk_dir = xstrdup(e->a->a_disk_dir);
+	j->hj_pool = xstrdup(conf->storage_pool);
 	j->hj_seed_dir = xasprintf("%s/seeds", conf->state_dir);
 	j->hj_stop_timeout_s = conf->stop_timeout_s;
 	j->hj_now_ms = time_now_ms();

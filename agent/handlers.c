@@ -158,9 +158,10 @@ create_disks(struct handler_job *j, uint64_t *disk_gib, char **root,
 		    "the largest disk_gib");
 		goto out;
 	}
-	if (virt_storage_pool_ensure(j->hj_conn, j->hj_disk_dir, err) < 0 ||
-	    virt_storage_root(j->hj_conn, cmd->cmd_vm_id, *disk_gib * GIB, base,
-	    s->vs_image.vi_format, root, err) < 0)
+	if (virt_storage_pool_ensure(j->hj_conn, j->hj_pool, j->hj_disk_dir,
+	    err) < 0 ||
+	    virt_storage_root(j->hj_conn, j->hj_pool, cmd->cmd_vm_id,
+	    *disk_gib * GIB, base, s->vs_image.vi_format, root, err) < 0)
 		goto out;
 	if (mkdir(j->hj_seed_dir, 0700) < 0 && errno != EEXIST) {
 		error_set(err, CARVE_EINTERNAL, "cannot create %s: %s",
@@ -172,7 +173,8 @@ create_disks(struct handler_job *j, uint64_t *disk_gib, char **root,
 	    (const char *const *)s->vs_ssh_keys, s->vs_nssh_keys,
 	    s->vs_user_data, err) < 0)
 		goto out;
-	if (virt_storage_seed(j->hj_conn, cmd->cmd_vm_id, iso, seed, err) < 0)
+	if (virt_storage_seed(j->hj_conn, j->hj_pool, cmd->cmd_vm_id, iso, seed,
+	    err) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -269,7 +271,7 @@ out:
 		struct carve_error rerr = { 0 };
 		unsigned n = 0;
 
-		if (virt_storage_delete_vm(j->hj_conn, cmd->cmd_vm_id, &n,
+		if (virt_storage_delete_vm(j->hj_conn, j->hj_pool, cmd->cmd_vm_id, &n,
 		    &rerr) < 0)
 			log_error("handlers", "rollback of VM %s: %s",
 			    cmd->cmd_vm_id, rerr.message);
@@ -357,7 +359,8 @@ destroy_run(struct handler_job *j)
 	if (virt_op_destroy(j->hj_conn, j->hj_cmd->cmd_vm_id, &j->hj_err) < 0)
 		return;
 	/* The domain is gone: its disks go with it. */
-	if (virt_storage_delete_vm(j->hj_conn, j->hj_cmd->cmd_vm_id, &n,
+	if (virt_storage_delete_vm(j->hj_conn, j->hj_pool,
+	    j->hj_cmd->cmd_vm_id, &n,
 	    &j->hj_err) < 0)
 		return;
 	j->hj_vm_gone = true;

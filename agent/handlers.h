@@ -30,6 +30,7 @@ struct handler_job {
 	char *hj_console_log;               /* owned, or NULL */
 	char *hj_image_dir;                 /* owned: the image cache */
 	char *hj_disk_dir;                  /* owned: the storage pool's dir */
+	char *hj_pool;                      /* owned: the storage pool's name */
 	char *hj_seed_dir;                  /* owned: where seeds are built */
 	unsigned hj_stop_timeout_s;
 	int64_t hj_now_ms;

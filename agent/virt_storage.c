@@ -22,14 +22,14 @@
 
 
 static virStoragePoolPtr
-vs_pool(virConnectPtr c, struct carve_error *err)
+vs_pool(virConnectPtr c, const char *pool, struct carve_error *err)
 {
-	virStoragePoolPtr p = virStoragePoolLookupByName(c, VIRT_POOL_NAME);
+	virStoragePoolPtr p = virStoragePoolLookupByName(c, pool);
 
 	if (p == NULL) {
 		if (virt_ops_errcode_is(VIR_ERR_NO_STORAGE_POOL))
 			error_set(err, CARVE_ENOTFOUND, "storage pool %s is not "
-			    "defined", VIRT_POOL_NAME);
+			    "defined", pool);
 		else
 			virt_ops_fail(c, err, "looking up the storage pool");
 	}
@@ -42,7 +42,8 @@ vs_pool(virConnectPtr c, struct carve_error *err)
  * 1 when p was undefined (and freed), 0 when it is at dir.
  */
 static int
-vs_pool_check_path(virConnectPtr c, virStoragePoolPtr p, const char *dir,
+vs_pool_check_path(virConnectPtr c, virStoragePoolPtr p, const char *pool,
+    const char *dir,
     struct carve_error *err)
 {
 	char *xml = virStoragePoolGetXMLDesc(p, 0), *path = NULL;
@@ -63,13 +64,13 @@ vs_pool_check_path(virConnectPtr c, virStoragePoolPtr p, const char *dir,
 	    virStoragePoolNumOfVolumes(p) : 0;
 	if (nvols != 0) {
 		error_set(err, CARVE_ECONFLICT, "storage pool %s is at %s, not "
-		    "%s, and holds volumes: not touching it", VIRT_POOL_NAME,
+		    "%s, and holds volumes: not touching it", pool,
 		    path, dir);
 		free(path);
 		return -1;
 	}
 	log_warn("virt", "storage pool %s was at %s and empty: moving it to %s",
-	    VIRT_POOL_NAME, path, dir);
+	    pool, path, dir);
 	free(path);
 	if (virStoragePoolIsActive(p) == 1 && virStoragePoolDestroy(p) < 0)
 		return virt_ops_fail(c, err, "stopping the old storage pool");
@@ -80,7 +81,7 @@ vs_pool_check_path(virConnectPtr c, virStoragePoolPtr p, const char *dir,
 }
 
 int
-virt_storage_pool_ensure(virConnectPtr c, const char *dir,
+virt_storage_pool_ensure(virConnectPtr c, const char *pool, const char *dir,
     struct carve_error *err)
 {
 	struct carve_error lerr = { 0 };
@@ -88,8 +89,8 @@ virt_storage_pool_ensure(virConnectPtr c, const char *dir,
 	char *xml;
 	int autostart = 0, rc = -1, moved;
 
-	if ((p = vs_pool(c, &lerr)) != NULL) {
-		if ((moved = vs_pool_check_path(c, p, dir, err)) < 0) {
+	if ((p = vs_pool(c, pool, &lerr)) != NULL) {
+		if ((moved = vs_pool_check_path(c, p, pool, dir, err)) < 0) {
 			virStoragePoolFree(p);
 			return -1;
 		}
@@ -103,20 +104,20 @@ virt_storage_pool_ensure(virConnectPtr c, const char *dir,
 			*err = lerr;
 			return -1;
 		}
-		if ((xml = virt_xml_pool(VIRT_POOL_NAME, dir, err)) == NULL)
+		if ((xml = virt_xml_pool(pool, dir, err)) == NULL)
 			return -1;
 		p = virStoragePoolDefineXML(c, xml, 0);
 		free(xml);
 		if (p == NULL)
 			return virt_ops_fail(c, err, "defining the storage pool");
-		log_info("virt", "storage pool %s defined at %s", VIRT_POOL_NAME,
+		log_info("virt", "storage pool %s defined at %s", pool,
 		    dir);
 	}
 	if (virStoragePoolIsActive(p) != 1) {
 		/* Makes the directory (mode from the pool XML); an existing
 		 * one is fine, and start says so if it is not. */
 		if (virStoragePoolBuild(p, 0) < 0)
-			log_debug("virt", "building pool %s: %s", VIRT_POOL_NAME,
+			log_debug("virt", "building pool %s: %s", pool,
 			    virGetLastErrorMessage());
 		if (virStoragePoolCreate(p, 0) < 0 &&
 		    virStoragePoolIsActive(p) != 1) {
@@ -127,7 +128,7 @@ virt_storage_pool_ensure(virConnectPtr c, const char *dir,
 	if (virStoragePoolGetAutostart(p, &autostart) == 0 && !autostart &&
 	    virStoragePoolSetAutostart(p, 1) < 0)
 		log_warn("virt", "cannot set pool %s to autostart: %s",
-		    VIRT_POOL_NAME, virGetLastErrorMessage());
+		    pool, virGetLastErrorMessage());
 	rc = 0;
 out:
 	virStoragePoolFree(p);
@@ -135,10 +136,10 @@ out:
 }
 
 int
-virt_storage_pool_capacity(virConnectPtr c, uint64_t *bytes,
-    struct carve_error *err)
+virt_storage_pool_capacity(virConnectPtr c, const char *pool,
+    uint64_t *bytes, struct carve_error *err)
 {
-	virStoragePoolPtr p = vs_pool(c, err);
+	virStoragePoolPtr p = vs_pool(c, pool, err);
 	virStoragePoolInfo info;
 	int rc = 0;
 
@@ -176,9 +177,9 @@ vs_vol_path(virConnectPtr c, virStorageVolPtr v, struct carve_error *err)
 }
 
 int
-virt_storage_root(virConnectPtr c, const char *vm_id, uint64_t capacity,
-    const char *base, enum vm_image_format base_fmt, char **path,
-    struct carve_error *err)
+virt_storage_root(virConnectPtr c, const char *pool, const char *vm_id,
+    uint64_t capacity, const char *base, enum vm_image_format base_fmt,
+    char **path, struct carve_error *err)
 {
 	virStoragePoolPtr p;
 	virStorageVolPtr v;
@@ -189,7 +190,7 @@ virt_storage_root(virConnectPtr c, const char *vm_id, uint64_t capacity,
 	*path = NULL;
 	if ((name = vs_vol_name(vm_id, "root.qcow2", err)) == NULL)
 		return -1;
-	if ((p = vs_pool(c, err)) == NULL) {
+	if ((p = vs_pool(c, pool, err)) == NULL) {
 		free(name);
 		return -1;
 	}
@@ -288,8 +289,8 @@ out:
 }
 
 int
-virt_storage_seed(virConnectPtr c, const char *vm_id, const char *iso,
-    char **path, struct carve_error *err)
+virt_storage_seed(virConnectPtr c, const char *pool, const char *vm_id,
+    const char *iso, char **path, struct carve_error *err)
 {
 	virStoragePoolPtr p;
 	virStorageVolPtr v;
@@ -300,7 +301,7 @@ virt_storage_seed(virConnectPtr c, const char *vm_id, const char *iso,
 	*path = NULL;
 	if ((name = vs_vol_name(vm_id, "seed.iso", err)) == NULL)
 		return -1;
-	if ((p = vs_pool(c, err)) == NULL) {
+	if ((p = vs_pool(c, pool, err)) == NULL) {
 		free(name);
 		return -1;
 	}
@@ -349,8 +350,8 @@ out:
 }
 
 int
-virt_storage_delete_vm(virConnectPtr c, const char *vm_id, unsigned *deleted,
-    struct carve_error *err)
+virt_storage_delete_vm(virConnectPtr c, const char *pool, const char *vm_id,
+    unsigned *deleted, struct carve_error *err)
 {
 	struct carve_error lerr = { 0 };
 	virStoragePoolPtr p;
@@ -364,7 +365,7 @@ virt_storage_delete_vm(virConnectPtr c, const char *vm_id, unsigned *deleted,
 		return error_set(err, CARVE_EINVAL, "vm_id is not a valid UUID");
 	ids_uuid_normalize(vm_id, norm);
 	snprintf(prefix, sizeof(prefix), "%s-", norm);
-	if ((p = vs_pool(c, &lerr)) == NULL) {
+	if ((p = vs_pool(c, pool, &lerr)) == NULL) {
 		if (lerr.code == CARVE_ENOTFOUND)
 			return 0;
 		*err = lerr;

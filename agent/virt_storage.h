@@ -1,7 +1,8 @@
 /*
  * carve's disks through libvirt's storage API, on worker threads: one dir
- * pool ("carve", at STATE_DIR/disks) holding, per VM, "<vm_id>-root.qcow2"
- * (a qcow2 overlay on a cached base image) and "<vm_id>-seed.iso" (the
+ * pool (named by [libvirt] storage_pool, default "carve", at
+ * STATE_DIR/disks) holding, per VM, "<vm_id>-root.qcow2" (a qcow2 overlay
+ * on a cached base image) and "<vm_id>-seed.iso" (the
  * cloud-init seed). Volume names come from the validated vm_id only.
  * Every call is idempotent, like virt_ops: re-running one after a crash
  * finishes the job. Errors as in virt_ops.h (CARVE_EUNAVAIL when the
@@ -18,15 +19,16 @@
 #include "api/command.h"
 #include "common/error.h"
 
+/* The default of [libvirt] storage_pool. */
 #define VIRT_POOL_NAME "carve"
 
 /* Define, build, start and autostart the pool at dir unless it is so. */
-int virt_storage_pool_ensure(virConnectPtr c, const char *dir,
+int virt_storage_pool_ensure(virConnectPtr c, const char *pool, const char *dir,
     struct carve_error *err);
 
 /* The pool's capacity in bytes; CARVE_ENOTFOUND when there is no pool. */
-int virt_storage_pool_capacity(virConnectPtr c, uint64_t *bytes,
-    struct carve_error *err);
+int virt_storage_pool_capacity(virConnectPtr c, const char *pool,
+    uint64_t *bytes, struct carve_error *err);
 
 /*
  * The root disk of vm_id: a qcow2 volume of capacity_bytes on base (a
@@ -34,7 +36,7 @@ int virt_storage_pool_capacity(virConnectPtr c, uint64_t *bytes,
  * reused; one on another base is CARVE_ECONFLICT. *path: the volume's path
  * (a new string).
  */
-int virt_storage_root(virConnectPtr c, const char *vm_id,
+int virt_storage_root(virConnectPtr c, const char *pool, const char *vm_id,
     uint64_t capacity_bytes, const char *base, enum vm_image_format base_fmt,
     char **path, struct carve_error *err);
 
@@ -43,14 +45,14 @@ int virt_storage_root(virConnectPtr c, const char *vm_id,
  * any seed volume there was: a half-uploaded one is never trusted).
  * Drivers that cannot upload (the test driver) get the volume only.
  */
-int virt_storage_seed(virConnectPtr c, const char *vm_id, const char *iso,
-    char **path, struct carve_error *err);
+int virt_storage_seed(virConnectPtr c, const char *pool, const char *vm_id,
+    const char *iso, char **path, struct carve_error *err);
 
 /*
  * Delete every volume of vm_id (names starting "<vm_id>-"); nothing to
  * delete (or no pool) is success. *deleted counts them (may be NULL).
  */
-int virt_storage_delete_vm(virConnectPtr c, const char *vm_id,
+int virt_storage_delete_vm(virConnectPtr c, const char *pool, const char *vm_id,
     unsigned *deleted, struct carve_error *err);
 
 #endif

@@ -39,8 +39,8 @@ drop_test_pool() {
 	for d in $($V list --all --name | grep '^carve-ig'); do
 		$V destroy "$d" >/dev/null 2>&1; $V undefine "$d" >/dev/null 2>&1
 	done
-	case "$($V pool-dumpxml carve 2>/dev/null | sed -n 's:.*<path>\(.*\)</path>.*:\1:p')" in
-	"$TEST_TMPDIR"/*) $V pool-destroy carve >/dev/null 2>&1; $V pool-undefine carve >/dev/null 2>&1 ;;
+	case "$($V pool-dumpxml "$CARVED_POOL" 2>/dev/null | sed -n 's:.*<path>\(.*\)</path>.*:\1:p')" in
+	"$TEST_TMPDIR"/*) $V pool-destroy "$CARVED_POOL" >/dev/null 2>&1; $V pool-undefine "$CARVED_POOL" >/dev/null 2>&1 ;;
 	esac
 }
 drop_test_pool
@@ -82,5 +82,5 @@ tap_is "$(ls "$CARVED_DIR/state/images" | grep -c '\.qcow2$')" 1 "both share one
 ctl_json vm destroy carve-ig1 >/dev/null
 ctl_json vm destroy carve-ig2 >/dev/null
 tap_is "$(ls "$CARVED_DIR/state/disks" | grep -c -e "$id1" -e "$id2")" 0 "destroy left no disk or seed file"
-tap_is "$($V vol-list carve | grep -c -e "$id1" -e "$id2")" 0 "and no volume"
+tap_is "$($V vol-list "$CARVED_POOL" | grep -c -e "$id1" -e "$id2")" 0 "and no volume"
 tap_done

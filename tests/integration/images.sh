@@ -39,11 +39,11 @@ cleanup_pool() {
 		$V destroy "$d" >/dev/null 2>&1
 		$V undefine "$d" >/dev/null 2>&1
 	done
-	for v in $($V vol-list carve 2>/dev/null | awk '{print $1}'); do
-		$V vol-delete --pool carve "$v" >/dev/null 2>&1
+	for v in $($V vol-list "$CARVED_POOL" 2>/dev/null | awk '{print $1}'); do
+		$V vol-delete --pool "$CARVED_POOL" "$v" >/dev/null 2>&1
 	done
-	$V pool-destroy carve >/dev/null 2>&1
-	$V pool-undefine carve >/dev/null 2>&1
+	$V pool-destroy "$CARVED_POOL" >/dev/null 2>&1
+	$V pool-undefine "$CARVED_POOL" >/dev/null 2>&1
 }
 # What an interrupted earlier run left (its domains would clash by name).
 cleanup_pool
@@ -51,13 +51,13 @@ tap_at_exit cleanup_pool
 tap_at_exit carved_stop
 carved_start || tap_bail "carved did not start"
 
-tap_like "$($V pool-info carve)" "*State:*running*Autostart:*yes*" \
+tap_like "$($V pool-info "$CARVED_POOL")" "*State:*running*Autostart:*yes*" \
     "the carve pool is defined, running and autostarted at start-up"
-tap_is "$($V pool-dumpxml carve | sed -n 's:.*<path>\(.*\)</path>.*:\1:p')" "$disks" \
+tap_is "$($V pool-dumpxml "$CARVED_POOL" | sed -n 's:.*<path>\(.*\)</path>.*:\1:p')" "$disks" \
     "the pool lives in state_dir/disks"
 tap_is "$(stat -c %a "$disks")" 751 "the disks directory is 0751"
 cap=$(ctl_json capacity | jq -r .DISK_GIB.total)
-pool_gib=$($V pool-info carve --bytes | awk '/Capacity/ {print int($2 / 1073741824)}')
+pool_gib=$($V pool-info "$CARVED_POOL" --bytes | awk '/Capacity/ {print int($2 / 1073741824)}')
 tap_is "$cap" "$pool_gib" "DISK_GIB total is the pool's capacity"
 
 # -- a base image with a marker -------------------------------------------
@@ -68,7 +68,7 @@ qemu-io -c "write -P 0x41 0 4k" "$w/base.qcow2" >/dev/null
 S=$(sha256sum "$w/base.qcow2" | cut -d' ' -f1)
 
 vol_of() { # VM_ID -> its volumes in the pool, one a line
-	$V vol-list carve | awk -v p="$1-" 'index($1, p) == 1 {print $1}'
+	$V vol-list "$CARVED_POOL" | awk -v p="$1-" 'index($1, p) == 1 {print $1}'
 }
 partials() { ls -A "$cache/.partial" | wc -l; }
 
@@ -79,8 +79,8 @@ tap_is "$(printf '%s' "$r" | jq -r '"\(.status) \(.result.state) \(.result.disk_
     "succeeded running 1" "create from a file:// qcow2 (disk_gib 0 -> the image's size, rounded up)" || tap_diag "$r"
 id1=$(printf '%s' "$r" | jq -r .vm_id)
 tap_is "$(vol_of "$id1" | sort | tr '\n' ' ')" "$id1-root.qcow2 $id1-seed.iso " \
-    "virsh vol-list carve: the VM's root and seed volumes"
-root1=$($V vol-path --pool carve "$id1-root.qcow2")
+    "virsh vol-list "$CARVED_POOL": the VM's root and seed volumes"
+root1=$($V vol-path --pool "$CARVED_POOL" "$id1-root.qcow2")
 info=$(qemu-img info -U --output=json "$root1")
 tap_is "$(printf '%s' "$info" | jq -r '"\(.format) \(.["backing-filename"]) \(.["backing-filename-format"])"')" \
     "qcow2 $cache/$S.qcow2 qcow2" "the root disk is a qcow2 overlay on the cached image"
@@ -92,7 +92,7 @@ tap_is "$(stat -c %a "$cache/$S.qcow2")" 644 "the cached base is 0644"
 dx=$($V dumpxml carve-img1)
 tap_like "$dx" "*<source file='$root1'*<target dev='vda' bus='virtio'/>*" "the domain's vda is the root volume"
 tap_like "$dx" "*device='cdrom'*$id1-seed.iso*<readonly/>*" "the seed is a read-only cdrom"
-seed1=$($V vol-path --pool carve "$id1-seed.iso")
+seed1=$($V vol-path --pool "$CARVED_POOL" "$id1-seed.iso")
 if command -v isoinfo >/dev/null; then
 	tap_like "$(isoinfo -d -i "$seed1")" "*Volume id: cidata*" "the seed volume holds the cidata ISO (uploaded through libvirt)"
 else
@@ -104,7 +104,7 @@ r=$(ctl_json vm create carve-img2 --vcpus 1 --memory 128 --disk-gib 2 \
 tap_is "$(printf '%s' "$r" | jq -r .status)" succeeded "a second VM on the same image" || tap_diag "$r"
 id2=$(printf '%s' "$r" | jq -r .vm_id)
 tap_is "$(ls "$cache" | wc -l)" 1 "both VMs share one cached copy"
-tap_is "$(qemu-img info -U --output=json "$($V vol-path --pool carve "$id2-root.qcow2")" | jq -r '.["backing-filename"]')" \
+tap_is "$(qemu-img info -U --output=json "$($V vol-path --pool "$CARVED_POOL" "$id2-root.qcow2")" | jq -r '.["backing-filename"]')" \
     "$cache/$S.qcow2" "the second overlay has the same backing file"
 
 # -- refusals leave nothing behind ---------------------------------------
@@ -166,7 +166,7 @@ tap_is "$(printf '%s' "$r" | jq -r .status)" succeeded \
     "the same command id, once the server is up: unavailable was not journaled, so it runs" || tap_diag "$r"
 id3=$(printf '%s' "$r" | jq -r .vm_id)
 tap_is "$(sha256sum "$cache/$R.raw" | cut -d' ' -f1)" "$R" "the downloaded image is cached under its sha256"
-root3=$($V vol-path --pool carve "$id3-root.qcow2")
+root3=$($V vol-path --pool "$CARVED_POOL" "$id3-root.qcow2")
 tap_is "$(qemu-img info -U --output=json "$root3" | jq -r '"\(.["backing-filename"]) \(.["backing-filename-format"])"')" \
     "$cache/$R.raw raw" "the overlay on a raw base says so"
 tap_ok "the raw base's marker reads back through the overlay" \
@@ -179,7 +179,7 @@ for n in carve-img1 carve-img2 carve-img3; do
 	r=$(ctl_json vm destroy "$n")
 	tap_is "$(printf '%s' "$r" | jq -r '"\(.status) \(.result.volumes_deleted)"')" "succeeded 2" "destroy $n deletes its 2 volumes" || tap_diag "$r"
 done
-tap_is "$(vol_of "$id1" | wc -l) $(vol_of "$id2" | wc -l)" "0 0" "virsh vol-list carve: no volume of the destroyed VMs"
+tap_is "$(vol_of "$id1" | wc -l) $(vol_of "$id2" | wc -l)" "0 0" "virsh vol-list "$CARVED_POOL": no volume of the destroyed VMs"
 tap_is "$(ls -A "$disks" | grep -c -e "$id1" -e "$id2" -e "$id3")" 0 "the disks directory has no file of them"
 # base.qcow2, base.raw, and big.qcow2 (a fine image; only the disk was small)
 tap_is "$(ls "$cache" | wc -l)" 3 "the cached images stay (no GC yet)"

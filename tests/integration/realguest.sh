@@ -40,10 +40,10 @@ awk '/^\[libvirt\]/{ if (seen) next; seen=1 } { print }' "$CARVED_DIR/carved.con
 # carved defines its storage pool under this test's state dir: undefine it
 # afterwards (only ours: a pool elsewhere is left alone).
 drop_test_pool() {
-	case "$(virsh -c qemu:///system pool-dumpxml carve 2>/dev/null | sed -n 's:.*<path>\(.*\)</path>.*:\1:p')" in
+	case "$(virsh -c qemu:///system pool-dumpxml "$CARVED_POOL" 2>/dev/null | sed -n 's:.*<path>\(.*\)</path>.*:\1:p')" in
 	"$TEST_TMPDIR"/*)
-		virsh -c qemu:///system pool-destroy carve >/dev/null 2>&1
-		virsh -c qemu:///system pool-undefine carve >/dev/null 2>&1 ;;
+		virsh -c qemu:///system pool-destroy "$CARVED_POOL" >/dev/null 2>&1
+		virsh -c qemu:///system pool-undefine "$CARVED_POOL" >/dev/null 2>&1 ;;
 	esac
 }
 tap_at_exit drop_test_pool

@@ -2,7 +2,8 @@
 #
 #   carved_setup NAME URI [CONF_LINES]  make $TEST_TMPDIR/NAME/ with a config
 #                                       (extra "[section]\nkey = v" lines
-#                                       appended) ; sets CARVED_DIR
+#                                       appended) ; sets CARVED_DIR and
+#                                       CARVED_POOL (the storage pool name)
 #   carved_start [ENV=VAL...]           start carved -f in the background,
 #                                       wait until it answers and has read
 #                                       libvirt; sets CARVED_PID
@@ -23,6 +24,9 @@ CARVECTL_BIN=$top_builddir/carvectl
 
 carved_setup() {
 	CARVED_DIR=$TEST_TMPDIR/$1
+	# A pool of this test's own: tests running side by side on one
+	# libvirtd must not share (or delete) each other's volumes.
+	CARVED_POOL=ct-$1-$$
 	mkdir -p "$CARVED_DIR/state"
 	cat > "$CARVED_DIR/carved.conf" <<EOC
 [agent]
@@ -34,6 +38,7 @@ max_concurrent_ops = 4
 
 [libvirt]
 uri = $2
+storage_pool = $CARVED_POOL
 EOC
 	if [ -n "${3:-}" ]; then
 		printf '%b\n' "$3" >> "$CARVED_DIR/carved.conf"
