@@ -7,6 +7,7 @@
 #ifndef CARVE_CONF_H
 #define CARVE_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -50,6 +51,12 @@ struct carved_conf {
 	char *image_ca_file;        /* default: none = the system CA store */
 	/* [metrics] */
 	char *metrics_listen;       /* host:port, default: none = off */
+	/* [migration] */
+	char *mig_libvirt_uri;      /* advertised to sources; none = no incoming */
+	char *mig_address;          /* migration data address, or none */
+	bool mig_tls;               /* default: false */
+	unsigned mig_max_incoming;  /* default: 1 */
+	unsigned mig_max_outgoing;  /* default: 1 */
 };
 
 /* Fill with the defaults (allocating the default strings). */

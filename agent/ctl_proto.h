@@ -20,6 +20,9 @@
  *                              -> command result (api/command.h wire form)
  *   commands    {limit?}       -> [command result, ...] newest first
  *   log.level   {level}        -> {"level"}                 (mutating)
+ *   node.drain | node.undrain  -> {"schedulable"}           (mutating)
+ *   command.submit {command}   -> command result   (root only, standalone)
+ *                              command: a command in wire form
  */
 #ifndef CARVE_CTL_PROTO_H
 #define CARVE_CTL_PROTO_H

@@ -1024,7 +1024,7 @@ proto_progress_clear(struct proto_progress *msg)
 /* ------------------------------------------------------------ heartbeat */
 
 static const char *const proto_heartbeat_keys[] = {
-	"seq", "full", "vms", "removed", "capacity", NULL
+	"seq", "full", "vms", "removed", "capacity", "schedulable", NULL
 };
 
 static int
@@ -1088,6 +1088,10 @@ proto_heartbeat_req_decode(json_object *obj, struct proto_heartbeat_req *out,
 	    proto_get_array(obj, "vms", true, &vms, err) == -1 ||
 	    proto_get_array(obj, "removed", true, &removed, err) == -1)
 		return -1;
+	m.hb_schedulable = true;
+	if (jsonx_get_bool(obj, "schedulable", false, &m.hb_schedulable,
+	    err) == -1)
+		return -1;
 	if (proto_heartbeat_vms(vms, &m, err) == -1 ||
 	    proto_heartbeat_removed(removed, &m, err) == -1 ||
 	    proto_get_capacity(obj, "capacity", &m.hb_capacity, err) == -1) {
@@ -1118,6 +1122,9 @@ proto_heartbeat_req_encode(const struct proto_heartbeat_req *msg)
 		    proto_must(json_object_new_string(msg->hb_removed[i])));
 	json_object_object_add(o, "removed", rm);
 	json_object_object_add(o, "capacity", json_object_get(msg->hb_capacity));
+	/* Omitted when true: a control plane without drains takes it. */
+	if (!msg->hb_schedulable)
+		jsonx_add_bool(o, "schedulable", false);
 	return o;
 }
 

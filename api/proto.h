@@ -291,9 +291,11 @@ void proto_progress_clear(struct proto_progress *msg);
 /*
  * POST /v1/nodes/{node}/heartbeat
  *   {"seq":12,"full":false,"vms":[vm_info...],"removed":["<uuid>"...],
- *    "capacity":{...}}
- * All five keys are required (the arrays may be empty); seq >= 1; each vm
- * decodes with vm_info_decode; removed ids are UUIDs (stored lower-case).
+ *    "capacity":{...},"schedulable"?:bool}
+ * The first five keys are required (the arrays may be empty); seq >= 1;
+ * each vm decodes with vm_info_decode; removed ids are UUIDs (stored
+ * lower-case). schedulable (false while the host is drained) defaults to
+ * true; the encoder writes it only when false.
  */
 struct proto_heartbeat_req {
 	int64_t hb_seq;
@@ -303,6 +305,7 @@ struct proto_heartbeat_req {
 	char (*hb_removed)[IDS_UUID_LEN + 1];   /* owned array */
 	size_t hb_nremoved;
 	json_object *hb_capacity;           /* owned reference */
+	bool hb_schedulable;
 };
 
 int proto_heartbeat_req_decode(json_object *obj,

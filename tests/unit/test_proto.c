@@ -273,6 +273,12 @@ static const struct valid_case valid_cases[] = {
 	    U1_UPPER "\",\"" U2 "\"],\"capacity\":" CAP "}",
 	    "{\"seq\":2,\"full\":false,\"vms\":[],\"removed\":[\"" U1 "\",\""
 	    U2 "\"],\"capacity\":" CAP "}" },
+	{ K_HEARTBEAT, "{\"seq\":3,\"full\":true,\"vms\":[],\"removed\":[],"
+	    "\"capacity\":" CAP ",\"schedulable\":false}", NULL },
+	{ K_HEARTBEAT, "{\"seq\":3,\"full\":true,\"vms\":[],\"removed\":[],"
+	    "\"capacity\":" CAP ",\"schedulable\":true}",
+	    "{\"seq\":3,\"full\":true,\"vms\":[],\"removed\":[],"
+	    "\"capacity\":" CAP "}" },
 	{ K_HEARTBEAT_RESP, "{\"ack\":12,\"resync\":false,"
 	    "\"heartbeat_interval_s\":10}", NULL },
 	{ K_HEARTBEAT_RESP, "{\"ack\":0,\"resync\":true,"
@@ -546,6 +552,9 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_HEARTBEAT, "{\"seq\":1,\"full\":true,\"vms\":[],\"removed\":[],"
 	    "\"capacity\":" CAP ",\"changed\":[]}",
 	    "heartbeat: unknown key \"changed\"" },
+	{ K_HEARTBEAT, "{\"seq\":1,\"full\":true,\"vms\":[],\"removed\":[],"
+	    "\"capacity\":" CAP ",\"schedulable\":0}",
+	    "schedulable must be a boolean" },
 	/* heartbeat response */
 	{ K_HEARTBEAT_RESP, "{\"ack\":-1,\"resync\":false,"
 	    "\"heartbeat_interval_s\":10}", "ack must be between 0 and" },
@@ -643,11 +652,11 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_COMMAND_INFO, CI_HEAD "\"status\":\"done\",\"created_at\":1,"
 	    "\"delivered_at\":null,\"finished_at\":null,\"result\":null,"
 	    "\"error\":null,\"progress\":null}", "status must be \"pending\"" },
-	{ K_COMMAND_INFO, "{\"id\":\"" U1 "\",\"type\":\"vm.migrate\","
+	{ K_COMMAND_INFO, "{\"id\":\"" U1 "\",\"type\":\"vm.teleport\","
 	    "\"vm_id\":\"" U2 "\",\"node\":\"host-1\",\"status\":\"pending\","
 	    "\"created_at\":1,\"delivered_at\":null,\"finished_at\":null,"
 	    "\"result\":null,\"error\":null,\"progress\":null}",
-	    "unknown command type \"vm.migrate\"" },
+	    "unknown command type \"vm.teleport\"" },
 	{ K_COMMAND_INFO, CI_HEAD "\"status\":\"pending\",\"created_at\":1,"
 	    "\"delivered_at\":null,\"finished_at\":null,"
 	    "\"error\":null,\"progress\":null}",
@@ -850,7 +859,8 @@ test_encode_built(void **state)
 	    "\"disk_gib\":0,\"created_at\":0}],\"removed\":[\"" U1 "\"],"
 	    "\"capacity\":{\"VCPU\":" INV("10", "0", "0.0", "0", "10", "10")
 	    ",\"MEMORY_MIB\":" INV("10", "0", "1.0", "0", "10", "10")
-	    ",\"DISK_GIB\":" INV("10", "0", "1.0", "0", "10", "10") "}}");
+	    ",\"DISK_GIB\":" INV("10", "0", "1.0", "0", "10", "10") "},"
+	    "\"schedulable\":false}");
 	assert_int_equal(proto_heartbeat_req_decode_buf(t, strlen(t), &back,
 	    &err), 0);
 	assert_int_equal(back.hb_nvms, 1);
