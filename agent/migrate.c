@@ -1178,14 +1178,22 @@ mig_failed(struct handler_job *j, enum mig_stop stop,
 		    "not complete; the VM stays on %s", mg->mg_dest_node, node);
 }
 
+/*
+ * DEST_XML is the running definition on the destination; PERSIST_DEST
+ * takes the persistent one from PERSIST_XML (else from the source's own,
+ * with the source's paths): both get the destination's paths.
+ */
 static int
-mig_params(struct handler_job *j, const char *xml, struct mig_run *r)
+mig_params(struct handler_job *j, const char *xml, const char *persist,
+    struct mig_run *r)
 {
 	const struct command_migrate_args *mg = &j->hj_cmd->cmd_args.migrate;
 	int max = 0;
 
 	if (virTypedParamsAddString(&r->mr_params, &r->mr_nparams, &max,
 	    VIR_MIGRATE_PARAM_DEST_XML, xml) < 0 ||
+	    virTypedParamsAddString(&r->mr_params, &r->mr_nparams, &max,
+	    VIR_MIGRATE_PARAM_PERSIST_XML, persist) < 0 ||
 	    (mg->mg_dest_migrate_uri != NULL &&
 	    virTypedParamsAddString(&r->mr_params, &r->mr_nparams, &max,
 	    VIR_MIGRATE_PARAM_URI, mg->mg_dest_migrate_uri) < 0) ||
@@ -1258,7 +1266,7 @@ migrate_run(struct handler_job *j)
 	struct vm_info cur;
 	struct mig_run *r = NULL;
 	virDomainPtr d = NULL;
-	char *xml = NULL, *dest = NULL;
+	char *xml = NULL, *dest = NULL, *pxml = NULL, *pdest = NULL;
 	int64_t started = time_mono_ms();
 	int64_t deadline = started + (int64_t)mg->mg_timeout_s * 1000;
 	pthread_t tid;
@@ -1300,6 +1308,16 @@ migrate_run(struct handler_job *j)
 	if (migrate_dest_xml(xml, mg->mg_disks, mg->mg_ndisks,
 	    mg->mg_console_log, &dest, &j->hj_err) < 0)
 		goto out;
+	pxml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_MIGRATABLE |
+	    VIR_DOMAIN_XML_INACTIVE);
+	if (pxml == NULL) {
+		virt_ops_fail(j->hj_conn, &j->hj_err, "reading the domain's "
+		    "persistent XML");
+		goto out;
+	}
+	if (migrate_dest_xml(pxml, mg->mg_disks, mg->mg_ndisks,
+	    mg->mg_console_log, &pdest, &j->hj_err) < 0)
+		goto out;
 	if (mg->mg_max_downtime_ms > 0 &&
 	    virDomainMigrateSetMaxDowntime(d, mg->mg_max_downtime_ms, 0) < 0) {
 		virt_ops_fail(j->hj_conn, &j->hj_err, "setting the maximum "
@@ -1323,7 +1341,7 @@ migrate_run(struct handler_job *j)
 	r->mr_dom = d;
 	virDomainRef(d);
 	r->mr_uri = xstrdup(mg->mg_dest_libvirt_uri);
-	if (mig_params(j, dest, r) < 0) {
+	if (mig_params(j, dest, pdest, r) < 0) {
 		r->mr_refs = 1;
 		goto out;
 	}
@@ -1391,6 +1409,8 @@ out:
 		virDomainFree(d);
 	free(xml);
 	free(dest);
+	free(pxml);
+	free(pdest);
 }
 
 /*
