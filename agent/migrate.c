@@ -697,15 +697,22 @@ migrate_prepare_run(struct handler_job *j)
 		jsonx_add_string(j->hj_data, "console_log", j->hj_console_log);
 out:
 	json_object_put(disks);
-	/* Nothing half-made stays (as for a create; not after a lost
-	 * connection, which is retried, nor a conflict). */
-	if (made && error_isset(&j->hj_err) &&
-	    j->hj_err.code != CARVE_EUNAVAIL &&
+	/*
+	 * Nothing half-made stays (as for a create; not after a lost
+	 * connection, which is retried, nor a conflict): neither volumes nor
+	 * a reservation an earlier run of this prepare (before a crash) left.
+	 */
+	if (error_isset(&j->hj_err) && j->hj_err.code != CARVE_EUNAVAIL &&
 	    j->hj_err.code != CARVE_ECONFLICT) {
 		struct carve_error rerr = { 0 };
 
-		if (virt_storage_delete_vm(j->hj_conn, j->hj_pool,
+		if (made && virt_storage_delete_vm(j->hj_conn, j->hj_pool,
 		    cmd->cmd_vm_id, NULL, &rerr) < 0)
+			log_error("migrate", "rollback of VM %s: %s",
+			    cmd->cmd_vm_id, rerr.message);
+		error_clear(&rerr);
+		if (migrate_reservation_delete(conf->state_dir, cmd->cmd_vm_id,
+		    &rerr) < 0)
 			log_error("migrate", "rollback of VM %s: %s",
 			    cmd->cmd_vm_id, rerr.message);
 	}
@@ -717,8 +724,13 @@ migrate_prepare_done(struct agent *a, const struct command *cmd,
 {
 	struct migrate_reservation r;
 
-	if (err != NULL)
+	if (err != NULL) {
+		/* Its rollback removed any reservation a run before a crash
+		 * made (not after a conflict: that one may be another's). */
+		if (err->code != CARVE_ECONFLICT)
+			engine_unreserve(a->a_engine, cmd->cmd_vm_id);
 		return;
+	}
 	migrate_reservation_of(cmd, j->hj_now_ms, &r);
 	engine_reserve(a->a_engine, &r);
 	log_kv(LOG_LVL_INFO, "migrate", "incoming migration prepared",

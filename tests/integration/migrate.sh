@@ -11,8 +11,9 @@
 #     on B it still reads what it wrote on A;
 #   - prepares are refused when B has no room, or already one incoming;
 #   - a reservation survives a kill -9 of the destination's carved;
-#   - a bandwidth-limited migration refuses other commands, is cancelled
-#     mid-way: the VM keeps running on A and finish on B releases;
+#   - a bandwidth-limited migration refuses other commands (and a second
+#     outgoing one), is cancelled mid-way: the VM keeps running on A and
+#     finish on B releases;
 #   - kill -9 of the source's carved mid-migration: libvirtd carries on,
 #     and after the restart both carveds agree where the VM is.
 set -u
@@ -212,6 +213,9 @@ tap_like "$(field "$r" '"\(.error.code): \(.error.message)"')" \
     "a second incoming migration is refused ([migration] max_incoming)"
 
 # -- cancel mid-way ---------------------------------------------------------------
+carved_use A
+V4=$(ctl_json vm create carve-mig-out2 --vcpus 1 --memory 64 --kernel vmlinuz \
+    --initrd initrd.gz --cmdline "console=ttyS0 panic=-1" | jq -r .vm_id)
 MID=$(uuid)
 submit A vm.migrate "$V1" "$(migrate_args "$P" B '{bandwidth_mibps:1}')" "$MID" \
     > "$TEST_TMPDIR/mig-cancel.json" &
@@ -220,6 +224,10 @@ tap_ok "a 1 MiB/s migration reports progress" wait_for progress 30 inflight_prog
 r=$(submit A vm.stop "$V1")
 tap_like "$(field "$r" .error.message)" "*is being migrated*only vm.migrate.cancel*" \
     "a migrating VM refuses other commands"
+r=$(submit A vm.migrate "$V4" "$(migrate_args "$P" B)")
+tap_like "$(field "$r" '"\(.error.code): \(.error.message)"')" \
+    "conflict: too many outgoing migrations*max_outgoing*" \
+    "a second outgoing migration is refused ([migration] max_outgoing)"
 r=$(submit A vm.migrate.cancel "$V1")
 tap_is "$(field "$r" .result.cancelled)" true "vm.migrate.cancel: cancelled"
 wait "$mpid"
@@ -231,6 +239,8 @@ tap_ok "the VM runs on A, ticking" wait_for "ticks on A" 30 tick_after A "$V1" "
 tap_is "$(on_host A carve-mig1)$(on_host B carve-mig1)" 10 "virsh: on A only"
 F=$(submit B vm.migrate.finish "$V1")
 tap_is "$(field "$F" .result.outcome)" released "finish on B: released"
+carved_use A
+ctl_json vm destroy "$V4" >/dev/null
 carved_use B
 tap_is "$(ctl_json capacity | jq -r .MEMORY_MIB.allocated)" 0 \
     "B released the reservation"
