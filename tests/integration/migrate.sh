@@ -271,5 +271,32 @@ tap_ok "it ticks on B" wait_for "ticks on B" 30 tick_after B "$V1" "$before"
 
 carved_use B
 ctl_json vm destroy "$V1" >/dev/null
+
+# -- the same guest migrated by bare virsh, for comparison (issue 6) ------------
+cat > "$TEST_TMPDIR/bare.xml" <<EOF
+<domain type='$MIGNODES_VIRT'><name>carve-mig-bare</name>
+<memory unit='MiB'>128</memory><vcpu>1</vcpu>
+<os><type arch='x86_64'>hvm</type><kernel>$MIGNODES_KERNEL_DIR/vmlinuz</kernel>
+<initrd>$MIGNODES_KERNEL_DIR/initrd.gz</initrd>
+<cmdline>console=ttyS0 panic=-1 tick</cmdline></os>
+<features><acpi/></features><on_poweroff>destroy</on_poweroff>
+<devices><serial type='pty'><log file='$TEST_TMPDIR/bare.log' append='on'/></serial>
+<console type='pty'/><memballoon model='virtio'/></devices></domain>
+EOF
+mignode_virsh A define "$TEST_TMPDIR/bare.xml" >/dev/null
+mignode_virsh A start carve-mig-bare >/dev/null
+wait_for "bare ticks" 60 grep -q "tick 2" "$TEST_TMPDIR/bare.log"
+ms0=$(date +%s%3N)
+mignode_virsh A migrate --live --p2p --persistent --auto-converge \
+    --copy-storage-inc carve-mig-bare "$(mignode_uri B)" \
+    --migrateuri "tcp://$(mignode_addr B)" >/dev/null 2>&1
+rc=$?
+ms1=$(date +%s%3N)
+tap_is "$rc" 0 "a bare virsh migrate of the same guest, for comparison"
+bare=$(mignode_virsh A domjobinfo --completed carve-mig-bare 2>/dev/null)
+tap_diag "bare virsh migrate: wall $((ms1 - ms0)) ms, elapsed $(printf '%s\n' "$bare" |
+    awk '/^Time elapsed:/ {print $3}') ms, downtime $(printf '%s\n' "$bare" |
+    awk '/^Total downtime:/ {print $3}') ms"
+mignode_virsh B destroy carve-mig-bare >/dev/null 2>&1
 tap_diag "total $(($(date +%s) - t0)) s"
 tap_done
