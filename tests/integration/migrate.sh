@@ -9,7 +9,8 @@
 #   - a guest on a base image goes A -> B: only its overlay travels (the
 #     job's disk bytes are far below the base's size), and after a restart
 #     on B it still reads what it wrote on A;
-#   - prepares are refused when B has no room, or already one incoming;
+#   - prepares are refused when B has no room, already one incoming, or
+#     is drained (carvectl drain, kept across a restart);
 #   - a reservation survives a kill -9 of the destination's carved;
 #   - a bandwidth-limited migration refuses other commands (and a second
 #     outgoing one), is cancelled mid-way: the VM keeps running on A and
@@ -205,6 +206,15 @@ tap_is "$(field "$r" .error.code)" insufficient_capacity \
 tap_is "$(ctl_json status | jq -r '.migrations.incoming | length')" 0 \
     "and reserves nothing"
 ctl_json vm destroy carve-mig-held >/dev/null
+tap_is "$(ctl_json drain | jq -r .schedulable)" false "carvectl drain"
+carved_stop
+mignode_carved_start B || tap_bail "carved B did not restart"
+tap_is "$(ctl_json status | jq -r .schedulable)" false "still drained after a restart"
+r=$(submit B vm.migrate.prepare "$V3" "$(prepare_args \
+    '{"name":"carve-mig3","vcpus":1,"memory_mib":64}' A)")
+tap_like "$(field "$r" '"\(.error.code): \(.error.message)"')" "conflict: this host is drained*" \
+    "a drained host takes no incoming migration"
+tap_is "$(ctl_json undrain | jq -r .schedulable)" true "carvectl undrain"
 P=$(submit B vm.migrate.prepare "$V1" "$(prepare_args "$SPEC1" A)")
 r=$(submit B vm.migrate.prepare "$V3" "$(prepare_args \
     '{"name":"carve-mig3","vcpus":1,"memory_mib":64}' A)")
@@ -298,5 +308,11 @@ tap_diag "bare virsh migrate: wall $((ms1 - ms0)) ms, elapsed $(printf '%s\n' "$
     awk '/^Time elapsed:/ {print $3}') ms, downtime $(printf '%s\n' "$bare" |
     awk '/^Total downtime:/ {print $3}') ms"
 mignode_virsh B destroy carve-mig-bare >/dev/null 2>&1
+
+carved_use A; carved_stop; rca=$?
+carved_use B; carved_stop; rcb=$?
+tap_is "$rca $rcb" "0 0" "both carveds stop cleanly"
+tap_is "$(cat "$TEST_TMPDIR/A/carved.log" "$TEST_TMPDIR/B/carved.log" |
+    grep -c 'Sanitizer\|runtime error')" 0 "and no sanitizer reported anything"
 tap_diag "total $(($(date +%s) - t0)) s"
 tap_done
