@@ -15,8 +15,8 @@
 #   - a bandwidth-limited migration refuses other commands (and a second
 #     outgoing one), is cancelled mid-way: the VM keeps running on A and
 #     finish on B releases;
-#   - kill -9 of the source's carved mid-migration: libvirtd carries on,
-#     and after the restart both carveds agree where the VM is.
+#   - kill -9 of both carveds mid-migration: libvirtd carries on, and
+#     after the restarts both carveds agree where the VM is.
 set -u
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/tap.sh"
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/carved.sh"
@@ -264,9 +264,12 @@ mpid=$!
 tap_ok "a 16 MiB/s migration is under way" wait_for progress 30 inflight_progress A
 carved_use A
 carved_kill9
+carved_use B
+carved_kill9
 wait "$mpid" 2>/dev/null
 tap_like "$(mignode_virsh A domjobinfo carve-mig1 2>&1)" "*Outgoing migration*" \
-    "libvirtd carries on without carved"
+    "libvirtd carries on without either carved"
+mignode_carved_start B || tap_bail "carved B did not restart"
 mignode_carved_start A || tap_bail "carved A did not restart"
 tap_ok "after the restart, A settles the migration" wait_for "result" 60 result_of A "$MID"
 r=$(result_of A "$MID")
