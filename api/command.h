@@ -12,6 +12,7 @@
  *               "user_data"?}
  *   vm.start   {}            vm.reboot {}            vm.destroy {}
  *   vm.stop    {"force"?: bool, "timeout_s"?: 1..3600 (default 60)}
+ *   vm.resize  {"vcpus"?: 1..VM_VCPUS_MAX, "memory_mib"?: 64..} (at least one)
  * ("args" may be omitted where no field is required.)
  */
 #ifndef CARVE_API_COMMAND_H
@@ -51,6 +52,7 @@ enum command_type {
 	CMD_VM_STOP,
 	CMD_VM_REBOOT,
 	CMD_VM_DESTROY,
+	CMD_VM_RESIZE,
 	CMD_TYPE_MAX
 };
 
@@ -102,6 +104,12 @@ struct command_stop_args {
 	unsigned timeout_s;
 };
 
+/* The new size; 0 leaves that dimension as it is (at least one is set). */
+struct command_resize_args {
+	unsigned vcpus;
+	uint64_t memory_mib;
+};
+
 struct command {
 	char cmd_id[IDS_UUID_LEN + 1];      /* lower-case */
 	enum command_type cmd_type;
@@ -109,6 +117,7 @@ struct command {
 	union {
 		struct vm_spec create;
 		struct command_stop_args stop;
+		struct command_resize_args resize;
 	} cmd_args;
 };
 
