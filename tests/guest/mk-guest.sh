@@ -27,6 +27,11 @@
 #     runs /etc/acpi/PWRF/00000080 = "poweroff -f" (unless "noacpid" is on
 #     the command line: a guest that ignores graceful shutdown);
 #   - prints "READY";
+#   - with "sizemon" on the command line, in the background: brings every
+#     hot-added CPU online (what a distribution's udev rule does) and
+#     prints "SIZE cpus=<online CPUs> memtotal_kb=<MemTotal>" at start and
+#     whenever either changes (checked every second), so a test sees a
+#     vCPU hot-plug or a balloon resize from inside the guest;
 #   - with "tick" on the command line prints "tick N" every second,
 #     otherwise sleeps forever.
 #
@@ -276,6 +281,33 @@ if has noacpid; then
 	echo "NOACPID: ignoring the power button"
 else
 	acpid -l /var/log/acpid.log
+fi
+# What the guest has: online CPUs and MemTotal (the balloon lowers it).
+sizemon() {
+	last=
+	while :; do
+		for f in /sys/devices/system/cpu/cpu[0-9]*/online; do
+			[ -f "\$f" ] || continue
+			[ "\$(cat "\$f")" = 1 ] || echo 1 >"\$f" 2>/dev/null
+		done
+		n=0
+		for f in /sys/devices/system/cpu/cpu[0-9]*; do
+			[ -d "\$f" ] || continue
+			if [ ! -f "\$f/online" ] || [ "\$(cat "\$f/online")" = 1 ]; then
+				n=\$((n + 1))
+			fi
+		done
+		mt=\$(sed -n 's/^MemTotal: *\\([0-9]*\\).*/\\1/p' /proc/meminfo)
+		cur="cpus=\$n memtotal_kb=\$mt"
+		if [ "\$cur" != "\$last" ]; then
+			echo "SIZE \$cur"
+			last=\$cur
+		fi
+		sleep 1
+	done
+}
+if has sizemon; then
+	sizemon &
 fi
 echo "READY"
 if has tick; then
