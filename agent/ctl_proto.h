@@ -17,6 +17,7 @@
  *                command_id?,vm_id?}                       (mutating)
  *   vm.start|vm.reboot|vm.destroy {id,command_id?}          (mutating)
  *   vm.stop     {id,force?,timeout_s?,command_id?}          (mutating)
+ *   vm.resize   {id,vcpus?,memory_mib?,command_id?}         (mutating)
  *                              -> command result (api/command.h wire form)
  *   commands    {limit?}       -> [command result, ...] newest first
  *   log.level   {level}        -> {"level"}                 (mutating)

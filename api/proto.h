@@ -373,25 +373,29 @@ int proto_command_ref_decode_buf(const char *buf, size_t len,
 json_object *proto_command_ref_encode(const struct proto_command_ref *msg);
 
 /*
- * POST /v1/vms/{id}/actions  {"action":"start"|"stop"|"reboot","force"?:bool}
- * force applies to stop only (given with start or reboot it is refused);
- * the encoder writes it for stop only.
+ * POST /v1/vms/{id}/actions  {"action":"start"|"stop"|"reboot"|"resize",
+ *                             "force"?:bool, "vcpus"?, "memory_mib"?}
+ * force applies to stop only, vcpus and memory_mib (same bounds as
+ * vm.resize, at least one of them) to resize only: given with another
+ * action they are refused. The encoder writes each for its action only.
  */
 enum proto_vm_action {
 	PROTO_VM_START = 0,
 	PROTO_VM_STOP,
 	PROTO_VM_REBOOT,
+	PROTO_VM_RESIZE,
 	PROTO_VM_ACTION_MAX
 };
 
 struct proto_vm_action_req {
 	enum proto_vm_action va_action;
 	bool va_force;
+	struct command_resize_args va_resize;   /* resize: 0 = unchanged */
 };
 
-/* "start", "stop", "reboot" */
+/* "start", "stop", "reboot", "resize" */
 const char *proto_vm_action_name(enum proto_vm_action a);
-/* CMD_VM_START, CMD_VM_STOP, CMD_VM_REBOOT */
+/* CMD_VM_START, CMD_VM_STOP, CMD_VM_REBOOT, CMD_VM_RESIZE */
 enum command_type proto_vm_action_command(enum proto_vm_action a);
 int proto_vm_action_req_decode(json_object *obj,
     struct proto_vm_action_req *out, struct carve_error *err);

@@ -284,6 +284,40 @@ cleanup:
 	return rc;
 }
 
+/*
+ * The growth of a resize must fit the VM's node as the scheduler sees it
+ * (its last report, less the claims of commands in flight, this VM's other
+ * resizes included); a shrink always fits. The node's agent checks again.
+ */
+static int
+admin_resize_fits(struct cp *cp, const struct cp_vm_rec *vm,
+    const struct command_resize_args *ra, struct carve_error *err)
+{
+	struct cp_node_rec node;
+	struct cp_sched_node *sn;
+	int64_t need[PROTO_CAP_NCLASSES] = { 0 };
+	int rc = 0;
+
+	if (ra->vcpus > vm->vr_vcpus)
+		need[PROTO_CAP_VCPU] = (int64_t)ra->vcpus - vm->vr_vcpus;
+	if (ra->memory_mib > vm->vr_memory_mib)
+		need[PROTO_CAP_MEMORY_MIB] = (int64_t)(ra->memory_mib -
+		    vm->vr_memory_mib);
+	if (need[PROTO_CAP_VCPU] == 0 && need[PROTO_CAP_MEMORY_MIB] == 0)
+		return 0;
+	if (cp_store_node_get(cp->cp_store, vm->vr_node, &node, err) < 0)
+		return -1;
+	sn = admin_sched_nodes(&node, 1);
+	if (!cp_sched_fits(sn, need))
+		rc = error_set(err, CARVE_ECAPACITY, "node %s has no room to "
+		    "grow VM %s by %lld vCPUs and %lld MiB", vm->vr_node,
+		    vm->vr_id, (long long)need[PROTO_CAP_VCPU],
+		    (long long)need[PROTO_CAP_MEMORY_MIB]);
+	free(sn);
+	cp_node_rec_clear(&node);
+	return rc;
+}
+
 int
 cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 {
@@ -311,8 +345,15 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 		cmd.cmd_args.stop.force = act.va_force;
 		cmd.cmd_args.stop.timeout_s = VM_STOP_TIMEOUT_DEFAULT;
 	}
+	if (cmd.cmd_type == CMD_VM_RESIZE) {
+		cmd.cmd_args.resize = act.va_resize;
+		if (admin_resize_fits(cp, &vm, &act.va_resize, err) < 0)
+			goto cleanup;
+	}
+	/* A resize leaves the desired state as it is. */
 	rc = admin_store_command(cp, &cmd, vm.vr_node, NULL,
 	    act.va_action == PROTO_VM_STOP ? PROTO_DESIRED_STOPPED :
+	    act.va_action == PROTO_VM_RESIZE ? vm.vr_desired :
 	    PROTO_DESIRED_RUNNING, err);
 	if (rc == 0)
 		admin_reply_command(r, cmd.cmd_id);

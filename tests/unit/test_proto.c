@@ -293,6 +293,13 @@ static const struct valid_case valid_cases[] = {
 	    "{\"action\":\"stop\",\"force\":false}" },
 	{ K_VM_ACTION, "{\"action\":\"start\"}", NULL },
 	{ K_VM_ACTION, "{\"action\":\"reboot\"}", NULL },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":4,\"memory_mib\":2048}",
+	    NULL },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"memory_mib\":64}", NULL },
+	{ K_VM_ACTION, "{\"vcpus\":1024,\"action\":\"resize\"}",
+	    "{\"action\":\"resize\",\"vcpus\":1024}" },
+	{ K_VM_ACTION, "{\"action\":\"start\",\"vcpus\":null}",
+	    "{\"action\":\"start\"}" },
 	{ K_VM, VMREC, NULL },
 	{ K_VM_LIST, "[]", NULL },
 	{ K_VM_LIST, "[" VMREC "," VMREC "]", NULL },
@@ -580,7 +587,26 @@ static const struct invalid_case invalid_cases[] = {
 	    "command reference: unknown key \"id\"" },
 	/* admin: actions */
 	{ K_VM_ACTION, "{\"action\":\"pause\"}",
-	    "action \"pause\" is unknown (expected start, stop or reboot)" },
+	    "action \"pause\" is unknown (expected start, stop, reboot or "
+	    "resize)" },
+	{ K_VM_ACTION, "{\"action\":\"resize\"}",
+	    "vm.resize needs vcpus, memory_mib or both" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":0}",
+	    "vcpus must be between 1 and 1024" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":\"4\"}",
+	    "vcpus must be an integer" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"memory_mib\":32}",
+	    "memory_mib must be at least 64 MiB" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"memory_mib\":16777217}",
+	    "memory_mib must be at most 16777216 MiB" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":2,\"force\":true}",
+	    "force applies to the stop action only" },
+	{ K_VM_ACTION, "{\"action\":\"stop\",\"vcpus\":2}",
+	    "vcpus and memory_mib apply to the resize action only" },
+	{ K_VM_ACTION, "{\"action\":\"reboot\",\"memory_mib\":512}",
+	    "vcpus and memory_mib apply to the resize action only" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"disk_gib\":5}",
+	    "VM action request: unknown key \"disk_gib\"" },
 	{ K_VM_ACTION, "{\"action\":\"start\",\"force\":true}",
 	    "force applies to the stop action only" },
 	{ K_VM_ACTION, "{\"action\":\"stop\",\"force\":\"yes\"}",
@@ -1045,6 +1071,9 @@ test_names(void **state)
 	assert_int_equal(proto_vm_action_command(PROTO_VM_STOP), CMD_VM_STOP);
 	assert_int_equal(proto_vm_action_command(PROTO_VM_REBOOT),
 	    CMD_VM_REBOOT);
+	assert_int_equal(proto_vm_action_command(PROTO_VM_RESIZE),
+	    CMD_VM_RESIZE);
+	assert_string_equal(proto_vm_action_name(PROTO_VM_RESIZE), "resize");
 	assert_int_equal(proto_vm_action_command(PROTO_VM_ACTION_MAX),
 	    CMD_TYPE_MAX);
 	for (int i = 0; i < PROTO_DESIRED_MAX; i++) {
