@@ -27,6 +27,10 @@
 #     runs /etc/acpi/PWRF/00000080 = "poweroff -f" (unless "noacpid" is on
 #     the command line: a guest that ignores graceful shutdown);
 #   - prints "READY";
+#   - with "memfill=<MiB>" on the command line (1..4999), fills that much
+#     of its memory before READY (a file in its tmpfs root, which it can
+#     neither reclaim nor give to the balloon) and prints "MEMFILL <MiB>":
+#     a guest using more than a shrink leaves it;
 #   - with "sizemon" on the command line, in the background: brings every
 #     hot-added CPU online (what a distribution's udev rule does) and
 #     prints "SIZE cpus=<online CPUs> memtotal_kb=<MemTotal>" at start and
@@ -282,6 +286,12 @@ if has noacpid; then
 else
 	acpid -l /var/log/acpid.log
 fi
+memfill=\$(arg memfill || :)
+case "\$memfill" in
+[1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-4][0-9][0-9][0-9])
+	dd if=/dev/zero of=/memfill bs=1048576 count="\$memfill" 2>/dev/null &&
+	    echo "MEMFILL \$memfill" ;;
+esac
 # What the guest has: online CPUs and MemTotal (the balloon lowers it).
 sizemon() {
 	last=
