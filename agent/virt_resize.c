@@ -139,8 +139,9 @@ resize_warn(struct virt_resize_result *out, const char *msg)
 }
 
 /*
- * The running guest. Returns -1 only when the connection died; what the
- * guest cannot take is left for its next boot (*live false, a warning).
+ * The running guest (vcpus or mem_kib 0: left alone). Returns -1 only when
+ * the connection died; what the guest cannot take is left for its next
+ * boot (*live false, a warning).
  */
 static int
 resize_live(virConnectPtr c, virDomainPtr d, const struct virt_xml_sizes *cur,
@@ -151,7 +152,9 @@ resize_live(virConnectPtr c, virDomainPtr d, const struct virt_xml_sizes *cur,
 	char msg[CARVE_ERRMSG_MAX];
 
 	*live = true;
-	if (vcpus > cur->vcpus_max) {
+	if (vcpus == 0) {
+		/* Left alone by this resize. */
+	} else if (vcpus > cur->vcpus_max) {
 		*live = false;
 	} else if (vcpus < cur->vcpus) {
 		*live = false;
@@ -169,6 +172,8 @@ resize_live(virConnectPtr c, virDomainPtr d, const struct virt_xml_sizes *cur,
 		resize_warn(out, msg);
 		memset(err, 0, sizeof(*err));
 	}
+	if (mem_kib == 0)
+		return 0;
 	if (mem_kib > cur->memory_max_kib) {
 		*live = false;
 		return 0;
@@ -280,9 +285,11 @@ virt_resize(virConnectPtr c, const char *vm_id,
 	if (active) {
 		if (resize_sizes(c, d, 0, &cur, err) < 0)
 			goto out;
-		resize_check_used(d, mem * KIB_PER_MIB, out);
-		if (resize_live(c, d, &cur, vcpus, mem * KIB_PER_MIB, out, &live,
-		    err) < 0)
+		if (req->memory_mib != 0)
+			resize_check_used(d, mem * KIB_PER_MIB, out);
+		/* Only what this resize changes decides whether it is live. */
+		if (resize_live(c, d, &cur, req->vcpus, req->memory_mib *
+		    KIB_PER_MIB, out, &live, err) < 0)
 			goto out;
 		if (resize_metadata(c, d, VIR_DOMAIN_AFFECT_LIVE, vcpus, mem,
 		    err) < 0)

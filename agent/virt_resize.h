@@ -37,8 +37,8 @@ struct virt_resize_req {
 
 struct virt_resize_result {
 	struct vm_info vm;            /* afterwards: the new size, the state */
-	/* The running guest has the new size now (false when it is not
-	 * running: the size is for its next boot). */
+	/* The running guest has what this resize changed now (false when it
+	 * is not running: the size is for its next boot). */
 	bool live;
 	unsigned max_vcpus;           /* of the persistent definition */
 	uint64_t max_memory_mib;
