@@ -82,6 +82,22 @@ handler_resolve_boot_file(const char *dir, const char *name, const char *what,
 	return xstrdup(rfile);
 }
 
+/*
+ * What a domain's maximum vCPUs may reach: the host's CPUs, and for QEMU
+ * the 255 its i440fx "pc" machine can address (more needs x2APIC and an
+ * IOMMU, which carve's domains do not have).
+ */
+#define HANDLER_QEMU_PC_VCPUS_MAX 255
+
+static unsigned
+handler_vcpus_cap(const struct handler_job *j)
+{
+	if (strcmp(j->hj_domain_type, "test") != 0 &&
+	    (j->hj_host_cpus == 0 || j->hj_host_cpus > HANDLER_QEMU_PC_VCPUS_MAX))
+		return HANDLER_QEMU_PC_VCPUS_MAX;
+	return j->hj_host_cpus;
+}
+
 /* ---- vm.create ---- */
 
 static void
@@ -243,7 +259,7 @@ create_run(struct handler_job *j)
 	opts.domain_type = j->hj_domain_type;
 	/* Room to grow live: vm.resize up to these without a reboot. */
 	opts.max_vcpus = virt_xml_max_vcpus(s->vs_vcpus,
-	    j->hj_max_vcpus_factor, j->hj_host_cpus);
+	    j->hj_max_vcpus_factor, handler_vcpus_cap(j));
 	opts.max_memory_mib = virt_xml_max_memory_mib(s->vs_memory_mib,
 	    j->hj_max_memory_factor, j->hj_host_memory_mib);
 	opts.vm_id = cmd->cmd_vm_id;
@@ -404,7 +420,7 @@ resize_run(struct handler_job *j)
 	req.memory_mib = ra->memory_mib;
 	req.max_vcpus_factor = j->hj_max_vcpus_factor;
 	req.max_memory_factor = j->hj_max_memory_factor;
-	req.host_cpus = j->hj_host_cpus;
+	req.host_cpus = handler_vcpus_cap(j);
 	req.host_memory_mib = j->hj_host_memory_mib;
 	if (virt_resize(j->hj_conn, j->hj_cmd->cmd_vm_id, &req, &out,
 	    &j->hj_err) < 0) {
