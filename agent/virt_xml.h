@@ -63,7 +63,10 @@ uint64_t virt_xml_max_memory_mib(uint64_t memory_mib, unsigned factor,
  * For "kvm"/"qemu": ACPI (graceful shutdown), a virtio balloon (with guest
  * memory statistics every VIRT_XML_BALLOON_STATS_S seconds), a serial
  * console logged to console_log, on_poweroff=destroy, on_crash=destroy;
- * direct kernel boot when kernel_path is set.
+ * direct kernel boot when kernel_path is set. Every NIC of the spec (for
+ * every domain type) becomes <interface type='network'|'bridge'> with its
+ * source, MAC and a virtio model; each must have its MAC by now
+ * (vm_spec_derive_macs), else CARVE_EINVAL.
  */
 char *virt_xml_domain(const struct vm_spec *spec,
     const struct virt_xml_opts *opts, struct carve_error *err);
