@@ -96,6 +96,9 @@ assert_defaults(const struct carved_conf *c)
 	assert_null(c->cp_key_file);
 	assert_null(c->cp_bootstrap_token_file);
 	assert_null(c->metrics_listen);
+	assert_int_equal(c->gc_interval_s, 3600);
+	assert_int_equal(c->gc_unused_age_s, 7 * 86400);
+	assert_true(c->max_cache_gib == 0.0);
 	free(host);
 }
 
@@ -277,6 +280,8 @@ test_reference(void **state UNUSED)
 		"| `url` | none | an https:// URL, or empty for none |",
 		"| `ca_file` |", "| `cert_file` |", "| `key_file` |",
 		"| `bootstrap_token_file` |", "| `listen` | none |",
+		"| `gc_interval_s` | `3600` |", "| `gc_unused_age_s` | `604800` |",
+		"| `max_cache_gib` | `0` | a number between 0 and 1048576 |",
 	};
 	char *buf = NULL;
 	size_t len = 0;
@@ -524,6 +529,36 @@ static const struct value_case value_cases[] = {
 	    "ca_file = ca.pem\n",
 	    "t.conf:3: [control_plane] ca_file: must be an absolute path, or "
 	    "empty for none, got \"ca.pem\""),
+
+	/* [images] garbage collection */
+	OKU("gc_interval_s 0 turns it off", "[images]\ngc_interval_s = 0\n",
+	    gc_interval_s, 0),
+	OKU("gc_interval_s", "[images]\ngc_interval_s = 60\n", gc_interval_s,
+	    60),
+	BAD("gc_interval_s above 30 days", "[images]\ngc_interval_s = 2592001\n",
+	    "t.conf:2: [images] gc_interval_s: must be an integer between 0 "
+	    "and 2592000, got \"2592001\""),
+	OKU("gc_unused_age_s", "[images]\ngc_unused_age_s = 1\n",
+	    gc_unused_age_s, 1),
+	BAD("gc_unused_age_s negative", "[images]\ngc_unused_age_s = -1\n",
+	    "t.conf:2: [images] gc_unused_age_s: must be an integer between 0 "
+	    "and 315360000, got \"-1\""),
+	OKD("max_cache_gib 0 is no cap", "[images]\nmax_cache_gib = 0\n",
+	    max_cache_gib, 0.0),
+	OKD("max_cache_gib fraction", "[images]\nmax_cache_gib = 0.25\n",
+	    max_cache_gib, 0.25),
+	OKD("max_cache_gib at the bound", "[images]\nmax_cache_gib = 1048576\n",
+	    max_cache_gib, 1048576.0),
+	BAD("max_cache_gib above the bound",
+	    "[images]\nmax_cache_gib = 1048576.5\n",
+	    "t.conf:2: [images] max_cache_gib: must be a number between 0 and "
+	    "1048576, got \"1048576.5\""),
+	BAD("max_cache_gib negative", "[images]\nmax_cache_gib = -0.5\n",
+	    "t.conf:2: [images] max_cache_gib: must be a number between 0 and "
+	    "1048576, got \"-0.5\""),
+	BAD("max_cache_gib nan", "[images]\nmax_cache_gib = nan\n",
+	    "t.conf:2: [images] max_cache_gib: must be a number between 0 and "
+	    "1048576, got \"nan\""),
 
 	/* [metrics] */
 	OKS("metrics listen", "[metrics]\nlisten = [::1]:9464\n", metrics_listen,
