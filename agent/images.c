@@ -155,6 +155,10 @@ struct images {
 	uv_timer_t im_timer;
 	bool im_timer_on;
 	struct images_stats im_stats;
+	/* Fault injection for the tests (CARVED_TEST_GC_DELAY_MS): a pass
+	 * waits that long before deleting, widening the window in which a
+	 * create asks for an image being deleted. */
+	unsigned im_test_delay_ms;
 };
 
 static void fetch_finish_start(struct fetch *f);
@@ -855,6 +859,7 @@ images_new(uv_loop_t *loop, const struct images_opts *o, struct images **out,
 {
 	struct images *im;
 	char *partial;
+	const char *env;
 	DIR *d;
 	struct dirent *de;
 
@@ -894,6 +899,21 @@ images_new(uv_loop_t *loop, const struct images_opts *o, struct images **out,
 	im->im_pool = xstrdup(o->io_pool != NULL ? o->io_pool : "");
 	im->im_conn = o->io_conn;
 	im->im_conn_arg = o->io_conn_arg;
+	if ((env = getenv("CARVED_TEST_GC_DELAY_MS")) != NULL && *env != '\0') {
+		unsigned long v;
+		char *end;
+
+		errno = 0;
+		v = strtoul(env, &end, 10);
+		if (errno == 0 && *end == '\0' && v <= 60000) {
+			im->im_test_delay_ms = (unsigned)v;
+			log_warn("images", "fault injection: "
+			    "CARVED_TEST_GC_DELAY_MS=%lu", v);
+		} else {
+			log_warn("images", "ignoring CARVED_TEST_GC_DELAY_MS=%s "
+			    "(want 0..60000)", env);
+		}
+	}
 	{
 		/* The gauges start from what is there. */
 		struct images_report r = { 0 };
@@ -1401,6 +1421,9 @@ gc_delete_work(uv_work_t *w)
 	struct gc_pass *p = w->data;
 	struct images_report *r = &p->gp_rep;
 
+	if (p->gp_im->im_test_delay_ms > 0)
+		time_sleep_ms(p->gp_im->im_test_delay_ms);
+
 	for (size_t i = 0; i < r->ir_nimages; i++) {
 		struct images_entry *e = &r->ir_images[i];
 		char key[IMAGES_KEY_MAX], *path;
@@ -1577,8 +1600,9 @@ gc_scan_done(uv_work_t *w, int status)
 		gc_finish(p);
 		return;
 	}
-	qsort(r->ir_images, r->ir_nimages, sizeof(*r->ir_images),
-	    gc_entry_cmp);
+	if (r->ir_nimages > 0)
+		qsort(r->ir_images, r->ir_nimages, sizeof(*r->ir_images),
+		    gc_entry_cmp);
 	r->ir_at_ms = time_now_ms();
 	im->im_stats.is_bytes = r->ir_bytes;
 	im->im_stats.is_images = (unsigned)r->ir_nimages;
@@ -1603,8 +1627,9 @@ gc_scan_done(uv_work_t *w, int status)
 		gc_finish(p);
 		return;
 	}
-	(void)images_gc_choose(items, r->ir_nimages, r->ir_at_ms,
-	    im->im_gc_age_s, im->im_gc_max_bytes);
+	log_debug("images", "image GC pass: deleting %zu of %zu images",
+	    images_gc_choose(items, r->ir_nimages, r->ir_at_ms,
+	    im->im_gc_age_s, im->im_gc_max_bytes), r->ir_nimages);
 	for (size_t i = 0; i < r->ir_nimages; i++) {
 		struct images_entry *e = &r->ir_images[i];
 		char key[IMAGES_KEY_MAX];

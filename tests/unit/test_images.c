@@ -802,6 +802,17 @@ test_gc_timer(void **state)
 	assert_int_equal(st.is_gc_deleted, 1);
 	assert_int_equal(st.is_images, 0);
 	assert_int_equal(st.is_bytes, 0);
+	/* A pass over an empty cache. */
+	{
+		struct report r;
+		char *got;
+
+		gc_run_pass(&loop, im, &r);
+		got = gc_deleted(r.json);
+		assert_string_equal(got, "");
+		free(got);
+		json_object_put(r.json);
+	}
 
 	images_close(im, on_closed, &closed);
 	uv_run(&loop, UV_RUN_DEFAULT);
