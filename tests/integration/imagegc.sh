@@ -43,6 +43,9 @@ set_images() {
 		printf '%s\n' "$kv" >> "$CARVED_DIR/carved.conf"
 	done
 	printf '[metrics]\nlisten = 127.0.0.1:%s\n' "$mport" >> "$CARVED_DIR/carved.conf"
+	# Other tests' guests on this libvirtd count against the host too.
+	printf '[capacity]\nreserved_memory_mib = 0\ncpu_allocation_ratio = 100\nram_allocation_ratio = 10\n' \
+	    >> "$CARVED_DIR/carved.conf"
 }
 
 cleanup() {
