@@ -1342,7 +1342,8 @@ gc_backing_entry(struct images_report *r, const char *dir, const char *rdir,
 		name = backing + n + 1;
 	else if (rdir[0] != '\0' && realpath(backing, real) != NULL &&
 	    strncmp(real, rdir, rn) == 0 && real[rn] == '/')
-		name = backing + (strrchr(backing, '/') - backing) + 1;
+		/* The cache reached another way (a symlinked state_dir). */
+		name = real + rn + 1;
 	if (name == NULL || strchr(name, '/') != NULL)
 		return NULL;
 	for (size_t i = 0; i < r->ir_nimages; i++) {

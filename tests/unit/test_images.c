@@ -512,10 +512,11 @@ test_gc_pass(void **state)
 	struct outcome o = { 0 };
 	struct vm_image img;
 	struct images_stats st;
-	char *used, *pinned, *idle, *asked, *raced, *url, *want, *got, *xml;
+	char *used, *pinned, *idle, *asked, *raced, *linked, *url, *want, *got;
+	char *xml;
 	json_object *arr, *e, *v;
 	virStoragePoolPtr pool;
-	virStorageVolPtr vol;
+	virStorageVolPtr vol, vol2;
 	uv_loop_t loop;
 	bool closed = false;
 
@@ -533,6 +534,7 @@ test_gc_pass(void **state)
 	idle = gc_cached(&g, "idle", "3M", 3600);
 	asked = gc_cached(&g, "asked", "4M", 3600);
 	raced = gc_cached(&g, "raced", "5M", 3600);
+	linked = gc_cached(&g, "linked", "6M", 3600);
 	/* Not carve's: never touched. */
 	assert_int_equal(sh("touch %s/README && touch -d '2001-01-01' "
 	    "%s/README", g.cache, g.cache), 0);
@@ -548,6 +550,14 @@ test_gc_pass(void **state)
 	    "<format type='qcow2'/></backingStore></volume>", g.cache, used);
 	assert_non_null(vol = virStorageVolCreateXML(pool, xml, 0));
 	free(xml);
+	/* Another VM's, on "linked" through a symlink to the cache. */
+	assert_int_equal(sh("ln -s %s %s/link", g.cache, f->dir), 0);
+	xml = xasprintf("<volume><name>7c0e4b1a-2f3d-4e5f-8a9b-0c1d2e3f4a5b-"
+	    "root.qcow2</name><capacity>1073741824</capacity><target><format "
+	    "type='qcow2'/></target><backingStore><path>%s/link/%s.qcow2</path>"
+	    "<format type='qcow2'/></backingStore></volume>", f->dir, linked);
+	assert_non_null(vol2 = virStorageVolCreateXML(pool, xml, 0));
+	free(xml);
 
 	uv_loop_init(&loop);
 	memset(&io, 0, sizeof(io));
@@ -560,7 +570,7 @@ test_gc_pass(void **state)
 	io.io_conn_arg = &g;
 	assert_int_equal(images_new(&loop, &io, &im, &err), 0);
 	images_get_stats(im, &st);
-	assert_int_equal(st.is_images, 5);
+	assert_int_equal(st.is_images, 6);
 
 	/* A command's prepare step ensured "pinned" (a scope, as the
 	 * engine opens it). */
@@ -579,8 +589,8 @@ test_gc_pass(void **state)
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(r.calls, 1);
 	assert_non_null(arr = r.json);
-	assert_int_equal(json_object_array_length(arr), 5);
-	for (size_t i = 0; i < 5; i++) {
+	assert_int_equal(json_object_array_length(arr), 6);
+	for (size_t i = 0; i < 6; i++) {
 		const char *sha;
 
 		e = json_object_array_get_idx(arr, i);
@@ -588,10 +598,11 @@ test_gc_pass(void **state)
 		sha = json_object_get_string(v);
 		assert_true(json_object_object_get_ex(e, "in_use", &v));
 		assert_int_equal(json_object_get_boolean(v),
-		    strcmp(sha, used) == 0 || strcmp(sha, pinned) == 0);
+		    strcmp(sha, used) == 0 || strcmp(sha, pinned) == 0 ||
+		    strcmp(sha, linked) == 0);
 		assert_true(json_object_object_get_ex(e, "vms", &v));
 		assert_int_equal(json_object_array_length(v),
-		    strcmp(sha, used) == 0);
+		    strcmp(sha, used) == 0 || strcmp(sha, linked) == 0);
 		if (strcmp(sha, used) == 0) {
 			json_object *id;
 
@@ -692,7 +703,9 @@ test_gc_pass(void **state)
 	json_object_put(r.json);
 	images_get_stats(im, &st);
 	assert_int_equal(st.is_gc_deleted, 4);
-	assert_int_equal(st.is_images, 2);   /* idle (fetched again), asked */
+	/* idle (fetched again), asked, linked */
+	assert_int_equal(st.is_images, 3);
+	assert_true(gc_exists(&g, linked));
 
 	/* No libvirt: nothing can be judged, nothing is deleted. */
 	g.offline = true;
@@ -719,8 +732,10 @@ test_gc_pass(void **state)
 	assert_true(closed);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	virStorageVolFree(vol);
+	virStorageVolFree(vol2);
 	virStoragePoolFree(pool);
 	virConnectClose(g.conn);
+	free(linked);
 	free(used);
 	free(pinned);
 	free(idle);
