@@ -6,7 +6,8 @@
  * (table-driven), and passes on a loop against libvirt's test driver (a
  * pool whose volume has a cached image as its backing file): what a VM
  * uses, what a command pins and what is asked for during a pass stay; the
- * rest goes by age; an ensure after a deletion fetches the image again.
+ * rest goes by age; an ensure after a deletion fetches the image again;
+ * closing answers a pass running and one asked for.
  */
 #include "config.h"
 
@@ -829,8 +830,20 @@ test_gc_timer(void **state)
 		json_object_put(r.json);
 	}
 
-	images_close(im, on_closed, &closed);
-	uv_run(&loop, UV_RUN_DEFAULT);
+	/* Closing with a pass running and another asked for: both are
+	 * answered, then the cache closes. */
+	{
+		struct report r1 = { 0 }, r2 = { 0 };
+
+		images_gc(im, on_report, &r1);
+		images_gc(im, on_report, &r2);
+		images_close(im, on_closed, &closed);
+		assert_int_equal(r2.calls, 1);
+		assert_int_equal(r2.err.code, CARVE_EUNAVAIL);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		assert_int_equal(r1.calls, 1);
+		json_object_put(r1.json);
+	}
 	assert_true(closed);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	assert_int_equal(virStoragePoolDestroy(pool), 0);
