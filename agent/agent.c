@@ -558,6 +558,32 @@ agent_status_encode(struct agent *a)
 	return o;
 }
 
+/* ---- the image cache's libvirt connection ---- */
+
+/* images_conn_fn: see images.h. */
+static virConnectPtr
+agent_images_conn(void *arg, bool gc, struct carve_error *err)
+{
+	struct agent *a = arg;
+	virConnectPtr c;
+
+	if (a->a_virt == NULL || !a->a_view_ready) {
+		error_set(err, CARVE_EUNAVAIL, "not connected to libvirt yet; "
+		    "try again");
+		return NULL;
+	}
+	if (gc && engine_recovering(a->a_engine)) {
+		error_set(err, CARVE_EUNAVAIL, "commands from before the restart "
+		    "are being recovered (they may need their images); try "
+		    "again");
+		return NULL;
+	}
+	if ((c = virt_conn(a->a_virt)) == NULL)
+		error_set(err, CARVE_EUNAVAIL, "not connected to libvirt; try "
+		    "again");
+	return c;
+}
+
 /* ---- life cycle ---- */
 
 static void
@@ -605,6 +631,13 @@ agent_init(struct agent *a, uv_loop_t *loop, const struct carved_conf *conf,
 			.io_max_bytes = conf->max_image_gib << 30,
 			.io_timeout_s = conf->download_timeout_s,
 			.io_ca_file = conf->image_ca_file,
+			.io_gc_interval_s = conf->gc_interval_s,
+			.io_gc_unused_age_s = conf->gc_unused_age_s,
+			.io_gc_max_bytes = (uint64_t)(conf->max_cache_gib *
+			    (double)(1ULL << 30)),
+			.io_pool = conf->storage_pool,
+			.io_conn = agent_images_conn,
+			.io_conn_arg = a,
 		};
 
 		if (images_new(loop, &io, &a->a_images, err) < 0)

@@ -779,6 +779,118 @@ print_log_level(json_object *result)
 	return CTL_EXIT_OK;
 }
 
+/* 1536 -> "1.5 KiB": sizes for a person (--json has the bytes). */
+static char *
+ctl_bytes(json_object *obj, const char *key)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int64_t n;
+	double v;
+	int u = 0;
+
+	if (!ctl_field_int(obj, key, &n) || n < 0)
+		return xstrdup("-");
+	v = (double)n;
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	return u == 0 ? xasprintf("%" PRId64 " B", n) :
+	    xasprintf("%.1f %s", v, units[u]);
+}
+
+static int
+print_images(json_object *result)
+{
+	static const char *const heads[] = { "SHA256", "FORMAT", "SIZE",
+	    "LAST USED", "VMS" };
+	struct table *t;
+	size_t n;
+
+	if (!json_object_is_type(result, json_type_array))
+		return print_raw(result);
+	t = table_new(5, "llrll", heads);
+	n = json_object_array_length(result);
+	for (size_t i = 0; i < n; i++) {
+		json_object *im = json_object_array_get_idx(result, i);
+		json_object *vms = ctl_field(im, "vms");
+		size_t nv = json_object_is_type(vms, json_type_array) ?
+		    json_object_array_length(vms) : 0;
+		char *cell = xstrdup(""), *s;
+		int64_t pins = 0;
+
+		if (!json_object_is_type(im, json_type_object))
+			continue;
+		table_add(t, ctl_field_text(im, "sha256"));
+		table_add(t, ctl_field_text(im, "format"));
+		table_add(t, ctl_bytes(im, "bytes"));
+		table_add(t, ctl_field_text(im, "last_used_at"));
+		for (size_t j = 0; j < nv; j++) {
+			json_object *vm = json_object_array_get_idx(vms, j);
+			char *who = ctl_field(vm, "name") != NULL ?
+			    ctl_field_text(vm, "name") : ctl_field_text(vm, "id");
+
+			s = xasprintf("%s%s%s", cell, j ? "," : "", who);
+			free(who);
+			free(cell);
+			cell = s;
+		}
+		/* Held by commands still running (creates on their way). */
+		if (ctl_field_int(im, "pins", &pins) && pins > 0) {
+			s = xasprintf("%s%s(%" PRId64 " command%s)", cell,
+			    *cell ? " " : "", pins, pins == 1 ? "" : "s");
+			free(cell);
+			cell = s;
+		}
+		if (*cell == '\0') {
+			free(cell);
+			cell = xstrdup("-");
+		}
+		table_add(t, cell);
+	}
+	table_print(t, 0);
+	table_free(t);
+	return CTL_EXIT_OK;
+}
+
+static int
+print_images_gc(json_object *result)
+{
+	json_object *del = ctl_field(result, "deleted");
+	char *freed, *after;
+	size_t n, gone = 0;
+
+	if (!json_object_is_type(del, json_type_array))
+		return print_raw(result);
+	n = json_object_array_length(del);
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(del, i);
+		char *sha = ctl_field_text(e, "sha256");
+		char *fmt = ctl_field_text(e, "format");
+		char *size = ctl_bytes(e, "bytes");
+		char *why = ctl_field_text(e, "reason");
+
+		if (ctl_field(e, "error") != NULL) {
+			char *msg = ctl_field_text(e, "error");
+			printf("not deleted %s.%s (%s): %s\n", sha, fmt, why, msg);
+			free(msg);
+		} else {
+			printf("deleted %s.%s  %s  (%s)\n", sha, fmt, size, why);
+			gone++;
+		}
+		free(sha);
+		free(fmt);
+		free(size);
+		free(why);
+	}
+	freed = ctl_bytes(result, "freed_bytes");
+	after = ctl_bytes(result, "bytes_after");
+	printf("%zu deleted, %s freed; cache now %s\n", gone, freed, after);
+	free(freed);
+	free(after);
+	return gone == n ? CTL_EXIT_OK : CTL_EXIT_FAILED;
+}
+
 /* ------------------------------------------------------------ verbs */
 
 static const struct ctl_pos pos_id[] = { { "id", "ID" } };
@@ -912,6 +1024,15 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "list recent command results, newest first",
 	  "  --limit N          at most N results\n",
 	  NULL, 0, 0, opts_commands, print_commands },
+	/* Before "images": the first match wins. */
+	{ "images gc", "images.gc", "",
+	  "garbage-collect the image cache now and say what went",
+	  "  Deletes the cached base images no VM disk and no running command\n"
+	  "  uses that [images] gc_unused_age_s and max_cache_gib select.\n",
+	  NULL, 0, 0, opts_none, print_images_gc },
+	{ "images", "images", "",
+	  "list the cached base images and the VMs using them",
+	  NULL, NULL, 0, 0, opts_none, print_images },
 	{ "log-level", "log.level", "LEVEL",
 	  "set carved's log level (debug, info, warn, error)",
 	  NULL, pos_level, 1, 1, opts_none, print_log_level },

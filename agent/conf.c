@@ -27,6 +27,7 @@ enum conf_type {
 	CONF_UINT,	/* unsigned, in [min, max] */
 	CONF_ULLONG,	/* unsigned long long, in [min, max] */
 	CONF_RATIO,	/* double, in (min, max] */
+	CONF_NUMBER,	/* double, in [min, max] */
 	CONF_LOGLEVEL,	/* enum log_level */
 	CONF_DOMTYPE,	/* auto|kvm|qemu, kept as a string */
 	CONF_URL,	/* https://... */
@@ -158,6 +159,21 @@ static const struct conf_key conf_keys[] = {
 	    CK_OPTIONAL, NULL,
 	    "CA certificates https image URLs must chain to; unset uses the "
 	    "system's CA store. Images are verified by sha256 either way." },
+	{ "images", "gc_interval_s", CONF_UINT, CONF_AT(gc_interval_s),
+	    0, 30 * 86400, 0, "3600",
+	    "Seconds between garbage-collection passes over the image cache; "
+	    "0 turns the periodic pass off (`carvectl images gc` still runs "
+	    "one)." },
+	{ "images", "gc_unused_age_s", CONF_UINT, CONF_AT(gc_unused_age_s),
+	    0, 3650 * 86400, 0, "604800",
+	    "An image no VM disk and no command has used for this many seconds "
+	    "is deleted; 0: never for its age alone. Images in use are never "
+	    "deleted." },
+	{ "images", "max_cache_gib", CONF_NUMBER, CONF_AT(max_cache_gib),
+	    0, 1024 * 1024, 0, "0",
+	    "Disk space (GiB, fractions allowed) the cache may take: above it, "
+	    "a pass deletes the least recently used images not in use; 0: no "
+	    "cap." },
 
 	{ "resize", "max_vcpus_factor", CONF_UINT, CONF_AT(max_vcpus_factor),
 	    1, 16, 0, "2",
@@ -286,6 +302,25 @@ conf_parse_ratio(const struct conf_key *k, const char *v, void *field)
 	d = strtod(v, &end);
 	if (errno != 0 || end == v || *end != '\0' ||
 	    !(d > (double)k->ck_min && d <= (double)k->ck_max))
+		return -1;
+	*(double *)field = d;
+	return 0;
+}
+
+static int
+conf_parse_number(const struct conf_key *k, const char *v, void *field)
+{
+	double d;
+	char *end;
+
+	/* As conf_parse_ratio, with both bounds allowed. */
+	if (!((v[0] >= '0' && v[0] <= '9') || v[0] == '.') ||
+	    v[strspn(v, "0123456789.eE+-")] != '\0')
+		return -1;
+	errno = 0;
+	d = strtod(v, &end);
+	if (errno != 0 || end == v || *end != '\0' ||
+	    !(d >= (double)k->ck_min && d <= (double)k->ck_max))
 		return -1;
 	*(double *)field = d;
 	return 0;
@@ -430,6 +465,13 @@ conf_expect_ratio(const struct conf_key *k, char *buf, size_t size)
 }
 
 static void
+conf_expect_number(const struct conf_key *k, char *buf, size_t size)
+{
+	snprintf(buf, size, "a number between %llu and %llu", k->ck_min,
+	    k->ck_max);
+}
+
+static void
 conf_expect_loglevel(const struct conf_key *k UNUSED, char *buf, size_t size)
 {
 	snprintf(buf, size, "one of debug, info, warn, error");
@@ -460,6 +502,7 @@ static const struct conf_type_ops conf_types[CONF_TYPE_MAX] = {
 	[CONF_UINT] = { conf_parse_uint, conf_expect_integer, false },
 	[CONF_ULLONG] = { conf_parse_ullong, conf_expect_integer, false },
 	[CONF_RATIO] = { conf_parse_ratio, conf_expect_ratio, false },
+	[CONF_NUMBER] = { conf_parse_number, conf_expect_number, false },
 	[CONF_LOGLEVEL] = { conf_parse_loglevel, conf_expect_loglevel, false },
 	[CONF_DOMTYPE] = { conf_parse_domtype, conf_expect_domtype, true },
 	[CONF_URL] = { conf_parse_url, conf_expect_url, true },

@@ -55,6 +55,9 @@ struct carved_conf {
 	unsigned long long max_image_gib;   /* default: 50 */
 	unsigned download_timeout_s;        /* default: 3600 */
 	char *image_ca_file;        /* default: none = the system CA store */
+	unsigned gc_interval_s;     /* default: 3600; 0 = no periodic GC */
+	unsigned gc_unused_age_s;   /* default: 7 days; 0 = never for age */
+	double max_cache_gib;       /* default: 0 = no cap */
 	/* [resize] */
 	unsigned max_vcpus_factor;  /* default: 2 (maximum = factor x vcpus) */
 	unsigned max_memory_factor; /* default: 2 (maximum = factor x memory) */

@@ -19,6 +19,7 @@
 #include "agent/control.h"
 #include "agent/ctl_proto.h"
 #include "agent/engine.h"
+#include "agent/images.h"
 #include "api/command.h"
 #include "common/ids.h"
 #include "common/jsonx.h"
@@ -478,6 +479,67 @@ verb_log_level(struct ctl_client *cl, json_object *args)
 	client_ok(cl, o);
 }
 
+/* The name of a VM in the view, for the image listing. */
+static const char *
+images_vm_name(void *arg, const char *vm_id)
+{
+	struct vm_info *vm = strmap_get(((struct agent *)arg)->a_vms, vm_id);
+
+	return vm != NULL ? vm->vm_name : NULL;
+}
+
+static void
+images_done(const struct carve_error *err, const struct images_report *r,
+    void *arg)
+{
+	struct ctl_client *cl = arg;
+
+	/* The control server may be gone (shutdown): only cl is ours. */
+	if (cl->closed)
+		cl->busy = false;
+	else if (err != NULL)
+		client_err(cl, err);
+	else
+		client_ok(cl, images_report_encode(r, images_vm_name,
+		    cl->ctl->a));
+	client_unref(cl);
+}
+
+static void
+verb_images(struct ctl_client *cl, json_object *args, bool gc)
+{
+	struct agent *a = cl->ctl->a;
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { NULL };
+
+	if (jsonx_check_object(args, "images arguments", allowed, &err) < 0)
+		return client_err(cl, &err);
+	if (a->a_images == NULL) {
+		error_set(&err, CARVE_EUNAVAIL, "carved is shutting down");
+		return client_err(cl, &err);
+	}
+	if (gc)
+		log_info("control", "image GC pass asked for by uid %u",
+		    (unsigned)cl->uid);
+	cl->refs++;
+	if (gc)
+		images_gc(a->a_images, images_done, cl);
+	else
+		images_list(a->a_images, images_done, cl);
+}
+
+static void
+verb_images_list(struct ctl_client *cl, json_object *args)
+{
+	verb_images(cl, args, false);
+}
+
+static void
+verb_images_gc(struct ctl_client *cl, json_object *args)
+{
+	verb_images(cl, args, true);
+}
+
 static const struct ctl_verb verbs[] = {
 	{ "status",     false, verb_status },
 	{ "capacity",   false, verb_capacity },
@@ -491,6 +553,8 @@ static const struct ctl_verb verbs[] = {
 	{ "vm.destroy", true,  verb_vm_destroy },
 	{ "vm.resize",  true,  verb_vm_resize },
 	{ "log.level",  true,  verb_log_level },
+	{ "images",     false, verb_images_list },
+	{ "images.gc",  true,  verb_images_gc },
 };
 
 static bool

@@ -21,6 +21,12 @@
  *                              -> command result (api/command.h wire form)
  *   commands    {limit?}       -> [command result, ...] newest first
  *   log.level   {level}        -> {"level"}                 (mutating)
+ *   images                     -> [{sha256,format,bytes,last_used_at,
+ *                                   vms:[{id,name?}],pins,fetching,in_use}]
+ *   images.gc                  -> {deleted:[{sha256,format,bytes,
+ *                                   last_used_at,reason,error?}],kept,
+ *                                   bytes_before,bytes_after,freed_bytes}
+ *                                                           (mutating)
  */
 #ifndef CARVE_CTL_PROTO_H
 #define CARVE_CTL_PROTO_H

@@ -18,6 +18,7 @@
 #include "agent/agent.h"
 #include "agent/engine.h"
 #include "agent/handlers.h"
+#include "agent/images.h"
 #include "agent/journal.h"
 #include "agent/virt.h"
 #include "common/jsonx.h"
@@ -404,6 +405,18 @@ engine_add_growing(struct engine *e, struct ecmd *c)
 	c->claimed = true;
 }
 
+/*
+ * The command is over: the images its prepare step ensured may be
+ * collected again (a volume made on one keeps it in use). The cache is
+ * gone during the shutdown drain, and its pins with it.
+ */
+static void
+ecmd_unpin(struct engine *e, struct ecmd *c)
+{
+	if (e->a->a_images != NULL)
+		images_unpin(e->a->a_images, c->cmd.cmd_id);
+}
+
 static void
 ecmd_finished_durable(struct journal *j, int status, void *arg)
 {
@@ -485,6 +498,7 @@ ecmd_finish(struct engine *e, struct ecmd *c, const struct carve_error *err,
     json_object *data)
 {
 	ecmd_release_claim(e, c);
+	ecmd_unpin(e, c);
 	snprintf(c->res.res_command_id, sizeof(c->res.res_command_id), "%s",
 	    c->cmd.cmd_id);
 	snprintf(c->res.res_vm_id, sizeof(c->res.res_vm_id), "%s",
@@ -770,6 +784,7 @@ static void
 ecmd_drop(struct engine *e, struct ecmd *c, const struct carve_error *err)
 {
 	ecmd_release_claim(e, c);
+	ecmd_unpin(e, c);
 	strmap_del(e->cmds, c->cmd.cmd_id);
 	TAILQ_REMOVE(&e->all, c, all_link);
 	c->res.res_accepted_at_ms = time_now_ms();
@@ -911,7 +926,17 @@ engine_submit_from(struct engine *e, struct command *cmd,
 		/* Re-deliveries meanwhile wait with the first submitter. */
 		c->preparing = true;
 		e->preparing++;
+		/*
+		 * Every image the prepare step ensures is pinned for this
+		 * command until it ends (ecmd_unpin), so garbage
+		 * collection cannot take it between the fetch and the effect.
+		 * The id is copied: c may be gone when h_prepare returns.
+		 */
+		if (e->a->a_images != NULL)
+			images_pin_scope(e->a->a_images, c->cmd.cmd_id);
 		c->h->h_prepare(e->a, &c->cmd, engine_prepared, c);
+		if (e->a->a_images != NULL)
+			images_pin_scope(e->a->a_images, NULL);
 		return;
 	}
 	engine_accept(e, c, &err);
@@ -1039,6 +1064,17 @@ engine_claims(struct engine *e, struct cap_request *sum)
 		for (int i = 0; i < CAP_NCLASSES; i++)
 			sum->amount[i] += g.amount[i];
 	}
+}
+
+bool
+engine_recovering(struct engine *e)
+{
+	struct ecmd *c;
+
+	TAILQ_FOREACH(c, &e->all, all_link)
+		if (c->state != EC_DONE && c->recovering)
+			return true;
+	return false;
 }
 
 bool

@@ -76,6 +76,9 @@ void engine_set_ready(struct engine *e, bool ready);
 void engine_claims(struct engine *e, struct cap_request *sum);
 /* True while a create for vm_id is queued or running. */
 bool engine_creating(struct engine *e, const char *vm_id);
+/* True while a command found unfinished in the journal at start-up (or
+ * interrupted by a lost libvirt connection) is not finished yet. */
+bool engine_recovering(struct engine *e);
 /* True while a create for a VM named name is queued or running. */
 bool engine_name_pending(struct engine *e, const char *name);
 

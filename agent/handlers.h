@@ -80,7 +80,9 @@ struct handler {
 	 * get what the effect needs without blocking (vm.create: the base
 	 * image into the cache). cb runs once, maybe before h_prepare
 	 * returns. A CARVE_EUNAVAIL failure is not journaled (a re-delivery
-	 * tries again); any other is the command's result.
+	 * tries again); any other is the command's result. Every image
+	 * images_ensure fetches from here (called before h_prepare returns)
+	 * is pinned against garbage collection until the command ends.
 	 */
 	void (*h_prepare)(struct agent *a, const struct command *cmd,
 	    handler_prepared_cb cb, void *arg);

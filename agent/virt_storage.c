@@ -393,3 +393,68 @@ out:
 	virStoragePoolFree(p);
 	return rc;
 }
+
+int
+virt_storage_volumes(virConnectPtr c, const char *pool,
+    struct virt_storage_vol **out, size_t *nout, struct carve_error *err)
+{
+	virStoragePoolPtr p;
+	virStorageVolPtr *vols = NULL;
+	struct virt_storage_vol *res = NULL;
+	size_t n = 0;
+	int nv, rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if ((p = vs_pool(c, pool, err)) == NULL)
+		return -1;
+	if ((nv = virStoragePoolListAllVolumes(p, &vols, 0)) < 0) {
+		rc = virt_ops_fail(c, err, "listing the pool's volumes");
+		goto out;
+	}
+	res = xcalloc((size_t)nv + 1, sizeof(*res));
+	for (int i = 0; i < nv; i++) {
+		const char *name = virStorageVolGetName(vols[i]);
+		char *xml, *backing = NULL;
+		uint64_t cap;
+
+		if (rc < 0 || name == NULL)
+			goto next;
+		if ((xml = virStorageVolGetXMLDesc(vols[i], 0)) == NULL) {
+			/* Deleted since the listing: not in use any more. */
+			if (!virt_ops_errcode_is(VIR_ERR_NO_STORAGE_VOL))
+				rc = virt_ops_fail(c, err, "reading a volume");
+			goto next;
+		}
+		if (virt_xml_parse_volume(xml, &backing, &cap, err) < 0)
+			rc = -1;
+		else {
+			res[n].vsv_name = xstrdup(name);
+			res[n].vsv_backing = backing;
+			n++;
+		}
+		free(xml);
+next:
+		virStorageVolFree(vols[i]);
+	}
+	free(vols);
+out:
+	virStoragePoolFree(p);
+	if (rc < 0) {
+		virt_storage_vols_free(res, n);
+		return -1;
+	}
+	*out = res;
+	*nout = n;
+	return 0;
+}
+
+void
+virt_storage_vols_free(struct virt_storage_vol *vols, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(vols[i].vsv_name);
+		free(vols[i].vsv_backing);
+	}
+	free(vols);
+}

@@ -55,4 +55,19 @@ int virt_storage_seed(virConnectPtr c, const char *pool, const char *vm_id,
 int virt_storage_delete_vm(virConnectPtr c, const char *pool, const char *vm_id,
     unsigned *deleted, struct carve_error *err);
 
+/* A volume of the pool and the path of its backing file (NULL: none). */
+struct virt_storage_vol {
+	char *vsv_name;
+	char *vsv_backing;
+};
+
+/*
+ * Every volume of the pool with its backing file, as libvirt knows them (a
+ * volume deleted meanwhile is skipped). CARVE_ENOTFOUND when there is no
+ * pool. Free with virt_storage_vols_free.
+ */
+int virt_storage_volumes(virConnectPtr c, const char *pool,
+    struct virt_storage_vol **vols, size_t *n, struct carve_error *err);
+void virt_storage_vols_free(struct virt_storage_vol *vols, size_t n);
+
 #endif

@@ -106,6 +106,9 @@ assert_defaults(const struct carved_conf *c)
 	assert_null(c->networks.cn_names);
 	assert_int_equal(c->bridges.cn_count, 0);
 	assert_null(c->bridges.cn_names);
+	assert_int_equal(c->gc_interval_s, 3600);
+	assert_int_equal(c->gc_unused_age_s, 7 * 86400);
+	assert_true(c->max_cache_gib == 0.0);
 	free(host);
 }
 
@@ -337,6 +340,8 @@ test_reference(void **state UNUSED)
 		    "comma-separated, or empty for none |"),
 		("| `bridges` | none | names of at most 15 bytes, "
 		    "comma-separated, or empty for none |"),
+		"| `gc_interval_s` | `3600` |", "| `gc_unused_age_s` | `604800` |",
+		"| `max_cache_gib` | `0` | a number between 0 and 1048576 |",
 	};
 	char *buf = NULL;
 	size_t len = 0;
@@ -606,6 +611,35 @@ static const struct value_case value_cases[] = {
 	BAD("max_memory_factor 1.5", "[resize]\nmax_memory_factor = 1.5\n",
 	    "t.conf:2: [resize] max_memory_factor: must be an integer between 1 "
 	    "and 16, got \"1.5\""),
+	/* [images] garbage collection */
+	OKU("gc_interval_s 0 turns it off", "[images]\ngc_interval_s = 0\n",
+	    gc_interval_s, 0),
+	OKU("gc_interval_s", "[images]\ngc_interval_s = 60\n", gc_interval_s,
+	    60),
+	BAD("gc_interval_s above 30 days", "[images]\ngc_interval_s = 2592001\n",
+	    "t.conf:2: [images] gc_interval_s: must be an integer between 0 "
+	    "and 2592000, got \"2592001\""),
+	OKU("gc_unused_age_s", "[images]\ngc_unused_age_s = 1\n",
+	    gc_unused_age_s, 1),
+	BAD("gc_unused_age_s negative", "[images]\ngc_unused_age_s = -1\n",
+	    "t.conf:2: [images] gc_unused_age_s: must be an integer between 0 "
+	    "and 315360000, got \"-1\""),
+	OKD("max_cache_gib 0 is no cap", "[images]\nmax_cache_gib = 0\n",
+	    max_cache_gib, 0.0),
+	OKD("max_cache_gib fraction", "[images]\nmax_cache_gib = 0.25\n",
+	    max_cache_gib, 0.25),
+	OKD("max_cache_gib at the bound", "[images]\nmax_cache_gib = 1048576\n",
+	    max_cache_gib, 1048576.0),
+	BAD("max_cache_gib above the bound",
+	    "[images]\nmax_cache_gib = 1048576.5\n",
+	    "t.conf:2: [images] max_cache_gib: must be a number between 0 and "
+	    "1048576, got \"1048576.5\""),
+	BAD("max_cache_gib negative", "[images]\nmax_cache_gib = -0.5\n",
+	    "t.conf:2: [images] max_cache_gib: must be a number between 0 and "
+	    "1048576, got \"-0.5\""),
+	BAD("max_cache_gib nan", "[images]\nmax_cache_gib = nan\n",
+	    "t.conf:2: [images] max_cache_gib: must be a number between 0 and "
+	    "1048576, got \"nan\""),
 
 	/* [metrics] */
 	OKS("metrics listen", "[metrics]\nlisten = [::1]:9464\n", metrics_listen,
