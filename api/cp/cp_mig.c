@@ -273,9 +273,9 @@ mig_build_migrate(const struct cp_mig_rec *m, json_object *prep,
 			    strlen(k) > VM_DISK_TARGET_MAX) {
 				a->mg_ndisks = n;
 				command_clear(cmd);
-				return error_set(err, CARVE_EINVAL, "the target's "
-				    "prepare result is unusable: disks.%.16s is "
-				    "not a path", k);
+				return error_set(err, CARVE_EINVAL, "the "
+				    "target's prepare result is unusable: "
+				    "disks.%.16s is not a path", k);
 			}
 			snprintf(a->mg_disks[n].dp_target,
 			    sizeof(a->mg_disks[n].dp_target), "%s", k);
@@ -1111,7 +1111,7 @@ cp_mig_tick(struct cp *cp)
 {
 	struct carve_error err = { 0 };
 	struct cp_mig_rec *act = NULL;
-	struct cp_node_rec *nodes = NULL;
+	char (*names)[IDS_NAME_MAX + 1] = NULL;
 	size_t nact = 0, n = 0;
 
 	if (cp_store_mig_list(cp->cp_store, true, 0, &act, &nact, &err) == 0) {
@@ -1123,24 +1123,25 @@ cp_mig_tick(struct cp *cp)
 		    err.message, NULL);
 	}
 	error_clear(&err);
-	if (cp_store_node_list(cp->cp_store, &nodes, &n, &err) < 0) {
+	if (cp_store_node_list_evacuating(cp->cp_store, &names, &n, &err) < 0) {
 		log_kv(LOG_LVL_ERROR, CP_COMP, "evacuation tick", "error",
 		    err.message, NULL);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!mig_evac_running(&nodes[i]))
+		struct cp_node_rec node;
+
+		if (cp_store_node_get(cp->cp_store, names[i], &node, &err) < 0)
 			continue;
 		/* A drain whose node came back without us seeing it flip. */
-		if (nodes[i].nr_evac_reason == CP_EVAC_DRAIN &&
-		    nodes[i].nr_schedulable) {
-			(void)cp_store_node_evac_end(cp->cp_store,
-			    nodes[i].nr_name, time_now_ms(), &err);
-			continue;
-		}
-		mig_evac_step(cp, &nodes[i]);
+		if (node.nr_evac_reason == CP_EVAC_DRAIN && node.nr_schedulable)
+			(void)cp_store_node_evac_end(cp->cp_store, node.nr_name,
+			    time_now_ms(), &err);
+		else if (mig_evac_running(&node))
+			mig_evac_step(cp, &node);
+		cp_node_rec_clear(&node);
 	}
-	cp_node_list_free(nodes, n);
+	free(names);
 }
 
 void

@@ -63,9 +63,9 @@ enum cp_mig_event {
 
 enum cp_mig_action {
 	CP_MIG_ACT_NONE = 0,
-	CP_MIG_ACT_MIGRATE,		/* send vm.migrate to the source */
-	CP_MIG_ACT_FINISH,		/* send vm.migrate.finish to the target */
-	CP_MIG_ACT_CANCEL,		/* send vm.migrate.cancel to the source */
+	CP_MIG_ACT_MIGRATE,	/* send vm.migrate to the source */
+	CP_MIG_ACT_FINISH,	/* send vm.migrate.finish to the target */
+	CP_MIG_ACT_CANCEL,	/* send vm.migrate.cancel to the source */
 };
 
 /* The part of a migration the state machine reads and changes. */

@@ -803,6 +803,36 @@ cp_store_node_evac_note(struct cp_store *st, const char *name,
 	return sqlite3_changes(st->st_db) > 0 ? 1 : 0;
 }
 
+int
+cp_store_node_list_evacuating(struct cp_store *st, char (**out)[IDS_NAME_MAX + 1],
+    size_t *n, struct carve_error *err)
+{
+	char (*names)[IDS_NAME_MAX + 1] = NULL;
+	size_t count = 0, cap = 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_prepare(st, "SELECT name FROM nodes WHERE evac_reason IS NOT"
+	    " NULL AND evac_finished_at IS NULL ORDER BY name", err);
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap ? 2 * cap : 4;
+			names = xreallocarray(names, cap, sizeof(*names));
+		}
+		store_col_copy(s, 0, names[count++], sizeof(names[0]));
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		free(names);
+		return store_sqlerr(st, "list evacuating nodes", err);
+	}
+	*out = names;
+	*n = count;
+	return 0;
+}
+
 const char *
 cp_evac_reason_name(enum cp_evac_reason r)
 {
@@ -1586,13 +1616,16 @@ cp_store_mig_list(struct cp_store *st, bool active_only, size_t limit,
 	sqlite3_stmt *s;
 	int rc;
 
-	s = store_prepare(st, "SELECT " STORE_MIG_COLS STORE_MIG_FROM
-	    " WHERE (?1 = 0 OR m.finished_at IS NULL)"
-	    " ORDER BY m.created_at DESC, m.rowid DESC LIMIT ?2", err);
+	/* Two statements: the unfinished ones come from the partial index. */
+	s = store_prepare(st, active_only ?
+	    "SELECT " STORE_MIG_COLS STORE_MIG_FROM
+	    " WHERE m.finished_at IS NULL"
+	    " ORDER BY m.created_at DESC, m.rowid DESC LIMIT ?1" :
+	    "SELECT " STORE_MIG_COLS STORE_MIG_FROM
+	    " ORDER BY m.created_at DESC, m.rowid DESC LIMIT ?1", err);
 	if (s == NULL)
 		return -1;
-	sqlite3_bind_int(s, 1, active_only);
-	sqlite3_bind_int64(s, 2, limit > 0 && limit < INT64_MAX ?
+	sqlite3_bind_int64(s, 1, limit > 0 && limit < INT64_MAX ?
 	    (sqlite3_int64)limit : -1);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (count == cap) {

@@ -146,6 +146,9 @@ int cp_store_node_heartbeat(struct cp_store *st, const char *name,
  */
 int cp_store_node_evac_start(struct cp_store *st, const char *name,
     enum cp_evac_reason reason, int64_t now_ms, struct carve_error *err);
+/* The names of the nodes whose evacuation runs (*out freed by the caller). */
+int cp_store_node_list_evacuating(struct cp_store *st,
+    char (**out)[IDS_NAME_MAX + 1], size_t *n, struct carve_error *err);
 /* The node's running evacuation is over (nothing when none runs). */
 int cp_store_node_evac_end(struct cp_store *st, const char *name,
     int64_t now_ms, struct carve_error *err);

@@ -38,18 +38,20 @@ tap_at_exit carved_stop_all
 cp_start --heartbeat-interval 1 --poll-timeout 5 || tap_bail "carve-cp did not start"
 mignodes_up hosta hostb || tap_bail "cannot set up the two hosts"
 
-# B is small: room for the 128 MiB guest, not for a 320 MiB one.
-mem=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)
 CPCONF="[control_plane]
 url = $CP_URL
 ca_file = $CP_DIR/ca.crt
 bootstrap_token_file = $CP_DIR/bootstrap.token"
 mignode_carved_setup hosta "$CPCONF"
-mignode_carved_setup hostb "$CPCONF
-[capacity]
-reserved_memory_mib = $((mem - 300))"
+mignode_carved_setup hostb "$CPCONF"
 mignode_carved_start hosta || tap_bail "carved hosta did not start"
+# B is small: room for the 128 MiB guest, not for a 320 MiB one. Its
+# memory as carved counts it first, then the reserve that leaves 300 MiB.
 mignode_carved_start hostb || tap_bail "carved hostb did not start"
+mem=$(ctl_json capacity | jq .MEMORY_MIB.total)
+carved_stop
+printf '[capacity]\nreserved_memory_mib = %s\n' $((mem - 300)) >> "$CARVED_DIR/carved.conf"
+mignode_carved_start hostb || tap_bail "carved hostb did not restart"
 tap_ok "host a enrolled and up at carve-cp" cp_wait_node_up hosta
 tap_ok "host b enrolled and up at carve-cp" cp_wait_node_up hostb
 
@@ -112,6 +114,12 @@ ticks_after() {
 	    "t=\$(sed -n 's/.*tick \\([0-9][0-9]*\\).*/\\1/p' '$1' 2>/dev/null | tail -1); [ -n \"\$t\" ] && [ \"\$t\" -gt $2 ]"
 }
 vm_node() { cp_admin GET "/v1/vms/$1" | jq -r .node; }
+# started RESPONSE: MIG = the migration id, or bail out (nothing after
+# would mean anything, and every wait would run out).
+started() {
+	MIG=$(printf '%s' "$1" | jq -r '.migration_id // empty')
+	[ -n "$MIG" ] || tap_bail "no migration started: $1"
+}
 diag_mig() {	# one line of numbers about a finished migration
 	printf '%s' "$1" | jq -r '"migration \(.source) -> \(.target): \(.state), wall \(.finished_at - .started_at) ms (carve-cp, prepare to finish), libvirt elapsed \(.result.elapsed_ms // "?") ms, downtime \(.result.downtime_ms // "?") ms, \(.result.data_transferred_bytes // "?") bytes, \(.result.iterations // "?") iterations"'
 }
@@ -128,7 +136,7 @@ tap_ok "it ticks on a's serial log" ticks_after "$conA" 1 30
 # -- A -> B ---------------------------------------------------------------------
 r=$(cp_admin POST "/v1/vms/$vm/actions" '{"action":"migrate","bandwidth_mibps":16}')
 tap_is "$(cp_code)" 202 "migrate (no target) is accepted"
-m1=$(printf '%s' "$r" | jq -r .migration_id)
+started "$r"; m1=$MIG
 tap_is "$(mig "$m1" | jq -r .target)" hostb "the scheduler chose b"
 ta=$(last_tick "$conA")
 rec=$(mig_wait "$m1" 90)
@@ -148,7 +156,7 @@ tap_is "$(cp_admin GET /v1/vms | jq -r --arg v "$vm" '.[] | select(.id == $v) | 
 
 # -- B -> A, explicit target ---------------------------------------------------------
 r=$(cp_admin POST "/v1/vms/$vm/actions" '{"action":"migrate","target_node":"hosta","max_downtime_ms":500}')
-m2=$(printf '%s' "$r" | jq -r .migration_id)
+started "$r"; m2=$MIG
 tb=$(last_tick "$conB")
 rec=$(mig_wait "$m2" 90)
 tap_is "$(printf '%s' "$rec" | jq -r .state)" done "back to a with an explicit target: done"
@@ -177,7 +185,7 @@ cmd_wait "$(printf '%s' "$r" | jq -r .command_id)" 30 >/dev/null
 
 # -- cancel mid-way ---------------------------------------------------------------------
 r=$(cp_admin POST "/v1/vms/$vm/actions" '{"action":"migrate","bandwidth_mibps":1}')
-m3=$(printf '%s' "$r" | jq -r .migration_id)
+started "$r"; m3=$MIG
 tap_ok "a migration limited to 1 MiB/s is under way" mig_wait_running "$m3" 60
 r=$(cp_admin POST "/v1/migrations/$m3/cancel")
 tap_is "$(cp_code)" 202 "cancel: 202"
@@ -216,7 +224,7 @@ tap_ok "a is schedulable again" wait_for "a schedulable" 20 sh -c \
 
 # -- kill -9 of the source carved mid-migration -------------------------------------------
 r=$(cp_admin POST "/v1/vms/$vm/actions" '{"action":"migrate","target_node":"hosta","bandwidth_mibps":4}')
-m4=$(printf '%s' "$r" | jq -r .migration_id)
+started "$r"; m4=$MIG
 tap_ok "a migration b -> a is under way" mig_wait_running "$m4" 60
 carved_use hostb
 carved_kill9

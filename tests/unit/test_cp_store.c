@@ -814,6 +814,16 @@ test_evacuation(void **state)
 	    CP_EVAC_ADMIN, T0 + 2, &err), -1);
 	assert_int_equal(err.code, CARVE_ENOTFOUND);
 	error_clear(&err);
+	{
+		char (*names)[IDS_NAME_MAX + 1];
+		size_t nn;
+
+		assert_int_equal(cp_store_node_list_evacuating(f->st, &names,
+		    &nn, &err), 0);
+		assert_int_equal(nn, 1);
+		assert_string_equal(names[0], "a");
+		free(names);
+	}
 	assert_int_equal(cp_store_node_evac_note(f->st, "a", "no room", &err),
 	    1);
 	assert_int_equal(cp_store_node_evac_note(f->st, "a", "no room", &err),
@@ -857,6 +867,15 @@ test_evacuation(void **state)
 
 	/* Over; a new one starts afresh. */
 	assert_int_equal(cp_store_node_evac_end(f->st, "a", T0 + 11, &err), 0);
+	{
+		char (*names)[IDS_NAME_MAX + 1];
+		size_t nn;
+
+		assert_int_equal(cp_store_node_list_evacuating(f->st, &names,
+		    &nn, &err), 0);
+		assert_int_equal(nn, 0);
+		free(names);
+	}
 	assert_int_equal(cp_store_node_get(f->st, "a", &rec, &err), 0);
 	assert_int_equal(rec.nr_evac_finished_at_ms, T0 + 11);
 	assert_null(rec.nr_evac_note);
