@@ -697,15 +697,22 @@ migrate_prepare_run(struct handler_job *j)
 		jsonx_add_string(j->hj_data, "console_log", j->hj_console_log);
 out:
 	json_object_put(disks);
-	/* Nothing half-made stays (as for a create; not after a lost
-	 * connection, which is retried, nor a conflict). */
-	if (made && error_isset(&j->hj_err) &&
-	    j->hj_err.code != CARVE_EUNAVAIL &&
+	/*
+	 * Nothing half-made stays (as for a create; not after a lost
+	 * connection, which is retried, nor a conflict): neither volumes nor
+	 * a reservation an earlier run of this prepare (before a crash) left.
+	 */
+	if (error_isset(&j->hj_err) && j->hj_err.code != CARVE_EUNAVAIL &&
 	    j->hj_err.code != CARVE_ECONFLICT) {
 		struct carve_error rerr = { 0 };
 
-		if (virt_storage_delete_vm(j->hj_conn, j->hj_pool,
+		if (made && virt_storage_delete_vm(j->hj_conn, j->hj_pool,
 		    cmd->cmd_vm_id, NULL, &rerr) < 0)
+			log_error("migrate", "rollback of VM %s: %s",
+			    cmd->cmd_vm_id, rerr.message);
+		error_clear(&rerr);
+		if (migrate_reservation_delete(conf->state_dir, cmd->cmd_vm_id,
+		    &rerr) < 0)
 			log_error("migrate", "rollback of VM %s: %s",
 			    cmd->cmd_vm_id, rerr.message);
 	}
@@ -717,8 +724,13 @@ migrate_prepare_done(struct agent *a, const struct command *cmd,
 {
 	struct migrate_reservation r;
 
-	if (err != NULL)
+	if (err != NULL) {
+		/* Its rollback removed any reservation a run before a crash
+		 * made (not after a conflict: that one may be another's). */
+		if (err->code != CARVE_ECONFLICT)
+			engine_unreserve(a->a_engine, cmd->cmd_vm_id);
 		return;
+	}
 	migrate_reservation_of(cmd, j->hj_now_ms, &r);
 	engine_reserve(a->a_engine, &r);
 	log_kv(LOG_LVL_INFO, "migrate", "incoming migration prepared",
@@ -1178,14 +1190,22 @@ mig_failed(struct handler_job *j, enum mig_stop stop,
 		    "not complete; the VM stays on %s", mg->mg_dest_node, node);
 }
 
+/*
+ * DEST_XML is the running definition on the destination; PERSIST_DEST
+ * takes the persistent one from PERSIST_XML (else from the source's own,
+ * with the source's paths): both get the destination's paths.
+ */
 static int
-mig_params(struct handler_job *j, const char *xml, struct mig_run *r)
+mig_params(struct handler_job *j, const char *xml, const char *persist,
+    struct mig_run *r)
 {
 	const struct command_migrate_args *mg = &j->hj_cmd->cmd_args.migrate;
 	int max = 0;
 
 	if (virTypedParamsAddString(&r->mr_params, &r->mr_nparams, &max,
 	    VIR_MIGRATE_PARAM_DEST_XML, xml) < 0 ||
+	    virTypedParamsAddString(&r->mr_params, &r->mr_nparams, &max,
+	    VIR_MIGRATE_PARAM_PERSIST_XML, persist) < 0 ||
 	    (mg->mg_dest_migrate_uri != NULL &&
 	    virTypedParamsAddString(&r->mr_params, &r->mr_nparams, &max,
 	    VIR_MIGRATE_PARAM_URI, mg->mg_dest_migrate_uri) < 0) ||
@@ -1258,7 +1278,7 @@ migrate_run(struct handler_job *j)
 	struct vm_info cur;
 	struct mig_run *r = NULL;
 	virDomainPtr d = NULL;
-	char *xml = NULL, *dest = NULL;
+	char *xml = NULL, *dest = NULL, *pxml = NULL, *pdest = NULL;
 	int64_t started = time_mono_ms();
 	int64_t deadline = started + (int64_t)mg->mg_timeout_s * 1000;
 	pthread_t tid;
@@ -1300,6 +1320,16 @@ migrate_run(struct handler_job *j)
 	if (migrate_dest_xml(xml, mg->mg_disks, mg->mg_ndisks,
 	    mg->mg_console_log, &dest, &j->hj_err) < 0)
 		goto out;
+	pxml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_MIGRATABLE |
+	    VIR_DOMAIN_XML_INACTIVE);
+	if (pxml == NULL) {
+		virt_ops_fail(j->hj_conn, &j->hj_err, "reading the domain's "
+		    "persistent XML");
+		goto out;
+	}
+	if (migrate_dest_xml(pxml, mg->mg_disks, mg->mg_ndisks,
+	    mg->mg_console_log, &pdest, &j->hj_err) < 0)
+		goto out;
 	if (mg->mg_max_downtime_ms > 0 &&
 	    virDomainMigrateSetMaxDowntime(d, mg->mg_max_downtime_ms, 0) < 0) {
 		virt_ops_fail(j->hj_conn, &j->hj_err, "setting the maximum "
@@ -1323,7 +1353,7 @@ migrate_run(struct handler_job *j)
 	r->mr_dom = d;
 	virDomainRef(d);
 	r->mr_uri = xstrdup(mg->mg_dest_libvirt_uri);
-	if (mig_params(j, dest, r) < 0) {
+	if (mig_params(j, dest, pdest, r) < 0) {
 		r->mr_refs = 1;
 		goto out;
 	}
@@ -1391,6 +1421,8 @@ out:
 		virDomainFree(d);
 	free(xml);
 	free(dest);
+	free(pxml);
+	free(pdest);
 }
 
 /*

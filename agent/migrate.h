@@ -10,7 +10,11 @@
  *                       STATE_DIR/migrations/<vm_id>.json until the finish
  *   vm.migrate          on the source: virDomainMigrateToURI3, peer to
  *                       peer, live, with the destination's disk paths and
- *                       console log in its XML; progress every second from
+ *                       console log in its XML (both the running one,
+ *                       DEST_XML, and the persistent one, PERSIST_XML: with
+ *                       only the first, the destination's definition keeps
+ *                       the source's paths and fails at the next start);
+ *                       progress every second from
  *                       the job stats; timeout and cancel abort the job
  *   vm.migrate.cancel   on the source: abort it (never queued behind it)
  *   vm.migrate.finish   on the destination: "arrived" when the domain is
