@@ -16,6 +16,7 @@
 #include "agent/images.h"
 #include "agent/journal.h"
 #include "agent/metrics.h"
+#include "agent/migrate.h"
 #include "agent/poller.h"
 #include "agent/virt.h"
 #include "agent/virt_storage.h"
@@ -275,6 +276,11 @@ refresh_done(uv_work_t *w, int status)
 	for (size_t i = 0; i < j->nvms; i++) {
 		struct vm_info *was = strmap_get(old, j->vms[i].vm_id);
 
+		/* Arriving by migration: in the view once it is finished. */
+		if (was == NULL &&
+		    engine_reserved(a->a_engine, j->vms[i].vm_id))
+			continue;
+
 		agent_view_put(a, &j->vms[i]);
 		if (was == NULL || !agent_vm_same(was, &j->vms[i]))
 			agent_vm_changed(a, j->vms[i].vm_id, false);
@@ -289,6 +295,12 @@ refresh_done(uv_work_t *w, int status)
 	}
 	it = strmap_iter(old);
 	while (strmap_next(old, &it, &id, &v)) {
+		/* Leaving by migration: its vm.migrate result removes it. */
+		if (strmap_get(fresh, id) == NULL &&
+		    engine_migrating(a->a_engine, id)) {
+			agent_view_put(a, v);
+			continue;
+		}
 		if (strmap_get(fresh, id) == NULL) {
 			vanished++;
 			agent_vm_changed(a, id, true);
@@ -390,7 +402,8 @@ vm_job_done(uv_work_t *w, int status)
 		agent_lookup_vm(a, j->vm_id);
 	} else if (!a->a_stopping && !error_isset(&j->err) &&
 	    strmap_get(a->a_vms, j->vm_id) == NULL &&
-	    !engine_creating(a->a_engine, j->vm_id)) {
+	    !engine_creating(a->a_engine, j->vm_id) &&
+	    !engine_reserved(a->a_engine, j->vm_id)) {
 		log_warn("agent", "VM %s (%s) was defined outside carve; now in "
 		    "the view", j->vm_id, j->vm.vm_name);
 		agent_vm_put(a, &j->vm);
@@ -447,8 +460,24 @@ agent_on_lifecycle(struct virt *v, const char *uuid, int event, int detail,
 	enum vm_state st = VM_STATE_UNKNOWN;
 
 	(void)v;
-	(void)detail;
 	a->a_lifecycle_events++;
+	/*
+	 * A VM leaving by migration stops and is undefined here: that is its
+	 * vm.migrate's outcome, which the command's result applies, not a VM
+	 * lost. One arriving enters the view with its vm.migrate.finish.
+	 */
+	if (engine_migrating(a->a_engine, uuid) &&
+	    (event == VIR_DOMAIN_EVENT_UNDEFINED ||
+	    (event == VIR_DOMAIN_EVENT_STOPPED &&
+	    detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED))) {
+		if (event == VIR_DOMAIN_EVENT_UNDEFINED)
+			a->a_undefines++;
+		log_debug("agent", "VM %s is migrating away: event %d/%d left "
+		    "to its vm.migrate", uuid, event, detail);
+		return;
+	}
+	if (vm == NULL && engine_reserved(a->a_engine, uuid))
+		return;
 	switch (event) {
 	case VIR_DOMAIN_EVENT_DEFINED:
 		if (vm == NULL && a->a_view_ready &&
@@ -515,6 +544,7 @@ agent_status_encode(struct agent *a)
 	jsonx_add_int(o, "uptime_s", (time_now_ms() - a->a_started_at_ms) / 1000);
 	jsonx_add_string(o, "mode", conf->cp_url ? "control_plane" :
 	    "standalone");
+	jsonx_add_bool(o, "schedulable", !a->a_drained);
 	if (a->a_poller != NULL)
 		json_object_object_add(o, "control_plane",
 		    poller_status_encode(a->a_poller));
@@ -552,6 +582,8 @@ agent_status_encode(struct agent *a)
 	json_object_object_add(o, "commands", cmds);
 	json_object_object_add(o, "inflight",
 	    engine_inflight_encode(a->a_engine));
+	json_object_object_add(o, "migrations",
+	    engine_migrations_encode(a->a_engine));
 
 	if (agent_capacity(a, &cap))
 		json_object_object_add(o, "capacity", capacity_encode(&cap));
@@ -584,6 +616,63 @@ agent_images_conn(void *arg, bool gc, struct carve_error *err)
 	return c;
 }
 
+/* ---- drain ---- */
+
+struct drain_job {
+	uv_work_t work;
+	struct agent *a;
+	bool drained;
+	char *state_dir;
+	void (*cb)(const struct carve_error *err, void *arg);
+	void *arg;
+	struct carve_error err;
+};
+
+static void
+drain_work(uv_work_t *w)
+{
+	struct drain_job *j = w->data;
+
+	(void)migrate_drained_store(j->state_dir, j->drained, &j->err);
+}
+
+static void
+drain_done(uv_work_t *w, int status)
+{
+	struct drain_job *j = w->data;
+	struct agent *a = j->a;
+
+	(void)status;
+	if (!error_isset(&j->err) && a->a_drained != j->drained) {
+		a->a_drained = j->drained;
+		log_kv(LOG_LVL_INFO, "agent", j->drained ? "node drained: "
+		    "not schedulable" : "node undrained: schedulable",
+		    (char *)NULL);
+		/* The control plane hears it at the next heartbeat and
+		 * registration; the inventory is sent again now. */
+		if (a->a_poller != NULL)
+			poller_view_ready(a->a_poller);
+	}
+	j->cb(error_isset(&j->err) ? &j->err : NULL, j->arg);
+	free(j->state_dir);
+	free(j);
+}
+
+void
+agent_set_drained(struct agent *a, bool drained,
+    void (*cb)(const struct carve_error *err, void *arg), void *arg)
+{
+	struct drain_job *j = xcalloc(1, sizeof(*j));
+
+	j->a = a;
+	j->drained = drained;
+	j->state_dir = xstrdup(a->a_conf->state_dir);
+	j->cb = cb;
+	j->arg = arg;
+	j->work.data = j;
+	uv_queue_work(a->a_loop, &j->work, drain_work, drain_done);
+}
+
 /* ---- life cycle ---- */
 
 static void
@@ -612,6 +701,10 @@ agent_init(struct agent *a, uv_loop_t *loop, const struct carved_conf *conf,
 	a->a_started_at_ms = time_now_ms();
 	a->a_vms = strmap_new();
 	a->a_engine = engine_new(a, conf->max_concurrent_ops);
+	a->a_drained = migrate_drained_load(conf->state_dir);
+	if (a->a_drained)
+		log_warn("agent", "this node is drained (carvectl undrain "
+		    "makes it schedulable again)");
 
 	path = xasprintf("%s/journal.db", conf->state_dir);
 	if (journal_open(loop, path, &a->a_journal, err) < 0) {

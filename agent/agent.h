@@ -61,6 +61,10 @@ struct agent {
 	struct host_inventory a_inv;
 	bool a_have_inv;
 
+	/* carvectl drain: the control plane should place nothing here and
+	 * move the VMs away. Kept in state_dir/drained across restarts. */
+	bool a_drained;
+
 	uv_signal_t a_sigterm, a_sigint, a_sighup;
 	bool a_stopping;
 	int a_exit_code;
@@ -95,5 +99,14 @@ bool agent_capacity(struct agent *a, struct capacity *out);
 
 /* The status object carvectl status shows. */
 json_object *agent_status_encode(struct agent *a);
+
+/*
+ * Drain (drained = true) or undrain this node: the flag is written to
+ * state_dir/drained (durably, off the loop) before a_drained changes and
+ * the control plane is told (next heartbeat and registration). cb runs on
+ * the loop with err NULL on success.
+ */
+void agent_set_drained(struct agent *a, bool drained,
+    void (*cb)(const struct carve_error *err, void *arg), void *arg);
 
 #endif

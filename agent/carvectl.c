@@ -34,6 +34,7 @@
 
 #include "agent/conf.h"
 #include "agent/ctl_proto.h"
+#include "api/command.h"
 #include "common/error.h"
 #include "common/jsonx.h"
 #include "common/xalloc.h"
@@ -891,11 +892,25 @@ print_images_gc(json_object *result)
 	return gone == n ? CTL_EXIT_OK : CTL_EXIT_FAILED;
 }
 
+static int
+print_schedulable(json_object *result)
+{
+	json_object *v = ctl_field(result, "schedulable");
+
+	if (v == NULL || !json_object_is_type(v, json_type_boolean))
+		return print_raw(result);
+	printf("%s\n", json_object_get_boolean(v) ? "schedulable: the control "
+	    "plane may place VMs here" : "drained: not schedulable; the "
+	    "control plane moves the VMs away");
+	return CTL_EXIT_OK;
+}
+
 /* ------------------------------------------------------------ verbs */
 
 static const struct ctl_pos pos_id[] = { { "id", "ID" } };
 static const struct ctl_pos pos_name[] = { { "name", "NAME" } };
 static const struct ctl_pos pos_level[] = { { "level", "LEVEL" } };
+static const struct ctl_pos pos_file[] = { { "file", "FILE" } };
 
 static const struct ctl_opt opts_none[] = { { NULL, NULL, 0, NULL, false } };
 
@@ -1036,6 +1051,19 @@ static const struct ctl_verb ctl_verbs[] = {
 	{ "log-level", "log.level", "LEVEL",
 	  "set carved's log level (debug, info, warn, error)",
 	  NULL, pos_level, 1, 1, opts_none, print_log_level },
+	{ "drain", "node.drain", "",
+	  "mark this node unschedulable: the control plane moves its VMs away",
+	  NULL, NULL, 0, 0, opts_none, print_schedulable },
+	{ "undrain", "node.undrain", "",
+	  "make this node schedulable again",
+	  NULL, NULL, 0, 0, opts_none, print_schedulable },
+	{ "submit", "command.submit", "FILE|-",
+	  "run a raw command (wire form, as the control plane sends it)",
+	  "  FILE               the command's JSON ('-': standard input), e.g.\n"
+	  "                     {\"id\":UUID,\"type\":\"vm.migrate.cancel\",\n"
+	  "                      \"vm_id\":UUID,\"args\":{}}\n"
+	  "                     root only, and only without a control plane\n",
+	  pos_file, 1, 1, opts_none, print_command_result },
 };
 
 #define CTL_NVERBS (sizeof(ctl_verbs) / sizeof(ctl_verbs[0]))
@@ -1311,6 +1339,43 @@ ctl_nest_image(json_object *args)
 		json_object_object_add(args, "image", img);
 }
 
+/* submit: args.file ('-' for stdin) becomes args.command, parsed. */
+static int
+ctl_load_command(const struct ctl_verb *v, json_object *args,
+    struct carve_error *err)
+{
+	json_object *f, *cmd;
+	const char *path;
+	FILE *fp;
+	char *buf;
+	size_t len;
+
+	if (!json_object_object_get_ex(args, "file", &f))
+		return error_set(err, CARVE_EINVAL, "%s: missing FILE",
+		    v->v_name);
+	path = json_object_get_string(f);
+	fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	if (fp == NULL)
+		return error_set(err, CARVE_EINVAL, "%s: %s: %s", v->v_name,
+		    path, strerror(errno));
+	buf = xmalloc(COMMAND_MAX_BYTES + 1);
+	len = fread(buf, 1, COMMAND_MAX_BYTES + 1, fp);
+	if (fp != stdin)
+		fclose(fp);
+	if (len > COMMAND_MAX_BYTES) {
+		free(buf);
+		return error_set(err, CARVE_EINVAL, "%s: %s is larger than %d "
+		    "bytes", v->v_name, path, COMMAND_MAX_BYTES);
+	}
+	cmd = jsonx_parse(buf, len, err);
+	free(buf);
+	if (cmd == NULL)
+		return -1;
+	json_object_object_del(args, "file");
+	json_object_object_add(args, "command", cmd);
+	return 0;
+}
+
 /*
  * Turn the words after the verb into the request's args: positional
  * arguments and --options, in any order, "--" ending the options. --json is
@@ -1389,6 +1454,8 @@ ctl_parse_args(const struct ctl_verb *v, int argc, char **argv, bool *json,
 			    "%s: --%s %s is required", v->v_name, o->o_name,
 			    o->o_meta);
 	ctl_nest_image(args);
+	if (strcmp(v->v_proto, "command.submit") == 0)
+		return ctl_load_command(v, args, err);
 	return 0;
 }
 
@@ -1579,15 +1646,20 @@ ctl_run(const struct ctl_verb *v, const char *sockpath, json_object *args,
     bool json)
 {
 	struct carve_error err = { 0 }, remote = { 0 };
-	json_object *result = NULL, *eobj, *eo;
+	json_object *result = NULL, *eobj, *eo, *targs, *args_t = args;
 	char *request, *line;
 	unsigned timeout_s = CTL_RECV_TIMEOUT_S;
 	int64_t stop_s;
 	size_t len = 0;
 	int rc;
 
-	/* Let a long graceful stop finish before we give up on the answer. */
-	if (ctl_field_int(args, "timeout_s", &stop_s) &&
+	/* Let a long graceful stop (or a submitted migration) finish before
+	 * we give up on the answer. */
+	if (json_object_object_get_ex(args, "command", &targs) &&
+	    json_object_object_get_ex(targs, "args", &targs) &&
+	    json_object_is_type(targs, json_type_object))
+		args_t = targs;
+	if (ctl_field_int(args_t, "timeout_s", &stop_s) &&
 	    stop_s > CTL_RECV_TIMEOUT_S - CTL_STOP_SLACK_S &&
 	    stop_s < 24 * 3600)
 		timeout_s = (unsigned)stop_s + CTL_STOP_SLACK_S;

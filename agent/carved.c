@@ -177,8 +177,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	/* libuv reads this once, at the first uv_queue_work. */
+	/* Migrations and cancels run beside max_concurrent_ops. */
 	snprintf(threads, sizeof(threads), "%u",
-	    conf.max_concurrent_ops + CARVED_EXTRA_THREADS);
+	    conf.max_concurrent_ops + conf.mig_max_outgoing + 1 +
+	    CARVED_EXTRA_THREADS);
 	setenv("UV_THREADPOOL_SIZE", threads, 1);
 	/* A client that hangs up before its answer must not kill us. */
 	signal(SIGPIPE, SIG_IGN);

@@ -32,6 +32,7 @@ enum conf_type {
 	CONF_DOMTYPE,	/* auto|kvm|qemu, kept as a string */
 	CONF_URL,	/* https://... */
 	CONF_NAMES,	/* "a, b": names of at most max bytes (conf_check) */
+	CONF_BOOL,	/* true|false */
 	CONF_TYPE_MAX
 };
 
@@ -204,6 +205,26 @@ static const struct conf_key conf_keys[] = {
 	    "Host bridges a VM's NICs may join (`{\"bridge\": NAME}` in "
 	    "vm.create's `networks`); a create naming any other is refused. "
 	    "Unset: none." },
+	{ "migration", "libvirt_uri", CONF_STRING, CONF_AT(mig_libvirt_uri),
+	    0, 0, CK_OPTIONAL, NULL,
+	    "libvirt URI of this host as sources of live migrations reach it "
+	    "(e.g. `qemu+tls://host.example/system`); unset refuses incoming "
+	    "migrations." },
+	{ "migration", "address", CONF_STRING, CONF_AT(mig_address), 0, 0,
+	    CK_OPTIONAL, NULL,
+	    "Host name or address sources send migration data to "
+	    "(`tcp://address`); unset lets libvirt use the host name." },
+	{ "migration", "tls", CONF_BOOL, CONF_AT(mig_tls), 0, 0, 0, "false",
+	    "Encrypt outgoing migration data with TLS (libvirt's "
+	    "`VIR_MIGRATE_TLS`; both hosts need libvirt's TLS certificates)." },
+	{ "migration", "max_incoming", CONF_UINT, CONF_AT(mig_max_incoming),
+	    1, 64, 0, "1",
+	    "Incoming migrations (prepared, not yet finished) at the same "
+	    "time; more are refused with `insufficient_capacity`." },
+	{ "migration", "max_outgoing", CONF_UINT, CONF_AT(mig_max_outgoing),
+	    1, 64, 0, "1",
+	    "Outgoing migrations at the same time; more are refused with "
+	    "`conflict`." },
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -359,6 +380,24 @@ conf_parse_url(const struct conf_key *k UNUSED, const char *v, void *field)
 	return 0;
 }
 
+static int
+conf_parse_bool(const struct conf_key *k UNUSED, const char *v, void *field)
+{
+	if (strcmp(v, "true") == 0)
+		*(bool *)field = true;
+	else if (strcmp(v, "false") == 0)
+		*(bool *)field = false;
+	else
+		return -1;
+	return 0;
+}
+
+static void
+conf_expect_bool(const struct conf_key *k UNUSED, char *buf, size_t size)
+{
+	snprintf(buf, size, "true or false");
+}
+
 static void
 conf_names_free(void *field)
 {
@@ -508,6 +547,7 @@ static const struct conf_type_ops conf_types[CONF_TYPE_MAX] = {
 	[CONF_URL] = { conf_parse_url, conf_expect_url, true },
 	[CONF_NAMES] = { conf_parse_names, conf_expect_names, false,
 	    conf_names_free, conf_names_dup },
+	[CONF_BOOL] = { conf_parse_bool, conf_expect_bool, false },
 };
 
 static void *
@@ -724,6 +764,20 @@ conf_check(const struct conf_parse *cp, struct carve_error *err)
 		if (conf_keys[i].ck_type == CONF_NAMES &&
 		    conf_check_names(cp, &conf_keys[i], err) == -1)
 			return -1;
+	/* It becomes part of a URI handed to libvirt. */
+	k = conf_key_of(CONF_AT(mig_address));
+	if (conf->mig_address != NULL &&
+	    strspn(conf->mig_address, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") !=
+	    strlen(conf->mig_address))
+		return conf_error_at(cp, k, err, "[migration] address must be a "
+		    "host name or an IP address");
+	k = conf_key_of(CONF_AT(mig_libvirt_uri));
+	if (conf->mig_libvirt_uri != NULL &&
+	    (strstr(conf->mig_libvirt_uri, "://") == NULL ||
+	    strpbrk(conf->mig_libvirt_uri, " \t\"'<>\\") != NULL))
+		return conf_error_at(cp, k, err, "[migration] libvirt_uri must "
+		    "be a libvirt URI such as qemu+tls://HOST/system");
 
 	k = conf_key_of(CONF_AT(node_name));
 	if (cp->cp_line[k - conf_keys] != 0) {

@@ -66,6 +66,12 @@ struct carved_conf {
 	/* [network]: what VMs may attach to (default: nothing) */
 	struct conf_names networks; /* libvirt network names */
 	struct conf_names bridges;  /* host bridge names (at most 15 bytes) */
+	/* [migration] */
+	char *mig_libvirt_uri;      /* advertised to sources; none = no incoming */
+	char *mig_address;          /* migration data address, or none */
+	bool mig_tls;               /* default: false */
+	unsigned mig_max_incoming;  /* default: 1 */
+	unsigned mig_max_outgoing;  /* default: 1 */
 };
 
 /* Fill with the defaults (allocating the default strings). */

@@ -506,6 +506,22 @@ images_done(const struct carve_error *err, const struct images_report *r,
 }
 
 static void
+drain_done(const struct carve_error *err, void *arg)
+{
+	struct ctl_client *cl = arg;
+	json_object *o;
+
+	if (err != NULL) {
+		client_err(cl, err);
+	} else {
+		o = json_object_new_object();
+		jsonx_add_bool(o, "schedulable", !cl->ctl->a->a_drained);
+		client_ok(cl, o);
+	}
+	client_unref(cl);
+}
+
+static void
 verb_images(struct ctl_client *cl, json_object *args, bool gc)
 {
 	struct agent *a = cl->ctl->a;
@@ -540,6 +556,57 @@ verb_images_gc(struct ctl_client *cl, json_object *args)
 	verb_images(cl, args, true);
 }
 
+static void
+verb_drain_set(struct ctl_client *cl, json_object *args, bool drained)
+{
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { NULL };
+
+	if (jsonx_check_object(args, "arguments", allowed, &err) < 0)
+		return client_err(cl, &err);
+	log_info("control", "%s requested by uid %u", drained ? "drain" :
+	    "undrain", (unsigned)cl->uid);
+	cl->refs++;
+	agent_set_drained(cl->ctl->a, drained, drain_done, cl);
+}
+
+static void
+verb_node_drain(struct ctl_client *cl, json_object *args)
+{
+	verb_drain_set(cl, args, true);
+}
+
+static void
+verb_node_undrain(struct ctl_client *cl, json_object *args)
+{
+	verb_drain_set(cl, args, false);
+}
+
+/*
+ * A raw command in wire form (api/command.h), decoded like one from the
+ * control plane and run by the engine as the operator's: for debugging
+ * and for tests of command types carvectl has no verb for.
+ */
+static void
+verb_command_submit(struct ctl_client *cl, json_object *args)
+{
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { "command", NULL };
+	json_object *o = NULL;
+	struct command cmd;
+
+	if (jsonx_check_object(args, "command.submit arguments", allowed,
+	    &err) < 0 ||
+	    jsonx_get_object(args, "command", true, &o, &err) < 0 ||
+	    command_decode(o, &cmd, &err) < 0)
+		return client_err(cl, &err);
+	log_kv(LOG_LVL_INFO, "control", "raw command submitted by operator",
+	    "command_id", cmd.cmd_id, "type", command_type_name(cmd.cmd_type),
+	    "vm_id", cmd.cmd_vm_id, (char *)NULL);
+	cl->refs++;
+	engine_submit(cl->ctl->a->a_engine, &cmd, command_done, cl);
+}
+
 static const struct ctl_verb verbs[] = {
 	{ "status",     false, verb_status },
 	{ "capacity",   false, verb_capacity },
@@ -555,7 +622,17 @@ static const struct ctl_verb verbs[] = {
 	{ "log.level",  true,  verb_log_level },
 	{ "images",     false, verb_images_list },
 	{ "images.gc",  true,  verb_images_gc },
+	{ "node.drain", true,  verb_node_drain },
+	{ "node.undrain", true, verb_node_undrain },
+	{ "command.submit", true, verb_command_submit },
 };
+
+/* Raw commands bypass carvectl's checks: root only, not even the group. */
+static bool
+verb_is_root_only(const struct ctl_verb *v)
+{
+	return v->fn == verb_command_submit;
+}
 
 static bool
 verb_is_vm_mutation(const struct ctl_verb *v)
@@ -582,6 +659,12 @@ client_dispatch(struct ctl_client *cl, const char *line, size_t len)
 	else if (v->mutating && !cl->may_mutate)
 		error_set(&err, CARVE_EPERM, "%s needs root or membership of "
 		    "group %s", req.verb, conf->socket_group);
+	else if (verb_is_root_only(v) && cl->uid != 0)
+		error_set(&err, CARVE_EPERM, "%s needs root", req.verb);
+	else if (verb_is_root_only(v) && conf->cp_url != NULL)
+		error_set(&err, CARVE_EPERM, "this host is managed by the "
+		    "control plane at %s: submit commands through it",
+		    conf->cp_url);
 	else if (verb_is_vm_mutation(v) && conf->cp_url != NULL)
 		error_set(&err, CARVE_EPERM, "this host is managed by the "
 		    "control plane at %s: change VMs through it", conf->cp_url);

@@ -27,6 +27,9 @@
  *                                   last_used_at,reason,error?}],kept,
  *                                   bytes_before,bytes_after,freed_bytes}
  *                                                           (mutating)
+ *   node.drain | node.undrain  -> {"schedulable"}           (mutating)
+ *   command.submit {command}   -> command result   (root only, standalone)
+ *                              command: a command in wire form
  */
 #ifndef CARVE_CTL_PROTO_H
 #define CARVE_CTL_PROTO_H

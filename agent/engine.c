@@ -10,7 +10,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -20,6 +22,8 @@
 #include "agent/handlers.h"
 #include "agent/images.h"
 #include "agent/journal.h"
+#include "agent/migrate.h"
+#include "agent/poller.h"
 #include "agent/virt.h"
 #include "common/jsonx.h"
 #include "common/log.h"
@@ -32,6 +36,10 @@
 #define ENGINE_RETAIN_MS (7LL * 24 * 3600 * 1000)
 #define ENGINE_PRUNE_MS  (3600 * 1000)
 #define ENGINE_RETRY_MS  1000
+/* A progress message as shown and posted (proto: PROTO_PROGRESS_MSG_MAX). */
+#define ENGINE_PROGRESS_MSG 256
+/* The queue of a VM's unordered commands (cancel): "<vm_id>/u". */
+#define ENGINE_QKEY_MAX (IDS_UUID_LEN + 8)
 
 enum ecmd_state {
 	EC_ADMITTING,
@@ -72,6 +80,20 @@ struct ecmd {
 	int64_t started_mono;
 	struct handler_job job;
 	uv_work_t work;
+	/* vm.migrate: a vm.migrate.cancel asked to stop it (read by the
+	 * worker); vm.migrate.cancel: it found a vm.migrate to stop. */
+	atomic_bool abort;
+	bool abort_pending;
+	/* Progress (see hj_progress): written by the worker under
+	 * e->prog_mu, picked up on the loop. */
+	bool prog_new;
+	int prog_percent;
+	char prog_msg[ENGINE_PROGRESS_MSG];
+	/* The loop's copy, for carvectl status. */
+	bool prog_shown;
+	int prog_shown_percent;
+	char prog_shown_msg[ENGINE_PROGRESS_MSG];
+	TAILQ_ENTRY(ecmd) run_link;   /* e->running_q while RUNNING */
 	TAILQ_ENTRY(ecmd) q_link;
 	TAILQ_ENTRY(ecmd) all_link;
 	TAILQ_ENTRY(ecmd) retry_link;  /* waiting to retry journal_finish */
@@ -80,7 +102,7 @@ struct ecmd {
 
 /* The commands of one VM, run strictly in order. */
 struct vmq {
-	char vm_id[IDS_UUID_LEN + 1];
+	char vm_id[ENGINE_QKEY_MAX + 1];  /* the queue's key */
 	TAILQ_HEAD(, ecmd) cmds;
 	bool busy;                    /* head is running or finishing */
 	bool on_ready;
@@ -94,6 +116,7 @@ struct engine {
 	unsigned delay_before_ms, delay_after_ms;
 	unsigned max;
 	unsigned running;
+	unsigned limited;             /* running ones counted against max */
 	unsigned queued;
 	unsigned finishing;
 	unsigned preparing;
@@ -104,6 +127,14 @@ struct engine {
 	struct strmap *cmds;          /* id -> ecmd */
 	struct strmap *queues;        /* vm_id -> vmq */
 	struct strmap *creating;      /* vm_id -> ecmd (create not finished) */
+	/* Incoming migrations: vm_id -> struct migrate_reservation, from the
+	 * prepare's success until the finish (durable: migrate.h). */
+	struct strmap *reserved;
+	/* Outgoing: vm_id -> ecmd of its vm.migrate, until its result. */
+	struct strmap *migrating;
+	TAILQ_HEAD(, ecmd) running_q;
+	pthread_mutex_t prog_mu;
+	uv_async_t prog_async;
 	TAILQ_HEAD(, vmq) ready_q;
 	TAILQ_HEAD(ecmd_all, ecmd) all;
 	TAILQ_HEAD(, ecmd) retry;
@@ -121,6 +152,7 @@ struct engine {
 };
 
 static void engine_kick(struct engine *e);
+static void engine_on_progress(uv_async_t *h);
 
 static void ecmd_write_result(struct engine *e, struct ecmd *c);
 static void ecmd_free(struct ecmd *c);
@@ -211,6 +243,13 @@ engine_new(struct agent *a, unsigned max_concurrent)
 	e->cmds = strmap_new();
 	e->queues = strmap_new();
 	e->creating = strmap_new();
+	e->reserved = strmap_new();
+	e->migrating = strmap_new();
+	TAILQ_INIT(&e->running_q);
+	pthread_mutex_init(&e->prog_mu, NULL);
+	uv_async_init(a->a_loop, &e->prog_async, engine_on_progress);
+	e->prog_async.data = e;
+	uv_unref((uv_handle_t *)&e->prog_async);
 	TAILQ_INIT(&e->ready_q);
 	TAILQ_INIT(&e->all);
 	TAILQ_INIT(&e->retry);
@@ -258,6 +297,12 @@ engine_free(struct engine *e)
 	strmap_free(e->queues);
 	strmap_free(e->cmds);
 	strmap_free(e->creating);
+	it = strmap_iter(e->reserved);
+	while (strmap_next(e->reserved, &it, NULL, &v))
+		free(v);
+	strmap_free(e->reserved);
+	strmap_free(e->migrating);
+	pthread_mutex_destroy(&e->prog_mu);
 	free(e);
 }
 
@@ -292,7 +337,13 @@ vmq_mark_ready(struct engine *e, struct vmq *q, bool front)
 static void
 ecmd_enqueue(struct engine *e, struct ecmd *c)
 {
-	struct vmq *q = vmq_get(e, c->cmd.cmd_vm_id);
+	char key[ENGINE_QKEY_MAX + 1];
+	struct vmq *q;
+
+	/* Unordered commands have a queue of their own per VM. */
+	snprintf(key, sizeof(key), "%s%s", c->cmd.cmd_vm_id,
+	    c->h != NULL && c->h->h_unordered ? "/u" : "");
+	q = vmq_get(e, key);
 
 	c->q = q;
 	c->state = EC_QUEUED;
@@ -328,6 +379,7 @@ engine_check_drained(struct engine *e)
 	e->drain_cb = NULL;
 	uv_timer_stop(&e->timer);
 	uv_close((uv_handle_t *)&e->timer, NULL);
+	uv_close((uv_handle_t *)&e->prog_async, NULL);
 	cb(e->drain_arg);
 }
 
@@ -342,6 +394,9 @@ ecmd_release_claim(struct engine *e, struct ecmd *c)
 		TAILQ_REMOVE(&e->growing, c, grow_link);
 		c->growing = false;
 	}
+	if (c->h != NULL && c->h->h_migrates_out &&
+	    strmap_get(e->migrating, c->cmd.cmd_vm_id) == c)
+		strmap_del(e->migrating, c->cmd.cmd_vm_id);
 	c->claimed = false;
 }
 
@@ -566,6 +621,13 @@ engine_work_done(uv_work_t *w, int status)
 
 	(void)status;
 	e->running--;
+	if (!c->h->h_own_limit)
+		e->limited--;
+	TAILQ_REMOVE(&e->running_q, c, run_link);
+	pthread_mutex_lock(&e->prog_mu);
+	c->prog_new = false;
+	pthread_mutex_unlock(&e->prog_mu);
+	c->prog_shown = false;
 	free(j->hj_kernel_dir);
 	free(j->hj_console_log);
 	free(j->hj_image_dir);
@@ -594,6 +656,9 @@ engine_work_done(uv_work_t *w, int status)
 		return;
 	}
 	engine_apply_view(e, c);
+	if (c->h->h_done != NULL)
+		c->h->h_done(e->a, &c->cmd, j, error_isset(&j->hj_err) ?
+		    &j->hj_err : NULL);
 	log_debug("engine", "command %s ran in %lld ms", c->cmd.cmd_id,
 	    (long long)(time_mono_ms() - c->started_mono));
 	ecmd_finish(e, c, &j->hj_err, j->hj_data);
@@ -609,6 +674,51 @@ engine_console_log(struct engine *e, const char *vm_id)
 	    conf->console_log_dir == NULL || conf->console_log_dir[0] == '\0')
 		return NULL;
 	return xasprintf("%s/carve-%s.console.log", conf->console_log_dir, vm_id);
+}
+
+/* ---- progress ---- */
+
+/* Any thread: keep the newest progress and wake the loop. */
+static void
+engine_job_progress(struct handler_job *j, int percent, const char *message)
+{
+	struct ecmd *c = (struct ecmd *)(void *)((char *)j -
+	    offsetof(struct ecmd, job));
+	struct engine *e = c->e;
+
+	pthread_mutex_lock(&e->prog_mu);
+	c->prog_new = true;
+	c->prog_percent = percent < 0 ? 0 : percent > 100 ? 100 : percent;
+	snprintf(c->prog_msg, sizeof(c->prog_msg), "%s",
+	    message != NULL ? message : "");
+	pthread_mutex_unlock(&e->prog_mu);
+	uv_async_send(&e->prog_async);
+}
+
+/* Loop: show and post what the running commands reported. */
+static void
+engine_on_progress(uv_async_t *h)
+{
+	struct engine *e = h->data;
+	struct ecmd *c;
+
+	TAILQ_FOREACH(c, &e->running_q, run_link) {
+		pthread_mutex_lock(&e->prog_mu);
+		if (!c->prog_new) {
+			pthread_mutex_unlock(&e->prog_mu);
+			continue;
+		}
+		c->prog_new = false;
+		c->prog_shown = true;
+		c->prog_shown_percent = c->prog_percent;
+		memcpy(c->prog_shown_msg, c->prog_msg, sizeof(c->prog_msg));
+		pthread_mutex_unlock(&e->prog_mu);
+		log_kv(LOG_LVL_DEBUG, "engine", "progress", "command_id",
+		    c->cmd.cmd_id, "message", c->prog_shown_msg, (char *)NULL);
+		if (c->origin == JOURNAL_ORIGIN_CP && e->a->a_poller != NULL)
+			poller_progress(e->a->a_poller, c->cmd.cmd_id,
+			    c->prog_shown_percent, c->prog_shown_msg);
+	}
 }
 
 /* Start c on the pool; false when libvirt is not available right now. */
@@ -638,12 +748,32 @@ engine_start(struct engine *e, struct ecmd *c)
 	j->hj_host_cpus = e->a->a_inv.cpus;
 	j->hj_host_memory_mib = e->a->a_inv.memory_mib;
 	j->hj_now_ms = time_now_ms();
+	j->hj_accepted_at_ms = c->res.res_accepted_at_ms;
 	j->hj_cancel = &e->cancel;
+	j->hj_conf = conf;
+	snprintf(j->hj_node_name, sizeof(j->hj_node_name), "%s",
+	    conf->node_name);
+	j->hj_abort = &c->abort;
+	j->hj_progress = engine_job_progress;
+	if (c->h->h_unordered) {
+		/* A cancel: stop the VM's migration where it is (queued,
+		 * starting or running; the worker checks the flag). */
+		struct ecmd *m = strmap_get(e->migrating, c->cmd.cmd_vm_id);
+
+		if (m != NULL) {
+			atomic_store(&m->abort, true);
+			c->abort_pending = true;
+		}
+	}
+	j->hj_abort_pending = c->abort_pending;
 	c->virt_gen = virt_generation(e->a->a_virt);
 	c->state = EC_RUNNING;
 	c->started_mono = time_mono_ms();
 	e->queued--;
 	e->running++;
+	if (!c->h->h_own_limit)
+		e->limited++;
+	TAILQ_INSERT_TAIL(&e->running_q, c, run_link);
 	c->work.data = c;
 	log_kv(LOG_LVL_INFO, "engine", c->recovering ? "recovering command" :
 	    "running command", "command_id", c->cmd.cmd_id,
@@ -656,12 +786,19 @@ engine_start(struct engine *e, struct ecmd *c)
 static void
 engine_kick(struct engine *e)
 {
-	struct vmq *q;
+	struct vmq *q, *next;
 	struct ecmd *c;
 
-	while (e->ready && !e->draining && e->running < e->max &&
-	    (q = TAILQ_FIRST(&e->ready_q)) != NULL) {
+	/*
+	 * In order, but a command with a limit of its own (a migration, a
+	 * cancel) passes the ones waiting for a max_concurrent_ops slot.
+	 */
+	for (q = TAILQ_FIRST(&e->ready_q); q != NULL && e->ready &&
+	    !e->draining; q = next) {
+		next = TAILQ_NEXT(q, ready_link);
 		c = TAILQ_FIRST(&q->cmds);
+		if (!c->h->h_own_limit && e->limited >= e->max)
+			continue;
 		TAILQ_REMOVE(&e->ready_q, q, ready_link);
 		q->on_ready = false;
 		q->busy = true;
@@ -717,6 +854,33 @@ ecmd_add_waiter(struct ecmd *c, engine_result_cb cb, void *arg)
 	c->waiters = w;
 }
 
+/*
+ * A VM that is leaving (its vm.migrate not done) takes only cancels; one
+ * that is arriving (a reservation here) only its finish.
+ */
+static int
+engine_migration_admit(struct engine *e, struct ecmd *c,
+    struct carve_error *err)
+{
+	const struct command *cmd = &c->cmd;
+	const struct migrate_reservation *r;
+	const struct ecmd *m;
+
+	if ((m = strmap_get(e->migrating, cmd->cmd_vm_id)) != NULL &&
+	    !c->h->h_unordered)
+		return error_set(err, CARVE_ECONFLICT, "VM %s is being migrated "
+		    "(command %s); only vm.migrate.cancel is taken until that "
+		    "ends", cmd->cmd_vm_id, m->cmd.cmd_id);
+	if ((r = strmap_get(e->reserved, cmd->cmd_vm_id)) != NULL &&
+	    cmd->cmd_type != CMD_VM_MIGRATE_FINISH &&
+	    cmd->cmd_type != CMD_VM_MIGRATE_CANCEL)
+		return error_set(err, CARVE_ECONFLICT, "VM %s is arriving by "
+		    "migration from %s (prepared by command %s); only "
+		    "vm.migrate.finish is taken until then", cmd->cmd_vm_id,
+		    r->mr_source_node, r->mr_command_id);
+	return 0;
+}
+
 /* Generic admission; the handler adds its own checks. */
 static int
 engine_admit(struct engine *e, struct ecmd *c, struct carve_error *err)
@@ -729,6 +893,8 @@ engine_admit(struct engine *e, struct ecmd *c, struct carve_error *err)
 		    "not connected to libvirt yet (%s); try again",
 		    virt_last_error(a->a_virt)[0] ? virt_last_error(a->a_virt) :
 		    "connecting");
+	if (engine_migration_admit(e, c, err) < 0)
+		return -1;
 	if (c->h->h_creates_vm) {
 		if (strmap_get(a->a_vms, cmd->cmd_vm_id) != NULL ||
 		    engine_creating(e, cmd->cmd_vm_id))
@@ -773,6 +939,8 @@ engine_admit(struct engine *e, struct ecmd *c, struct carve_error *err)
 		strmap_put(e->creating, cmd->cmd_vm_id, c);
 		c->claimed = true;
 	}
+	if (c->h->h_migrates_out)
+		strmap_put(e->migrating, cmd->cmd_vm_id, c);
 	return 0;
 }
 
@@ -1018,15 +1186,31 @@ engine_load_entry(const struct journal_entry *je, void *arg)
 	/* A resize's growth stays claimed until recovery settles it too. */
 	if (c->h->h_resize)
 		engine_add_growing(e, c);
+	if (c->h->h_migrates_out)
+		strmap_put(e->migrating, c->cmd.cmd_vm_id, c);
 	ecmd_enqueue(e, c);
 	log_warn("engine", "command %s (%s) was accepted but never finished: "
 	    "it will be recovered", c->cmd.cmd_id,
 	    command_type_name(c->cmd.cmd_type));
 }
 
+static void
+engine_load_reservation(const struct migrate_reservation *r, void *arg)
+{
+	struct engine *e = arg;
+
+	log_info("engine", "VM %s: incoming migration from %s still reserved "
+	    "(prepared by command %s)", r->mr_vm_id, r->mr_source_node,
+	    r->mr_command_id);
+	engine_reserve(e, r);
+}
+
 int
 engine_load(struct engine *e, struct carve_error *err)
 {
+	if (migrate_reservations_load(e->a->a_conf->state_dir,
+	    engine_load_reservation, e, err) < 0)
+		return -1;
 	return journal_load(e->a->a_journal, time_now_ms(), ENGINE_RETAIN_MS,
 	    engine_load_entry, e, err);
 }
@@ -1044,10 +1228,21 @@ engine_claims(struct engine *e, struct cap_request *sum)
 	memset(sum, 0, sizeof(*sum));
 	while (strmap_next(e->creating, &it, &vm_id, &v)) {
 		c = v;
-		if (!c->claimed || strmap_get(e->a->a_vms, vm_id) != NULL)
+		/* A recovering prepare whose reservation is there already
+		 * is counted once, below. */
+		if (!c->claimed || strmap_get(e->a->a_vms, vm_id) != NULL ||
+		    strmap_get(e->reserved, vm_id) != NULL)
 			continue;
 		for (int i = 0; i < CAP_NCLASSES; i++)
 			sum->amount[i] += c->claim.amount[i];
+	}
+	it = strmap_iter(e->reserved);
+	while (strmap_next(e->reserved, &it, &vm_id, &v)) {
+		const struct migrate_reservation *r = v;
+		if (strmap_get(e->a->a_vms, vm_id) != NULL)
+			continue;
+		for (int i = 0; i < CAP_NCLASSES; i++)
+			sum->amount[i] += r->mr_claim.amount[i];
 	}
 	/* Resizes: each VM's growth once, at its first resize in flight. */
 	TAILQ_FOREACH(c, &e->growing, grow_link) {
@@ -1090,11 +1285,108 @@ engine_name_pending(struct engine *e, const char *name)
 	void *v;
 
 	while (strmap_next(e->creating, &it, NULL, &v)) {
-		struct ecmd *c = v;
-		if (strcmp(c->cmd.cmd_args.create.vs_name, name) == 0)
+		const struct vm_spec *spec = command_spec(&((struct ecmd *)v)->cmd);
+		if (spec != NULL && strcmp(spec->vs_name, name) == 0)
 			return true;
 	}
+	it = strmap_iter(e->reserved);
+	while (strmap_next(e->reserved, &it, NULL, &v))
+		if (strcmp(((struct migrate_reservation *)v)->mr_vm_name,
+		    name) == 0)
+			return true;
 	return false;
+}
+
+/* ---- migrations ---- */
+
+void
+engine_reserve(struct engine *e, const struct migrate_reservation *r)
+{
+	struct migrate_reservation *copy = xmalloc(sizeof(*copy));
+
+	*copy = *r;
+	free(strmap_put(e->reserved, copy->mr_vm_id, copy));
+}
+
+void
+engine_unreserve(struct engine *e, const char *vm_id)
+{
+	free(strmap_del(e->reserved, vm_id));
+}
+
+bool
+engine_reserved(struct engine *e, const char *vm_id)
+{
+	return strmap_get(e->reserved, vm_id) != NULL;
+}
+
+bool
+engine_migrating(struct engine *e, const char *vm_id)
+{
+	return strmap_get(e->migrating, vm_id) != NULL;
+}
+
+unsigned
+engine_incoming(struct engine *e)
+{
+	struct strmap_iter it = strmap_iter(e->creating);
+	unsigned n = (unsigned)strmap_count(e->reserved);
+	const char *vm_id;
+	void *v;
+
+	while (strmap_next(e->creating, &it, &vm_id, &v))
+		if (((struct ecmd *)v)->cmd.cmd_type == CMD_VM_MIGRATE_PREPARE &&
+		    strmap_get(e->reserved, vm_id) == NULL)
+			n++;
+	return n;
+}
+
+unsigned
+engine_outgoing(struct engine *e)
+{
+	return (unsigned)strmap_count(e->migrating);
+}
+
+json_object *
+engine_migrations_encode(struct engine *e)
+{
+	json_object *o = json_object_new_object(), *in, *out;
+	struct strmap_iter it;
+	const char *vm_id;
+	void *v;
+
+	in = json_object_new_array();
+	it = strmap_iter(e->reserved);
+	while (strmap_next(e->reserved, &it, &vm_id, &v)) {
+		const struct migrate_reservation *r = v;
+		json_object *x = json_object_new_object();
+
+		jsonx_add_string(x, "vm_id", r->mr_vm_id);
+		jsonx_add_string(x, "name", r->mr_vm_name);
+		jsonx_add_string(x, "source_node", r->mr_source_node);
+		jsonx_add_string(x, "command_id", r->mr_command_id);
+		jsonx_add_int(x, "reserved_at", r->mr_created_at_ms);
+		json_object_array_add(in, x);
+	}
+	out = json_object_new_array();
+	it = strmap_iter(e->migrating);
+	while (strmap_next(e->migrating, &it, &vm_id, &v)) {
+		const struct ecmd *c = v;
+		json_object *x = json_object_new_object();
+
+		jsonx_add_string(x, "vm_id", vm_id);
+		jsonx_add_string(x, "dest_node",
+		    c->cmd.cmd_args.migrate.mg_dest_node);
+		jsonx_add_string(x, "command_id", c->cmd.cmd_id);
+		jsonx_add_string(x, "state", c->state == EC_RUNNING ?
+		    "running" : "queued");
+		json_object_array_add(out, x);
+	}
+	json_object_object_add(o, "incoming", in);
+	json_object_object_add(o, "outgoing", out);
+	jsonx_add_int(o, "max_incoming", e->a->a_conf->mig_max_incoming);
+	jsonx_add_int(o, "max_outgoing", e->a->a_conf->mig_max_outgoing);
+	return o;
 }
 
 const struct engine_type_stats *
@@ -1138,6 +1430,13 @@ engine_inflight_encode(struct engine *e)
 		jsonx_add_string(o, "state", st);
 		jsonx_add_bool(o, "recovering", c->recovering);
 		jsonx_add_int(o, "accepted_at", c->res.res_accepted_at_ms);
+		if (c->state == EC_RUNNING && c->prog_shown) {
+			json_object *pg = json_object_new_object();
+
+			jsonx_add_int(pg, "percent", c->prog_shown_percent);
+			jsonx_add_string(pg, "message", c->prog_shown_msg);
+			json_object_object_add(o, "progress", pg);
+		}
 		json_object_array_add(arr, o);
 	}
 	return arr;

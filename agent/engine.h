@@ -82,6 +82,26 @@ bool engine_recovering(struct engine *e);
 /* True while a create for a VM named name is queued or running. */
 bool engine_name_pending(struct engine *e, const char *name);
 
+/*
+ * Migrations. An incoming one holds a reservation from its prepare's
+ * success to its finish (loaded from state_dir at start: migrate.h): its
+ * size counts as allocated (unless the VM is in the view) and the VM takes
+ * no command but vm.migrate.finish. An outgoing one (a vm.migrate not done)
+ * lets only vm.migrate.cancel through.
+ */
+struct migrate_reservation;
+void engine_reserve(struct engine *e, const struct migrate_reservation *r);
+void engine_unreserve(struct engine *e, const char *vm_id);
+bool engine_reserved(struct engine *e, const char *vm_id);
+bool engine_migrating(struct engine *e, const char *vm_id);
+/* Reservations plus prepares not done yet. */
+unsigned engine_incoming(struct engine *e);
+unsigned engine_outgoing(struct engine *e);
+/* {"incoming":[{vm_id,name,source_node,command_id,reserved_at}],
+ *  "outgoing":[{vm_id,dest_node,command_id,state}],"max_incoming",
+ *  "max_outgoing"} */
+json_object *engine_migrations_encode(struct engine *e);
+
 /* Counters since start, for metrics. */
 struct engine_type_stats {
 	uint64_t succeeded;

@@ -15,6 +15,7 @@
 #include "agent/engine.h"
 #include "agent/handlers.h"
 #include "agent/images.h"
+#include "agent/migrate.h"
 #include "agent/seed.h"
 #include "agent/virt_ops.h"
 #include "agent/virt_resize.h"
@@ -531,6 +532,30 @@ static const struct handler handlers[CMD_TYPE_MAX] = {
 	[CMD_VM_RESIZE] = {
 		.h_type = CMD_VM_RESIZE, .h_resize = resize_target,
 		.h_run = resize_run, .h_recover = resize_run,
+	},
+	/* Live migration: agent/migrate.c. */
+	[CMD_VM_MIGRATE_PREPARE] = {
+		.h_type = CMD_VM_MIGRATE_PREPARE, .h_creates_vm = true,
+		.h_claim = migrate_prepare_claim,
+		.h_admit = migrate_prepare_admit,
+		.h_prepare = migrate_prepare_prepare,
+		.h_run = migrate_prepare_run, .h_recover = migrate_prepare_run,
+		.h_done = migrate_prepare_done,
+	},
+	[CMD_VM_MIGRATE] = {
+		.h_type = CMD_VM_MIGRATE, .h_own_limit = true,
+		.h_migrates_out = true, .h_admit = migrate_admit,
+		.h_run = migrate_run, .h_recover = migrate_recover,
+	},
+	[CMD_VM_MIGRATE_CANCEL] = {
+		.h_type = CMD_VM_MIGRATE_CANCEL, .h_absent_ok = true,
+		.h_unordered = true, .h_own_limit = true,
+		.h_run = migrate_cancel_run, .h_recover = migrate_cancel_run,
+	},
+	[CMD_VM_MIGRATE_FINISH] = {
+		.h_type = CMD_VM_MIGRATE_FINISH, .h_absent_ok = true,
+		.h_run = migrate_finish_run, .h_recover = migrate_finish_run,
+		.h_done = migrate_finish_done,
 	},
 };
 

@@ -19,6 +19,8 @@
 #include "common/error.h"
 
 struct agent;
+struct carved_conf;
+struct handler_job;
 
 /* What a handler's worker function gets and gives back. */
 struct handler_job {
@@ -40,7 +42,21 @@ struct handler_job {
 	unsigned hj_host_cpus;
 	uint64_t hj_host_memory_mib;
 	int64_t hj_now_ms;
+	int64_t hj_accepted_at_ms;          /* when the command was accepted */
 	const atomic_bool *hj_cancel;       /* set when carved shuts down */
+	const struct carved_conf *hj_conf;  /* immutable while carved runs */
+	char hj_node_name[IDS_NAME_MAX + 1];
+	/* vm.migrate: set (from the loop) when a vm.migrate.cancel came */
+	const atomic_bool *hj_abort;
+	/* vm.migrate.cancel: it found this VM's vm.migrate not yet done */
+	bool hj_abort_pending;
+	/*
+	 * Report how far the command is (any thread, never blocks; latest
+	 * wins): shown by carvectl status and, for a control-plane command,
+	 * posted to the control plane.
+	 */
+	void (*hj_progress)(struct handler_job *j, int percent,
+	    const char *message);
 	/* out */
 	struct vm_info hj_vm;               /* valid when hj_has_vm */
 	bool hj_has_vm;
@@ -59,6 +75,20 @@ struct handler {
 	/* Commands whose end state holds for a VM that does not exist
 	 * (destroy): admitted without the VM, and succeed as a no-op. */
 	bool h_absent_ok;
+	/*
+	 * Commands that do not wait behind the VM's other commands
+	 * (vm.migrate.cancel must reach the vm.migrate it cancels); they are
+	 * ordered among themselves only.
+	 */
+	bool h_unordered;
+	/*
+	 * Commands not counted against [agent] max_concurrent_ops: they have
+	 * limits of their own ([migration] max_outgoing) or are short and must
+	 * not wait behind long ones (cancel).
+	 */
+	bool h_own_limit;
+	/* vm.migrate: the VM is leaving; only h_unordered commands pass. */
+	bool h_migrates_out;
 	/* What the command claims of the host's capacity (creates), or NULL. */
 	void (*h_claim)(const struct command *cmd, struct cap_request *claim);
 	/*
@@ -93,6 +123,14 @@ struct handler {
 	 * (the agent died mid-way), from libvirt's real state.
 	 */
 	void (*h_recover)(struct handler_job *job);
+	/*
+	 * Loop thread, once the effect ran (not after a lost connection),
+	 * before the result is journaled: apply what the result means to the
+	 * agent beyond the view (migration reservations). err is NULL on
+	 * success.
+	 */
+	void (*h_done)(struct agent *a, const struct command *cmd,
+	    const struct handler_job *job, const struct carve_error *err);
 };
 
 const struct handler *handler_for(enum command_type type);

@@ -150,6 +150,9 @@ struct poller {
 	unsigned p_outbox_n;
 	unsigned p_posting;
 
+	/* Progress of running commands: id -> struct prog. */
+	struct strmap *p_progress;
+
 	/* Status. */
 	int64_t p_last_success_ms;
 	char p_last_error[CARVE_ERRMSG_MAX];
@@ -630,6 +633,124 @@ poller_renew(struct poller *p)
 	p->p_renew_key = key;
 }
 
+/* ---- progress ---- */
+
+/* One command's progress: the post in flight and the newest one after it. */
+struct prog {
+	struct poller *pg_p;
+	char pg_id[IDS_UUID_LEN + 1];
+	struct http_request *pg_req;
+	char *pg_next;                /* body waiting for pg_req, or NULL */
+};
+
+static void
+prog_free(struct prog *pg)
+{
+	free(pg->pg_next);
+	free(pg);
+}
+
+static void poller_progress_send(struct poller *p, struct prog *pg,
+    char *body);
+
+static void
+poller_progress_done(int status, long code, const char *body, size_t len,
+    const struct carve_error *terr, void *arg)
+{
+	struct prog *pg = arg;
+	struct poller *p;
+	struct carve_error err = { 0 };
+	char *next;
+
+	/* Cancelled by poller_disconnect, which already freed pg. */
+	if (status == -ECANCELED)
+		return;
+	p = pg->pg_p;
+	pg->pg_req = NULL;
+	if (poller_response("progress", status, code, body, len, terr,
+	    &err) < 0)
+		log_kv(LOG_LVL_DEBUG, POLLER_COMP, "progress not taken",
+		    "command_id", pg->pg_id, "error", err.message, (char *)NULL);
+	next = pg->pg_next;
+	pg->pg_next = NULL;
+	if (next != NULL && !p->p_closed && p->p_state == PS_CONNECTED) {
+		poller_progress_send(p, pg, next);
+		return;
+	}
+	free(next);
+	strmap_del(p->p_progress, pg->pg_id);
+	prog_free(pg);
+}
+
+/* Takes ownership of body; on failure pg is forgotten. */
+static void
+poller_progress_send(struct poller *p, struct prog *pg, char *body)
+{
+	struct carve_error err = { 0 };
+	char *url = poller_url(p, "/v1/commands/%s/progress", pg->pg_id);
+	int rc;
+
+	rc = poller_send_text(p, "POST", url, body, true, NULL,
+	    POLLER_TIMEOUT_MS, poller_progress_done, pg, &pg->pg_req, &err);
+	free(url);
+	free(body);
+	if (rc < 0) {
+		log_kv(LOG_LVL_DEBUG, POLLER_COMP, "cannot post progress",
+		    "command_id", pg->pg_id, "error", err.message, (char *)NULL);
+		strmap_del(p->p_progress, pg->pg_id);
+		prog_free(pg);
+	}
+}
+
+void
+poller_progress(struct poller *p, const char *command_id, int percent,
+    const char *message)
+{
+	struct proto_progress msg;
+	struct prog *pg;
+	json_object *o;
+	char *body;
+
+	if (p == NULL || p->p_closed || p->p_state != PS_CONNECTED ||
+	    strmap_get(p->p_outbox_ids, command_id) != NULL)
+		return;
+	msg.pg_percent = percent < 0 ? 0 : percent > 100 ? 100 : percent;
+	msg.pg_message = (char *)message;
+	o = proto_progress_encode(&msg);
+	body = jsonx_to_string(o);
+	json_object_put(o);
+	if ((pg = strmap_get(p->p_progress, command_id)) != NULL) {
+		/* One in flight: this replaces whatever was waiting. */
+		free(pg->pg_next);
+		pg->pg_next = body;
+		return;
+	}
+	pg = xcalloc(1, sizeof(*pg));
+	pg->pg_p = p;
+	snprintf(pg->pg_id, sizeof(pg->pg_id), "%s", command_id);
+	strmap_put(p->p_progress, pg->pg_id, pg);
+	poller_progress_send(p, pg, body);
+}
+
+/* Forget every progress post (cancelling those in flight). */
+static void
+poller_progress_drop(struct poller *p)
+{
+	struct strmap_iter it = strmap_iter(p->p_progress);
+	const char *id;
+	void *v;
+
+	while (strmap_next(p->p_progress, &it, &id, &v)) {
+		struct prog *pg = v;
+		struct http_request *r = pg->pg_req;
+
+		strmap_del(p->p_progress, id);
+		prog_free(pg);
+		if (r != NULL)
+			http_cancel(r);
+	}
+}
+
 /* ---- outbox ---- */
 
 static void
@@ -655,9 +776,17 @@ poller_outbox_add(struct poller *p, const struct command_result *res,
 {
 	struct obx *ob;
 	json_object *o;
+	void *v;
 
 	if (p->p_closed || strmap_get(p->p_outbox_ids, res->res_command_id))
 		return;
+	/* The result says it all: no progress after it. */
+	if ((v = strmap_get(p->p_progress, res->res_command_id)) != NULL) {
+		struct prog *pg = v;
+
+		free(pg->pg_next);
+		pg->pg_next = NULL;
+	}
 	ob = xcalloc(1, sizeof(*ob));
 	ob->ob_p = p;
 	snprintf(ob->ob_id, sizeof(ob->ob_id), "%s", res->res_command_id);
@@ -1066,6 +1195,7 @@ poller_heartbeat(struct poller *p)
 			    sizeof(hb.hb_removed[0]), "%s", id);
 	}
 	hb.hb_capacity = capacity_encode(&cap);
+	hb.hb_schedulable = !a->a_drained;
 	o = proto_heartbeat_req_encode(&hb);
 	p->p_hb_sent_seq = hb.hb_seq;
 	p->p_hb_sent_full = hb.hb_full;
@@ -1165,7 +1295,7 @@ poller_register(struct poller *p)
 	memset(&req, 0, sizeof(req));
 	snprintf(req.rg_agent_version, sizeof(req.rg_agent_version), "%s",
 	    PACKAGE_VERSION);
-	req.rg_schedulable = true;
+	req.rg_schedulable = !a->a_drained;
 	req.rg_host = host_inventory_encode(&a->a_inv);
 	req.rg_capacity = capacity_encode(&cap);
 	o = proto_register_req_encode(&req);
@@ -1215,6 +1345,7 @@ poller_disconnect(struct poller *p)
 			poller_cancel(&ob->ob_req);
 		}
 	}
+	poller_progress_drop(p);
 	xfree_secret(p->p_enroll_key);
 	xfree_secret(p->p_renew_key);
 	p->p_enroll_key = p->p_renew_key = NULL;
@@ -1308,6 +1439,7 @@ poller_new(struct agent *a, struct poller **out, struct carve_error *err)
 	p->p_cert_file = conf->cp_cert_file ? xstrdup(conf->cp_cert_file) :
 	    xasprintf("%s/client.crt", conf->state_dir);
 	p->p_outbox_ids = strmap_new();
+	p->p_progress = strmap_new();
 	TAILQ_INIT(&p->p_outbox);
 	p->p_hb_interval_s = POLLER_DEFAULT_HB_S;
 	p->p_poll_timeout_s = POLLER_DEFAULT_POLL_S;
@@ -1425,6 +1557,9 @@ poller_free(struct poller *p)
 	while ((ob = TAILQ_FIRST(&p->p_outbox)) != NULL)
 		poller_outbox_remove(p, ob);
 	strmap_free(p->p_outbox_ids);
+	if (p->p_progress != NULL)
+		poller_progress_drop(p);
+	strmap_free(p->p_progress);
 	xfree_secret(p->p_enroll_key);
 	xfree_secret(p->p_renew_key);
 	free(p->p_base);

@@ -48,6 +48,16 @@ void poller_close(struct poller *p, void (*cb)(void *arg), void *arg);
 void poller_free(struct poller *p);
 
 /*
+ * Tell the control plane how far a running command of its own is:
+ * POST /v1/commands/{id}/progress {"percent","message"?}. Best effort and
+ * latest wins: while one post is in flight only the newest next one waits;
+ * nothing is sent while disconnected, nor once the command's result is
+ * queued; failures are dropped. Never blocks.
+ */
+void poller_progress(struct poller *p, const char *command_id, int percent,
+    const char *message);
+
+/*
  * {"url","state":"enrolling"|"registering"|"connected"|"backoff"|"stopped",
  *  "last_success","last_error","backoff_ms","cert_expires_at","outbox",
  *  "cursor","requests","failures"}

@@ -470,7 +470,7 @@ virt_ops_version(unsigned long v)
 json_object *
 host_inventory_encode(const struct host_inventory *inv)
 {
-	json_object *o = json_object_new_object(), *feat;
+	json_object *o = json_object_new_object(), *feat, *cpu;
 	char *s;
 
 	json_object_object_add(o, "hostname", json_object_new_string(inv->hostname));
@@ -500,5 +500,17 @@ host_inventory_encode(const struct host_inventory *inv)
 		json_object_array_add(feat,
 		    json_object_new_string(inv->cpu.features[i]));
 	json_object_object_add(o, "cpu_features", feat);
+	/*
+	 * The same as one object, the form the control plane's migration
+	 * scheduler compares (can a VM from here run there?).
+	 */
+	cpu = json_object_new_object();
+	json_object_object_add(cpu, "arch", json_object_new_string(inv->cpu.arch));
+	json_object_object_add(cpu, "model",
+	    json_object_new_string(inv->cpu.model));
+	json_object_object_add(cpu, "vendor",
+	    json_object_new_string(inv->cpu.vendor));
+	json_object_object_add(cpu, "features", json_object_get(feat));
+	json_object_object_add(o, "cpu", cpu);
 	return o;
 }

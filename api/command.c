@@ -50,6 +50,16 @@ static json_object *command_resize_encode(const struct command *);
 static int command_noargs_decode(json_object *, struct command *,
     struct carve_error *);
 static json_object *command_noargs_encode(const struct command *);
+static int command_prepare_decode(json_object *, struct command *,
+    struct carve_error *);
+static json_object *command_prepare_encode(const struct command *);
+static void command_prepare_copy(struct command *, const struct command *);
+static void command_prepare_clear(struct command *);
+static int command_migrate_decode(json_object *, struct command *,
+    struct carve_error *);
+static json_object *command_migrate_encode(const struct command *);
+static void command_migrate_copy(struct command *, const struct command *);
+static void command_migrate_clear(struct command *);
 
 static const struct command_entry command_table[CMD_TYPE_MAX] = {
 	[CMD_VM_CREATE] = {
@@ -91,6 +101,36 @@ static const struct command_entry command_table[CMD_TYPE_MAX] = {
 		.ce_args_required = true,
 		.ce_decode = command_resize_decode,
 		.ce_encode = command_resize_encode,
+	},
+	[CMD_VM_MIGRATE_PREPARE] = {
+		.ce_name = "vm.migrate.prepare",
+		.ce_needs_vm = false,
+		.ce_args_required = true,
+		.ce_decode = command_prepare_decode,
+		.ce_encode = command_prepare_encode,
+		.ce_copy = command_prepare_copy,
+		.ce_clear = command_prepare_clear,
+	},
+	[CMD_VM_MIGRATE] = {
+		.ce_name = "vm.migrate",
+		.ce_needs_vm = true,
+		.ce_args_required = true,
+		.ce_decode = command_migrate_decode,
+		.ce_encode = command_migrate_encode,
+		.ce_copy = command_migrate_copy,
+		.ce_clear = command_migrate_clear,
+	},
+	[CMD_VM_MIGRATE_CANCEL] = {
+		.ce_name = "vm.migrate.cancel",
+		.ce_needs_vm = true,
+		.ce_decode = command_noargs_decode,
+		.ce_encode = command_noargs_encode,
+	},
+	[CMD_VM_MIGRATE_FINISH] = {
+		.ce_name = "vm.migrate.finish",
+		.ce_needs_vm = true,
+		.ce_decode = command_noargs_decode,
+		.ce_encode = command_noargs_encode,
 	},
 };
 
@@ -162,6 +202,19 @@ command_type_needs_vm(enum command_type type)
 	if ((int)type < 0 || type >= CMD_TYPE_MAX)
 		return false;
 	return command_table[type].ce_needs_vm;
+}
+
+const struct vm_spec *
+command_spec(const struct command *cmd)
+{
+	switch (cmd->cmd_type) {
+	case CMD_VM_CREATE:
+		return &cmd->cmd_args.create;
+	case CMD_VM_MIGRATE_PREPARE:
+		return &cmd->cmd_args.migrate_prepare.mp_spec;
+	default:
+		return NULL;
+	}
 }
 
 /* ------------------------------------------------------------ fields */
@@ -1006,6 +1059,442 @@ command_noargs_encode(const struct command *cmd)
 {
 	(void)cmd;
 	return command_new_object();
+}
+
+/* ------------------------------------------------------------ migration */
+
+static int
+command_prepare_decode(json_object *args, struct command *cmd,
+    struct carve_error *err)
+{
+	static const char *const keys[] = { "spec", "source_node", NULL };
+	struct command_migrate_prepare_args *mp = &cmd->cmd_args.migrate_prepare;
+	struct carve_error serr = { 0 };
+	json_object *spec;
+	const char *src;
+
+	if (jsonx_check_object(args, "vm.migrate.prepare args", keys,
+	    err) == -1 ||
+	    jsonx_get_string(args, "source_node", true, IDS_NAME_MAX, &src,
+	    err) == -1 ||
+	    ids_name_check(src, "source_node", err) == -1 ||
+	    jsonx_get_object(args, "spec", true, &spec, err) == -1)
+		return -1;
+	if (vm_spec_decode(spec, &mp->mp_spec, &serr) == -1)
+		return error_set(err, serr.code, "spec: %s", serr.message);
+	snprintf(mp->mp_source_node, sizeof(mp->mp_source_node), "%s", src);
+	return 0;
+}
+
+static json_object *
+command_prepare_encode(const struct command *cmd)
+{
+	const struct command_migrate_prepare_args *mp =
+	    &cmd->cmd_args.migrate_prepare;
+	json_object *o = command_new_object();
+
+	json_object_object_add(o, "spec", vm_spec_encode(&mp->mp_spec));
+	jsonx_add_string(o, "source_node", mp->mp_source_node);
+	return o;
+}
+
+static void
+command_prepare_copy(struct command *dst, const struct command *src)
+{
+	vm_spec_copy(&dst->cmd_args.migrate_prepare.mp_spec,
+	    &src->cmd_args.migrate_prepare.mp_spec);
+}
+
+static void
+command_prepare_clear(struct command *cmd)
+{
+	vm_spec_clear(&cmd->cmd_args.migrate_prepare.mp_spec);
+}
+
+/*
+ * An absolute path handed to the hypervisor on another host: printable
+ * ASCII (it goes into domain XML and logs), no "." or ".." segment, no
+ * "//", not a directory.
+ */
+static int
+command_check_path(const char *key, const char *path, struct carve_error *err)
+{
+	const char *seg;
+
+	if (path[0] != '/' || path[1] == '\0')
+		return error_set(err, CARVE_EINVAL,
+		    "%s must be an absolute path to a file", key);
+	for (size_t i = 0; path[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)path[i];
+		if (c < 0x20 || c > 0x7e)
+			return error_set(err, CARVE_EINVAL, "%s may only contain "
+			    "printable ASCII (found byte 0x%02x at offset %zu)",
+			    key, c, i);
+	}
+	for (seg = path; seg != NULL && *seg != '\0'; ) {
+		const char *next = strchr(seg + 1, '/');
+		size_t n = (next != NULL ? (size_t)(next - seg) :
+		    strlen(seg)) - 1;
+
+		if (n == 0 && next != NULL)
+			return error_set(err, CARVE_EINVAL,
+			    "%s must not contain \"//\"", key);
+		if ((n == 1 && seg[1] == '.') ||
+		    (n == 2 && seg[1] == '.' && seg[2] == '.'))
+			return error_set(err, CARVE_EINVAL, "%s must not "
+			    "contain \".\" or \"..\" segments", key);
+		seg = next;
+	}
+	if (path[strlen(path) - 1] == '/')
+		return error_set(err, CARVE_EINVAL,
+		    "%s must name a file, not a directory", key);
+	return 0;
+}
+
+/* The characters a URI may use here: printable, no blank or quoting. */
+static int
+command_check_uri_chars(const char *key, const char *uri,
+    struct carve_error *err)
+{
+	for (size_t i = 0; uri[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)uri[i];
+		if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\'' ||
+		    c == '\\' || c == '<' || c == '>' || c == '`')
+			return error_set(err, CARVE_EINVAL, "%s may only contain "
+			    "printable ASCII without blanks, quotes, backslashes "
+			    "or angle brackets (found byte 0x%02x at offset %zu)",
+			    key, c, i);
+	}
+	return 0;
+}
+
+/*
+ * The destination's libvirt URI, which the source's libvirtd connects to
+ * (peer to peer). Only qemu transports that open a connection are taken,
+ * and only query parameters that say where and with which credentials:
+ * libvirt's "command" and "netcat" (ssh, ext) run programs, "no_verify"
+ * turns certificate checks off.
+ */
+static int
+command_check_libvirt_uri(const char *key, const char *uri,
+    struct carve_error *err)
+{
+	static const char *const schemes[] = { "qemu", "qemu+tls", "qemu+tcp",
+	    "qemu+ssh", "qemu+libssh", "qemu+libssh2", "qemu+unix", NULL };
+	static const char *const params[] = { "socket", "pkipath", "keyfile",
+	    "known_hosts", "sshauth", "no_tty", NULL };
+	const char *sep, *query, *p;
+	size_t n;
+	bool ok = false;
+
+	if (command_check_uri_chars(key, uri, err) == -1)
+		return -1;
+	if ((sep = strstr(uri, "://")) == NULL)
+		return error_set(err, CARVE_EINVAL, "%s must be a libvirt URI "
+		    "(qemu+tls://HOST/system)", key);
+	n = (size_t)(sep - uri);
+	for (const char *const *s = schemes; *s != NULL; s++)
+		if (strlen(*s) == n && strncmp(uri, *s, n) == 0)
+			ok = true;
+	if (!ok)
+		return error_set(err, CARVE_EINVAL, "%s: transport \"%.*s\" is "
+		    "not allowed (qemu, qemu+tls, qemu+tcp, qemu+ssh, "
+		    "qemu+libssh, qemu+libssh2 or qemu+unix)", key,
+		    (int)(n < COMMAND_QUOTE_MAX ? n : COMMAND_QUOTE_MAX), uri);
+	if (strchr(uri, '#') != NULL)
+		return error_set(err, CARVE_EINVAL,
+		    "%s must not have a fragment", key);
+	if (strstr(sep + 3, "/system") == NULL)
+		return error_set(err, CARVE_EINVAL, "%s must name the system "
+		    "instance (.../system)", key);
+	if ((query = strchr(uri, '?')) == NULL)
+		return 0;
+	for (p = query + 1; *p != '\0'; ) {
+		const char *amp = strchr(p, '&'), *eq;
+		size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
+
+		eq = memchr(p, '=', len);
+		n = eq != NULL ? (size_t)(eq - p) : len;
+		ok = false;
+		for (const char *const *k = params; *k != NULL; k++)
+			if (strlen(*k) == n && strncmp(p, *k, n) == 0)
+				ok = true;
+		/* Printable already (command_check_uri_chars). */
+		if (!ok)
+			return error_set(err, CARVE_EINVAL, "%s: parameter "
+			    "\"%.*s\" is not allowed (socket, pkipath, keyfile, "
+			    "known_hosts, sshauth, no_tty)", key,
+			    (int)(n < 32 ? n : 32), p);
+		if (amp == NULL)
+			break;
+		p = amp + 1;
+	}
+	return 0;
+}
+
+/* tcp://HOST[:PORT] with HOST a name, an IPv4 address or [IPv6]. */
+static int
+command_check_migrate_uri(const char *key, const char *uri,
+    struct carve_error *err)
+{
+	const char *h, *end, *port = NULL;
+
+	if (command_check_uri_chars(key, uri, err) == -1)
+		return -1;
+	if (strncmp(uri, "tcp://", 6) != 0)
+		return error_set(err, CARVE_EINVAL,
+		    "%s must be tcp://HOST[:PORT]", key);
+	h = uri + 6;
+	if (*h == '[') {
+		if ((end = strchr(h, ']')) == NULL || end == h + 1)
+			return error_set(err, CARVE_EINVAL,
+			    "%s: an IPv6 address must be in brackets", key);
+		for (const char *c = h + 1; c < end; c++)
+			if (!((*c >= '0' && *c <= '9') || (*c >= 'a' &&
+			    *c <= 'f') || (*c >= 'A' && *c <= 'F') ||
+			    *c == ':' || *c == '.'))
+				return error_set(err, CARVE_EINVAL,
+				    "%s: bad IPv6 address", key);
+		end++;
+	} else {
+		for (end = h; (*end >= 'a' && *end <= 'z') || (*end >= 'A' &&
+		    *end <= 'Z') || (*end >= '0' && *end <= '9') ||
+		    *end == '.' || *end == '-'; end++)
+			;
+		if (end == h)
+			return error_set(err, CARVE_EINVAL,
+			    "%s must name a host", key);
+	}
+	if (*end == ':') {
+		unsigned long pn = 0;
+
+		port = end + 1;
+		for (end = port; *end >= '0' && *end <= '9' && pn <= 65535;
+		    end++)
+			pn = pn * 10 + (unsigned long)(*end - '0');
+		if (end == port || pn < 1 || pn > 65535)
+			return error_set(err, CARVE_EINVAL,
+			    "%s: the port must be 1..65535", key);
+	}
+	if (*end != '\0')
+		return error_set(err, CARVE_EINVAL,
+		    "%s must be tcp://HOST[:PORT] and nothing more", key);
+	return 0;
+}
+
+/* vda, sdb, hdc, xvdaa: the names libvirt gives disk targets. */
+static bool
+command_disk_target_valid(const char *t)
+{
+	size_t n;
+
+	if (strncmp(t, "xvd", 3) == 0)
+		t += 3;
+	else if (strncmp(t, "vd", 2) == 0 || strncmp(t, "sd", 2) == 0 ||
+	    strncmp(t, "hd", 2) == 0)
+		t += 2;
+	else
+		return false;
+	n = strlen(t);
+	if (n < 1 || n > 2)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (t[i] < 'a' || t[i] > 'z')
+			return false;
+	return true;
+}
+
+static void
+command_free_disks(struct vm_disk_path *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(d[i].dp_path);
+	free(d);
+}
+
+static int
+command_disk_cmp(const void *x, const void *y)
+{
+	const struct vm_disk_path *a = x, *b = y;
+
+	return strcmp(a->dp_target, b->dp_target);
+}
+
+static int
+command_get_disks(json_object *args, struct vm_disk_path **out, size_t *nout,
+    struct carve_error *err)
+{
+	struct vm_disk_path *d;
+	json_object *obj;
+	size_t n = 0, cap;
+	char key[VM_DISK_TARGET_MAX + 16];
+	char q[COMMAND_QUOTE_MAX + 8];
+
+	if (jsonx_get_object(args, "disks", true, &obj, err) == -1)
+		return -1;
+	cap = (size_t)json_object_object_length(obj);
+	if (cap > VM_MIGRATE_DISKS_MAX)
+		return error_set(err, CARVE_EINVAL, "disks has %zu entries; at "
+		    "most %d are allowed", cap, VM_MIGRATE_DISKS_MAX);
+	d = xcalloc(cap + 1, sizeof(*d));
+	json_object_object_foreach(obj, k, v) {
+		const char *path;
+
+		if (strlen(k) > VM_DISK_TARGET_MAX ||
+		    !command_disk_target_valid(k)) {
+			text_quote(k, COMMAND_QUOTE_MAX, q, sizeof(q));
+			command_free_disks(d, n);
+			return error_set(err, CARVE_EINVAL, "disks: \"%s\" is "
+			    "not a disk target (vda, sdb, hdc, ...)", q);
+		}
+		snprintf(key, sizeof(key), "disks.%s", k);
+		if (!json_object_is_type(v, json_type_string)) {
+			command_free_disks(d, n);
+			return error_set(err, CARVE_EINVAL,
+			    "%s must be a string", key);
+		}
+		path = json_object_get_string(v);
+		if ((size_t)json_object_get_string_len(v) != strlen(path) ||
+		    strlen(path) > VM_MIGRATE_PATH_MAX) {
+			command_free_disks(d, n);
+			return error_set(err, CARVE_EINVAL, "%s must be a path "
+			    "of at most %d bytes without NUL", key,
+			    VM_MIGRATE_PATH_MAX);
+		}
+		if (command_check_path(key, path, err) == -1) {
+			command_free_disks(d, n);
+			return -1;
+		}
+		snprintf(d[n].dp_target, sizeof(d[n].dp_target), "%s", k);
+		d[n].dp_path = xstrdup(path);
+		n++;
+	}
+	qsort(d, n, sizeof(*d), command_disk_cmp);
+	if (n == 0) {
+		free(d);
+		d = NULL;
+	}
+	*out = d;
+	*nout = n;
+	return 0;
+}
+
+static int
+command_get_path(json_object *args, const char *key, char **out,
+    struct carve_error *err)
+{
+	const char *s;
+	int rc;
+
+	if ((rc = jsonx_get_string(args, key, false, VM_MIGRATE_PATH_MAX, &s,
+	    err)) != 1)
+		return rc;
+	if (command_check_path(key, s, err) == -1)
+		return -1;
+	*out = xstrdup(s);
+	return 1;
+}
+
+static const char *const command_migrate_keys[] = {
+	"dest_node", "dest_libvirt_uri", "dest_migrate_uri", "disks",
+	"console_log", "max_downtime_ms", "bandwidth_mibps", "timeout_s", NULL
+};
+
+static void
+command_migrate_clear(struct command *cmd)
+{
+	struct command_migrate_args *mg = &cmd->cmd_args.migrate;
+
+	free(mg->mg_dest_libvirt_uri);
+	free(mg->mg_dest_migrate_uri);
+	command_free_disks(mg->mg_disks, mg->mg_ndisks);
+	free(mg->mg_console_log);
+	memset(mg, 0, sizeof(*mg));
+}
+
+static int
+command_migrate_decode(json_object *args, struct command *cmd,
+    struct carve_error *err)
+{
+	struct command_migrate_args *mg = &cmd->cmd_args.migrate;
+	const char *node, *uri, *muri = NULL;
+	int64_t downtime = 0, bw = 0, timeout = VM_MIGRATE_TIMEOUT_DEFAULT_S;
+
+	memset(mg, 0, sizeof(*mg));
+	if (jsonx_check_object(args, "vm.migrate args", command_migrate_keys,
+	    err) == -1 ||
+	    jsonx_get_string(args, "dest_node", true, IDS_NAME_MAX, &node,
+	    err) == -1 ||
+	    ids_name_check(node, "dest_node", err) == -1 ||
+	    jsonx_get_string(args, "dest_libvirt_uri", true, VM_MIGRATE_URI_MAX,
+	    &uri, err) == -1 ||
+	    command_check_libvirt_uri("dest_libvirt_uri", uri, err) == -1 ||
+	    jsonx_get_string(args, "dest_migrate_uri", false, VM_MIGRATE_URI_MAX,
+	    &muri, err) == -1 ||
+	    (muri != NULL && command_check_migrate_uri("dest_migrate_uri", muri,
+	    err) == -1) ||
+	    command_get_size(args, "max_downtime_ms", false, 1,
+	    VM_MIGRATE_DOWNTIME_MAX_MS, "ms", &downtime, err) == -1 ||
+	    command_get_size(args, "bandwidth_mibps", false, 0,
+	    VM_MIGRATE_BANDWIDTH_MAX, "MiB/s", &bw, err) == -1 ||
+	    command_get_size(args, "timeout_s", false, VM_MIGRATE_TIMEOUT_MIN_S,
+	    VM_MIGRATE_TIMEOUT_MAX_S, "seconds", &timeout, err) == -1)
+		return -1;
+	if (command_get_disks(args, &mg->mg_disks, &mg->mg_ndisks, err) == -1 ||
+	    command_get_path(args, "console_log", &mg->mg_console_log,
+	    err) == -1) {
+		command_migrate_clear(cmd);
+		return -1;
+	}
+	snprintf(mg->mg_dest_node, sizeof(mg->mg_dest_node), "%s", node);
+	mg->mg_dest_libvirt_uri = xstrdup(uri);
+	mg->mg_dest_migrate_uri = muri != NULL ? xstrdup(muri) : NULL;
+	mg->mg_max_downtime_ms = (unsigned)downtime;
+	mg->mg_bandwidth_mibps = (uint64_t)bw;
+	mg->mg_timeout_s = (unsigned)timeout;
+	return 0;
+}
+
+static json_object *
+command_migrate_encode(const struct command *cmd)
+{
+	const struct command_migrate_args *mg = &cmd->cmd_args.migrate;
+	json_object *o = command_new_object(), *disks = command_new_object();
+
+	jsonx_add_string(o, "dest_node", mg->mg_dest_node);
+	jsonx_add_string(o, "dest_libvirt_uri", mg->mg_dest_libvirt_uri);
+	if (mg->mg_dest_migrate_uri != NULL)
+		jsonx_add_string(o, "dest_migrate_uri", mg->mg_dest_migrate_uri);
+	for (size_t i = 0; i < mg->mg_ndisks; i++)
+		jsonx_add_string(disks, mg->mg_disks[i].dp_target,
+		    mg->mg_disks[i].dp_path);
+	json_object_object_add(o, "disks", disks);
+	if (mg->mg_console_log != NULL)
+		jsonx_add_string(o, "console_log", mg->mg_console_log);
+	if (mg->mg_max_downtime_ms > 0)
+		jsonx_add_int(o, "max_downtime_ms", mg->mg_max_downtime_ms);
+	jsonx_add_int(o, "bandwidth_mibps", (int64_t)mg->mg_bandwidth_mibps);
+	jsonx_add_int(o, "timeout_s", mg->mg_timeout_s);
+	return o;
+}
+
+static void
+command_migrate_copy(struct command *dst, const struct command *src)
+{
+	const struct command_migrate_args *s = &src->cmd_args.migrate;
+	struct command_migrate_args *d = &dst->cmd_args.migrate;
+
+	d->mg_dest_libvirt_uri = command_strdup_null(s->mg_dest_libvirt_uri);
+	d->mg_dest_migrate_uri = command_strdup_null(s->mg_dest_migrate_uri);
+	d->mg_console_log = command_strdup_null(s->mg_console_log);
+	d->mg_disks = NULL;
+	if (s->mg_ndisks > 0) {
+		d->mg_disks = xcalloc(s->mg_ndisks, sizeof(*d->mg_disks));
+		for (size_t i = 0; i < s->mg_ndisks; i++) {
+			d->mg_disks[i] = s->mg_disks[i];
+			d->mg_disks[i].dp_path = xstrdup(s->mg_disks[i].dp_path);
+		}
+	}
 }
 
 /* ------------------------------------------------------------ commands */

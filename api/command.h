@@ -13,6 +13,15 @@
  *   vm.start   {}            vm.reboot {}            vm.destroy {}
  *   vm.stop    {"force"?: bool, "timeout_s"?: 1..3600 (default 60)}
  *   vm.resize  {"vcpus"?: 1..VM_VCPUS_MAX, "memory_mib"?: 64..} (at least one)
+ *   vm.migrate.prepare (destination)
+ *              {"spec": <vm.create args>, "source_node": NAME}
+ *   vm.migrate (source)
+ *              {"dest_node": NAME, "dest_libvirt_uri": URI,
+ *               "dest_migrate_uri"?: "tcp://HOST[:PORT]",
+ *               "disks": {TARGET: PATH, ...}, "console_log"?: PATH,
+ *               "max_downtime_ms"?: 1..60000, "bandwidth_mibps"?: 0..1000000
+ *               (0 = unlimited), "timeout_s"?: 10..86400 (default 600)}
+ *   vm.migrate.cancel {}     vm.migrate.finish {}
  * ("args" may be omitted where no field is required.)
  */
 #ifndef CARVE_API_COMMAND_H
@@ -56,6 +65,10 @@ enum command_type {
 	CMD_VM_REBOOT,
 	CMD_VM_DESTROY,
 	CMD_VM_RESIZE,
+	CMD_VM_MIGRATE_PREPARE,
+	CMD_VM_MIGRATE,
+	CMD_VM_MIGRATE_CANCEL,
+	CMD_VM_MIGRATE_FINISH,
 	CMD_TYPE_MAX
 };
 
@@ -159,6 +172,49 @@ struct command_resize_args {
 	uint64_t memory_mib;
 };
 
+/* Live migration (see api/openapi.yaml and agent/migrate.h). */
+#define VM_MIGRATE_URI_MAX          1024
+#define VM_MIGRATE_PATH_MAX         4096
+#define VM_MIGRATE_DISKS_MAX        16
+#define VM_DISK_TARGET_MAX          8       /* "vdaa" and the like */
+#define VM_MIGRATE_DOWNTIME_MAX_MS  60000
+#define VM_MIGRATE_BANDWIDTH_MAX    1000000 /* MiB/s */
+#define VM_MIGRATE_TIMEOUT_MIN_S    10
+#define VM_MIGRATE_TIMEOUT_MAX_S    86400
+#define VM_MIGRATE_TIMEOUT_DEFAULT_S 600
+
+/* One disk of a VM on the destination: its target ("vda") and path. */
+struct vm_disk_path {
+	char dp_target[VM_DISK_TARGET_MAX + 1];
+	char *dp_path;                      /* owned, absolute */
+};
+
+struct command_migrate_prepare_args {
+	struct vm_spec mp_spec;             /* the VM as created */
+	char mp_source_node[IDS_NAME_MAX + 1];
+};
+
+/*
+ * URIs and paths are decoded strictly: dest_libvirt_uri is a qemu URI
+ * (qemu, qemu+tls, qemu+tcp, qemu+ssh, qemu+libssh, qemu+libssh2 or
+ * qemu+unix) whose query, if any, only sets socket, pkipath, keyfile,
+ * known_hosts, sshauth or no_tty (never a command to run or a disabled
+ * certificate check); dest_migrate_uri is tcp://HOST[:PORT]; disk targets
+ * are vd, sd, hd or xvd and one or two letters; paths are absolute, printable
+ * ASCII without "." or ".." segments. Disks are kept sorted by target.
+ */
+struct command_migrate_args {
+	char mg_dest_node[IDS_NAME_MAX + 1];
+	char *mg_dest_libvirt_uri;          /* owned */
+	char *mg_dest_migrate_uri;          /* owned, or NULL */
+	struct vm_disk_path *mg_disks;      /* owned array, or NULL */
+	size_t mg_ndisks;
+	char *mg_console_log;               /* owned, or NULL */
+	unsigned mg_max_downtime_ms;        /* 0: libvirt's default */
+	uint64_t mg_bandwidth_mibps;        /* 0: unlimited */
+	unsigned mg_timeout_s;
+};
+
 struct command {
 	char cmd_id[IDS_UUID_LEN + 1];      /* lower-case */
 	enum command_type cmd_type;
@@ -167,6 +223,8 @@ struct command {
 		struct vm_spec create;
 		struct command_stop_args stop;
 		struct command_resize_args resize;
+		struct command_migrate_prepare_args migrate_prepare;
+		struct command_migrate_args migrate;
 	} cmd_args;
 };
 
@@ -199,6 +257,11 @@ const char *command_status_name(enum command_status st);
 int command_status_parse(const char *name, enum command_status *out);
 /* True for types that act on an existing VM (all but vm.create). */
 bool command_type_needs_vm(enum command_type type);
+/*
+ * The VM spec a command carries (vm.create and vm.migrate.prepare, whose VM
+ * is made on this host), or NULL.
+ */
+const struct vm_spec *command_spec(const struct command *cmd);
 
 /*
  * Decode a command from its wire form. Every field is checked (types, ranges,

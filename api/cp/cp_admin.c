@@ -14,6 +14,7 @@
 #include "api/command.h"
 #include "api/cp/cp_admin.h"
 #include "api/cp/cp_agent.h"
+#include "api/cp/cp_mig.h"
 #include "api/cp/cp_sched.h"
 #include "api/cp/cp_store.h"
 #include "api/proto.h"
@@ -81,6 +82,17 @@ admin_path_id(const struct cp_req *r, const char *what,
 	return 0;
 }
 
+/* The VM's migration under way, if any, into its record. */
+static void
+admin_vm_migration(const struct cp_mig_rec *m, struct proto_vm *out)
+{
+	memcpy(out->pv_migration_id, m->mr_id, sizeof(out->pv_migration_id));
+	snprintf(out->pv_migration_state, sizeof(out->pv_migration_state), "%s",
+	    cp_mig_state_name(m->mr_state));
+	memcpy(out->pv_migration_target, m->mr_target,
+	    sizeof(out->pv_migration_target));
+}
+
 static void
 admin_vm_to_proto(const struct cp_vm_rec *v, struct proto_vm *out)
 {
@@ -114,7 +126,10 @@ admin_sched_nodes(const struct cp_node_rec *recs, size_t n)
 
 		sn[i].sn_name = recs[i].nr_name;
 		sn[i].sn_last_heartbeat_ms = recs[i].nr_last_heartbeat_ms;
-		sn[i].sn_schedulable = recs[i].nr_schedulable;
+		/* A node being emptied takes nothing new. */
+		sn[i].sn_schedulable = recs[i].nr_schedulable &&
+		    (recs[i].nr_evac_reason == CP_EVAC_NONE ||
+		    recs[i].nr_evac_finished_at_ms != 0);
 		memcpy(sn[i].sn_claimed, recs[i].nr_claimed,
 		    sizeof(sn[i].sn_claimed));
 		/* A report that does not read back leaves the node no room. */
@@ -198,17 +213,28 @@ cleanup:
 int
 cp_admin_vm_list(struct cp_req *r, struct carve_error *err)
 {
+	struct cp_mig_rec *migs;
 	struct cp_vm_rec *recs;
 	struct proto_vm *vms;
-	size_t n;
+	size_t n, nmig;
 
 	if (cp_store_vm_list(r->rq_cp->cp_store, &recs, &n, err) < 0)
 		return -1;
+	if (cp_store_mig_list(r->rq_cp->cp_store, true, 0, &migs, &nmig,
+	    err) < 0) {
+		cp_vm_list_free(recs, n);
+		return -1;
+	}
 	vms = xcalloc(n > 0 ? n : 1, sizeof(*vms));
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		admin_vm_to_proto(&recs[i], &vms[i]);
+		for (size_t j = 0; j < nmig; j++)
+			if (strcmp(migs[j].mr_vm_id, recs[i].vr_id) == 0)
+				admin_vm_migration(&migs[j], &vms[i]);
+	}
 	cp_http_reply(r, 200, proto_vm_list_encode(vms, n));
 	free(vms);
+	cp_mig_list_free(migs, nmig);
 	cp_vm_list_free(recs, n);
 	return 0;
 }
@@ -217,13 +243,20 @@ int
 cp_admin_vm_get(struct cp_req *r, struct carve_error *err)
 {
 	char id[IDS_UUID_LEN + 1];
+	struct carve_error merr = { 0 };
 	struct cp_vm_rec rec;
+	struct cp_mig_rec mig;
 	struct proto_vm vm;
 
 	if (admin_path_id(r, "VM", id, err) < 0 ||
 	    cp_store_vm_get(r->rq_cp->cp_store, id, &rec, err) < 0)
 		return -1;
 	admin_vm_to_proto(&rec, &vm);
+	if (cp_store_mig_active_for_vm(r->rq_cp->cp_store, id, &mig,
+	    &merr) == 0) {
+		admin_vm_migration(&mig, &vm);
+		cp_mig_rec_clear(&mig);
+	}
 	cp_http_reply(r, 200, proto_vm_encode(&vm));
 	cp_vm_rec_clear(&rec);
 	return 0;
@@ -271,6 +304,8 @@ cp_admin_vm_delete(struct cp_req *r, struct carve_error *err)
 		admin_reply_command(r, vm.vr_last_command_id);
 		goto cleanup;
 	}
+	if ((rc = cp_mig_vm_check_idle(cp, vm.vr_id, err)) < 0)
+		goto cleanup;
 	memset(&cmd, 0, sizeof(cmd));
 	ids_uuid_new(cmd.cmd_id);
 	memcpy(cmd.cmd_vm_id, vm.vr_id, sizeof(cmd.cmd_vm_id));
@@ -326,10 +361,21 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 	char id[IDS_UUID_LEN + 1];
 	struct cp_vm_rec vm;
 	struct command cmd;
+	json_object *body;
+	bool migrate;
 	int rc = -1;
 
-	if (admin_path_id(r, "VM", id, err) < 0 ||
-	    proto_vm_action_req_decode_buf(r->rq_body, r->rq_body_len, &act,
+	if (admin_path_id(r, "VM", id, err) < 0)
+		return -1;
+	/* A migration has arguments of its own, and its own machinery. */
+	if ((body = proto_parse(r->rq_body, r->rq_body_len, PROTO_REQUEST_MAX,
+	    err)) == NULL)
+		return -1;
+	migrate = proto_vm_action_is_migrate(body);
+	json_object_put(body);
+	if (migrate)
+		return cp_mig_admin_migrate(r, id, err);
+	if (proto_vm_action_req_decode_buf(r->rq_body, r->rq_body_len, &act,
 	    err) < 0 ||
 	    cp_store_vm_get(cp->cp_store, id, &vm, err) < 0)
 		return -1;
@@ -337,6 +383,8 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 		error_set(err, CARVE_ECONFLICT, "VM %s is being deleted", id);
 		goto cleanup;
 	}
+	if (cp_mig_vm_check_idle(cp, vm.vr_id, err) < 0)
+		goto cleanup;
 	memset(&cmd, 0, sizeof(cmd));
 	ids_uuid_new(cmd.cmd_id);
 	memcpy(cmd.cmd_vm_id, vm.vr_id, sizeof(cmd.cmd_vm_id));
@@ -380,6 +428,11 @@ admin_node_to_proto(struct cp *cp, const struct cp_node_rec *rec,
 	out->nd_vms = rec->nr_vms;
 	if ((out->nd_host = cp_store_json(rec->nr_host, err)) == NULL ||
 	    (out->nd_capacity = cp_store_json(rec->nr_capacity, err)) == NULL) {
+		proto_node_clear(out);
+		return -1;
+	}
+	if (rec->nr_evac_reason != CP_EVAC_NONE &&
+	    (out->nd_evacuation = cp_mig_evac_encode(cp, rec, err)) == NULL) {
 		proto_node_clear(out);
 		return -1;
 	}

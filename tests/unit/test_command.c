@@ -133,6 +133,10 @@ test_names(void **state)
 		{ CMD_VM_REBOOT, "vm.reboot", true },
 		{ CMD_VM_DESTROY, "vm.destroy", true },
 		{ CMD_VM_RESIZE, "vm.resize", true },
+		{ CMD_VM_MIGRATE_PREPARE, "vm.migrate.prepare", false },
+		{ CMD_VM_MIGRATE, "vm.migrate", true },
+		{ CMD_VM_MIGRATE_CANCEL, "vm.migrate.cancel", true },
+		{ CMD_VM_MIGRATE_FINISH, "vm.migrate.finish", true },
 	};
 	static const struct {
 		enum command_status st;
@@ -160,7 +164,7 @@ test_names(void **state)
 		assert_int_equal(command_status_parse(statuses[i].name, &st), 0);
 		assert_int_equal(st, statuses[i].st);
 	}
-	assert_int_equal(command_type_parse("vm.migrate", &t), -1);
+	assert_int_equal(command_type_parse("vm.teleport", &t), -1);
 	assert_int_equal(command_type_parse("VM.CREATE", &t), -1);
 	assert_int_equal(command_type_parse("", &t), -1);
 	assert_int_equal(command_status_parse("done", &st), -1);
@@ -229,8 +233,8 @@ static const struct decode_case decode_cases[] = {
 	    "id must be a string" },
 	{ "{\"id\":\"" ID1 "\",\"vm_id\":\"../../etc\",\"type\":\"vm.start\"}", -1,
 	    "vm_id must be a UUID" },
-	{ "{" HEAD "\"type\":\"vm.migrate\"}", -1,
-	    "unknown command type \"vm.migrate\"" },
+	{ "{" HEAD "\"type\":\"vm.teleport\"}", -1,
+	    "unknown command type \"vm.teleport\"" },
 	{ "{" HEAD "\"type\":\"VM.START\"}", -1, "unknown command type \"VM.START\"" },
 	{ "{" HEAD "\"type\":\"\"}", -1, "unknown command type \"\"" },
 	{ "{" HEAD "\"type\":\"a\\nb\\\"c\"}", -1, "unknown command type \"a?b?c\"" },
@@ -450,6 +454,289 @@ test_decode_table(void **state)
 	for (size_t i = 0; i < NELEM(decode_cases); i++)
 		check_decode(i, decode_cases[i].json, decode_cases[i].rc,
 		    decode_cases[i].msg);
+}
+
+/* ------------------------------------------------------------ migration */
+
+#define MIG "{" HEAD "\"type\":\"vm.migrate\",\"args\":{"
+#define MIG_URI "\"dest_libvirt_uri\":\"qemu+tls://b.example/system\","
+#define MIG_MIN "\"dest_node\":\"b\"," MIG_URI "\"disks\":{}"
+#define PREP "{" HEAD "\"type\":\"vm.migrate.prepare\",\"args\":{"
+#define SPEC "\"spec\":{\"name\":\"web-1\",\"vcpus\":2,\"memory_mib\":256}"
+
+static const struct decode_case migrate_cases[] = {
+	/* accepted */
+	{ PREP SPEC ",\"source_node\":\"host-a\"}}", 0, NULL },
+	{ PREP "\"spec\":{\"name\":\"w\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"disk_gib\":2,\"image\":{\"url\":\"file:///i/b.qcow2\",\"sha256\":"
+	    "\"ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789\","
+	    "\"format\":\"qcow2\"},\"ssh_authorized_keys\":[\"ssh-ed25519 K c\"],"
+	    "\"user_data\":\"#cloud-config\\n\"},\"source_node\":\"a\"}}", 0,
+	    NULL },
+	{ MIG MIG_MIN "}}", 0, NULL },
+	{ MIG "\"dest_node\":\"host-b.dc1\",\"dest_libvirt_uri\":"
+	    "\"qemu+unix:///system?socket=/run/b/libvirt-sock\","
+	    "\"dest_migrate_uri\":\"tcp://10.0.0.2:49152\",\"disks\":{"
+	    "\"vdb\":\"/var/lib/carve/disks/x-data0.qcow2\","
+	    "\"vda\":\"/var/lib/carve/disks/x-root.qcow2\","
+	    "\"hdc\":\"/var/lib/carve/disks/x-seed.iso\"},"
+	    "\"console_log\":\"/var/log/libvirt/qemu/carve-x.console.log\","
+	    "\"max_downtime_ms\":60000,\"bandwidth_mibps\":0,"
+	    "\"timeout_s\":86400}}", 0, NULL },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":"
+	    "\"qemu+ssh://root@b/system?keyfile=/k&known_hosts=/h&no_tty=1\","
+	    "\"dest_migrate_uri\":\"tcp://[fe80::1]\",\"disks\":{\"sda\":\"/a\","
+	    "\"xvdab\":\"/b\"},\"max_downtime_ms\":1,"
+	    "\"bandwidth_mibps\":1000000,\"timeout_s\":10}}", 0, NULL },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":\"qemu:///system\","
+	    "\"disks\":{},\"dest_migrate_uri\":\"tcp://b\"}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.migrate.cancel\"}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.migrate.cancel\",\"args\":{}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.migrate.finish\"}", 0, NULL },
+
+	/* vm.migrate.prepare */
+	{ "{" HEAD "\"type\":\"vm.migrate.prepare\"}", -1,
+	    "args is required for vm.migrate.prepare" },
+	{ PREP SPEC "}}", -1, "source_node is required" },
+	{ PREP "\"source_node\":\"a\"}}", -1, "spec is required" },
+	{ PREP SPEC ",\"source_node\":\"a\",\"dest\":1}}", -1,
+	    "vm.migrate.prepare args: unknown key \"dest\"" },
+	{ PREP SPEC ",\"source_node\":\"-a\"}}", -1,
+	    "source_node must start with a letter or digit" },
+	{ PREP SPEC ",\"source_node\":\"a/b\"}}", -1,
+	    "source_node may only contain" },
+	{ PREP SPEC ",\"source_node\":7}}", -1, "source_node must be a string" },
+	{ PREP "\"spec\":[],\"source_node\":\"a\"}}", -1,
+	    "spec must be a JSON object" },
+	{ PREP "\"spec\":{\"name\":\"w\",\"vcpus\":0,\"memory_mib\":64},"
+	    "\"source_node\":\"a\"}}", -1,
+	    "spec: vcpus must be between 1 and 1024" },
+	{ PREP "\"spec\":{\"name\":\"w\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"x\":1},\"source_node\":\"a\"}}", -1,
+	    "spec: vm.create args: unknown key \"x\"" },
+
+	/* vm.migrate: required keys and types */
+	{ "{" HEAD "\"type\":\"vm.migrate\"}", -1,
+	    "args is required for vm.migrate" },
+	{ MIG MIG_URI "\"disks\":{}}}", -1, "dest_node is required" },
+	{ MIG "\"dest_node\":\"b\",\"disks\":{}}}", -1,
+	    "dest_libvirt_uri is required" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"x\":1}}", -1,
+	    "vm.migrate args: unknown key \"x\"" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"console_log\":\"/c\"}}", -1,
+	    "disks is required" },
+	{ MIG "\"dest_node\":\"b c\"," MIG_URI "\"disks\":{}}}", -1,
+	    "dest_node may only contain" },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":5,\"disks\":{}}}", -1,
+	    "dest_libvirt_uri must be a string" },
+	/* the destination's libvirt URI */
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":\"b.example\","
+	    "\"disks\":{}}}", -1, "dest_libvirt_uri must be a libvirt URI" },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":"
+	    "\"qemu+ext:///system?command=/bin/sh\",\"disks\":{}}}", -1,
+	    "transport \"qemu+ext\" is not allowed" },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":"
+	    "\"xen+tls://b/system\",\"disks\":{}}}", -1,
+	    "transport \"xen+tls\" is not allowed" },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":"
+	    "\"qemu+ssh://b/system?netcat=/tmp/x\",\"disks\":{}}}", -1,
+	    "parameter \"netcat\" is not allowed" },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":"
+	    "\"qemu+tls://b/system?pkipath=/p&no_verify=1\",\"disks\":{}}}", -1,
+	    "parameter \"no_verify\" is not allowed" },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":"
+	    "\"qemu+tls://b/session\",\"disks\":{}}}", -1,
+	    "must name the system instance" },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":"
+	    "\"qemu+tls://b/system#x\",\"disks\":{}}}", -1,
+	    "must not have a fragment" },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":"
+	    "\"qemu+tls://b /system\",\"disks\":{}}}", -1,
+	    "dest_libvirt_uri may only contain printable ASCII without blanks" },
+	{ MIG "\"dest_node\":\"b\",\"dest_libvirt_uri\":"
+	    "\"qemu+tls://b/system'\",\"disks\":{}}}", -1,
+	    "dest_libvirt_uri may only contain" },
+	/* the migration data URI */
+	{ MIG MIG_MIN ",\"dest_migrate_uri\":\"rdma://b\"}}", -1,
+	    "dest_migrate_uri must be tcp://HOST[:PORT]" },
+	{ MIG MIG_MIN ",\"dest_migrate_uri\":\"tcp://\"}}", -1,
+	    "dest_migrate_uri must name a host" },
+	{ MIG MIG_MIN ",\"dest_migrate_uri\":\"tcp://b:0\"}}", -1,
+	    "the port must be 1..65535" },
+	{ MIG MIG_MIN ",\"dest_migrate_uri\":\"tcp://b:65536\"}}", -1,
+	    "the port must be 1..65535" },
+	{ MIG MIG_MIN ",\"dest_migrate_uri\":\"tcp://b:\"}}", -1,
+	    "the port must be 1..65535" },
+	{ MIG MIG_MIN ",\"dest_migrate_uri\":\"tcp://b/x\"}}", -1,
+	    "must be tcp://HOST[:PORT] and nothing more" },
+	{ MIG MIG_MIN ",\"dest_migrate_uri\":\"tcp://b_c\"}}", -1,
+	    "and nothing more" },
+	{ MIG MIG_MIN ",\"dest_migrate_uri\":\"tcp://[fe80::1\"}}", -1,
+	    "an IPv6 address must be in brackets" },
+	{ MIG MIG_MIN ",\"dest_migrate_uri\":\"tcp://[zz::1]\"}}", -1,
+	    "bad IPv6 address" },
+	/* disks */
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":[]}}", -1,
+	    "disks must be a JSON object" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":1}}}", -1,
+	    "disks.vda must be a string" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"nvme0\":\"/a\"}}}",
+	    -1, "disks: \"nvme0\" is not a disk target" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vd\":\"/a\"}}}",
+	    -1, "is not a disk target" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vdabc\":\"/a\"}}}",
+	    -1, "is not a disk target" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vdA\":\"/a\"}}}",
+	    -1, "is not a disk target" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":\"a\"}}}",
+	    -1, "disks.vda must be an absolute path to a file" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":\"/\"}}}",
+	    -1, "disks.vda must be an absolute path to a file" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":"
+	    "\"/a/../etc/shadow\"}}}", -1, "must not contain \".\" or \"..\"" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":\"/a/./b\"}}}",
+	    -1, "must not contain \".\" or \"..\"" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":\"/a//b\"}}}",
+	    -1, "must not contain \"//\"" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":\"/a/\"}}}",
+	    -1, "must name a file, not a directory" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":"
+	    "\"/a\\nb\"}}}", -1, "disks.vda may only contain printable ASCII" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":"
+	    "\"/caf\\u00e9\"}}}", -1, "may only contain printable ASCII" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":"
+	    "\"/a\\u0000b\"}}}", -1, "without NUL" },
+	{ MIG "\"dest_node\":\"b\"," MIG_URI "\"disks\":{\"vda\":\"/1\","
+	    "\"vdb\":\"/2\",\"vdc\":\"/3\",\"vdd\":\"/4\",\"vde\":\"/5\","
+	    "\"vdf\":\"/6\",\"vdg\":\"/7\",\"vdh\":\"/8\",\"vdi\":\"/9\","
+	    "\"vdj\":\"/10\",\"vdk\":\"/11\",\"vdl\":\"/12\",\"vdm\":\"/13\","
+	    "\"vdn\":\"/14\",\"vdo\":\"/15\",\"vdp\":\"/16\","
+	    "\"vdq\":\"/17\"}}}", -1, "disks has 17 entries; at most 16" },
+	/* console log, limits */
+	{ MIG MIG_MIN ",\"console_log\":\"log\"}}", -1,
+	    "console_log must be an absolute path" },
+	{ MIG MIG_MIN ",\"console_log\":\"/var/log/../x\"}}", -1,
+	    "console_log must not contain" },
+	{ MIG MIG_MIN ",\"max_downtime_ms\":0}}", -1,
+	    "max_downtime_ms must be at least 1 ms" },
+	{ MIG MIG_MIN ",\"max_downtime_ms\":60001}}", -1,
+	    "max_downtime_ms must be at most 60000 ms" },
+	{ MIG MIG_MIN ",\"bandwidth_mibps\":-1}}", -1,
+	    "bandwidth_mibps must be at least 0 MiB/s" },
+	{ MIG MIG_MIN ",\"bandwidth_mibps\":1000001}}", -1,
+	    "bandwidth_mibps must be at most 1000000 MiB/s" },
+	{ MIG MIG_MIN ",\"timeout_s\":9}}", -1,
+	    "timeout_s must be at least 10 seconds" },
+	{ MIG MIG_MIN ",\"timeout_s\":86401}}", -1,
+	    "timeout_s must be at most 86400 seconds" },
+	{ MIG MIG_MIN ",\"timeout_s\":\"60\"}}", -1,
+	    "timeout_s must be an integer" },
+
+	/* cancel, finish */
+	{ "{" HEAD "\"type\":\"vm.migrate.cancel\",\"args\":{\"force\":1}}", -1,
+	    "vm.migrate.cancel args: unknown key \"force\"" },
+	{ "{" HEAD "\"type\":\"vm.migrate.finish\",\"args\":{\"x\":1}}", -1,
+	    "vm.migrate.finish args: unknown key \"x\"" },
+};
+
+static void
+test_decode_migrate(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(migrate_cases); i++)
+		check_decode(i, migrate_cases[i].json, migrate_cases[i].rc,
+		    migrate_cases[i].msg);
+}
+
+/* What the decoders keep: defaults, sorted disks, lower-case sha256. */
+static void
+test_decode_migrate_values(void **state)
+{
+	struct carve_error err = { 0 };
+	const struct command_migrate_args *mg;
+	const struct vm_spec *spec;
+	struct command cmd;
+
+	(void)state;
+	assert_int_equal(command_decode_buf(migrate_cases[2].json,
+	    strlen(migrate_cases[2].json), &cmd, &err), 0);
+	mg = &cmd.cmd_args.migrate;
+	assert_string_equal(mg->mg_dest_node, "b");
+	assert_string_equal(mg->mg_dest_libvirt_uri,
+	    "qemu+tls://b.example/system");
+	assert_null(mg->mg_dest_migrate_uri);
+	assert_null(mg->mg_console_log);
+	assert_int_equal(mg->mg_ndisks, 0);
+	assert_int_equal(mg->mg_max_downtime_ms, 0);
+	assert_int_equal(mg->mg_bandwidth_mibps, 0);
+	assert_int_equal(mg->mg_timeout_s, VM_MIGRATE_TIMEOUT_DEFAULT_S);
+	assert_null(command_spec(&cmd));
+	command_clear(&cmd);
+
+	assert_int_equal(command_decode_buf(migrate_cases[3].json,
+	    strlen(migrate_cases[3].json), &cmd, &err), 0);
+	mg = &cmd.cmd_args.migrate;
+	assert_int_equal(mg->mg_ndisks, 3);
+	assert_string_equal(mg->mg_disks[0].dp_target, "hdc");
+	assert_string_equal(mg->mg_disks[1].dp_target, "vda");
+	assert_string_equal(mg->mg_disks[1].dp_path,
+	    "/var/lib/carve/disks/x-root.qcow2");
+	assert_string_equal(mg->mg_disks[2].dp_target, "vdb");
+	assert_string_equal(mg->mg_dest_migrate_uri, "tcp://10.0.0.2:49152");
+	assert_int_equal(mg->mg_max_downtime_ms, 60000);
+	assert_int_equal(mg->mg_timeout_s, 86400);
+	command_clear(&cmd);
+
+	assert_int_equal(command_decode_buf(migrate_cases[1].json,
+	    strlen(migrate_cases[1].json), &cmd, &err), 0);
+	spec = command_spec(&cmd);
+	assert_non_null(spec);
+	assert_ptr_equal(spec, &cmd.cmd_args.migrate_prepare.mp_spec);
+	assert_string_equal(spec->vs_name, "w");
+	assert_int_equal(spec->vs_disk_gib, 2);
+	assert_string_equal(spec->vs_image.vi_sha256,
+	    "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+	assert_string_equal(cmd.cmd_args.migrate_prepare.mp_source_node, "a");
+	command_clear(&cmd);
+}
+
+/* Accepted migration commands survive encode -> decode -> copy unchanged. */
+static void
+test_migrate_round_trip(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(migrate_cases); i++) {
+		struct carve_error err = { 0 };
+		struct command a, b, c;
+		json_object *enc;
+		char *text, *text2, *text3;
+
+		if (migrate_cases[i].rc != 0)
+			continue;
+		assert_int_equal(command_decode_buf(migrate_cases[i].json,
+		    strlen(migrate_cases[i].json), &a, &err), 0);
+		enc = command_encode(&a);
+		text = jsonx_to_string(enc);
+		json_object_put(enc);
+		if (command_decode_buf(text, strlen(text), &b, &err) != 0)
+			fail_msg("case %zu: encoded form <%s> refused: %s", i, text,
+			    err.message);
+		enc = command_encode(&b);
+		text2 = jsonx_to_string(enc);
+		json_object_put(enc);
+		assert_string_equal(text, text2);
+		command_copy(&c, &b);
+		command_clear(&b);
+		command_clear(&a);
+		enc = command_encode(&c);
+		text3 = jsonx_to_string(enc);
+		json_object_put(enc);
+		assert_string_equal(text, text3);
+		command_clear(&c);
+		free(text);
+		free(text2);
+		free(text3);
+	}
 }
 
 /* Names with each character no XML, shell or path may see. */
@@ -1585,6 +1872,9 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_decode_table),
 		cmocka_unit_test(test_decode_bad_names),
+		cmocka_unit_test(test_decode_migrate),
+		cmocka_unit_test(test_decode_migrate_values),
+		cmocka_unit_test(test_migrate_round_trip),
 		cmocka_unit_test(test_decode_lengths),
 		cmocka_unit_test(test_decode_buf),
 		cmocka_unit_test(test_decode_values),

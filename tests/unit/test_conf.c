@@ -109,6 +109,11 @@ assert_defaults(const struct carved_conf *c)
 	assert_int_equal(c->gc_interval_s, 3600);
 	assert_int_equal(c->gc_unused_age_s, 7 * 86400);
 	assert_true(c->max_cache_gib == 0.0);
+	assert_null(c->mig_libvirt_uri);
+	assert_null(c->mig_address);
+	assert_false(c->mig_tls);
+	assert_int_equal(c->mig_max_incoming, 1);
+	assert_int_equal(c->mig_max_outgoing, 1);
 	free(host);
 }
 
@@ -367,7 +372,7 @@ test_reference(void **state UNUSED)
 /* ------------------------------------------------------- value table */
 
 enum value_kind { V_ERR, V_UINT, V_ULL, V_DOUBLE, V_STR, V_NULL, V_LEVEL,
-	V_NAMES };
+	V_NAMES, V_BOOL };
 
 struct value_case {
 	const char *name;
@@ -390,6 +395,7 @@ struct value_case {
 #define OKLVL(n, t, v) { .name = n, .text = t, .kind = V_LEVEL, .off = AT(log_level), .u = v }
 /* v: the names joined by '|', "" for none */
 #define OKNAMES(n, t, m, v) { .name = n, .text = t, .kind = V_NAMES, .off = AT(m), .s = v }
+#define OKB(n, t, m, v) { .name = n, .text = t, .kind = V_BOOL, .off = AT(m), .u = v }
 
 #define MCO "[agent]\nmax_concurrent_ops = "
 #define MCO_ERR(v) "t.conf:2: [agent] max_concurrent_ops: must be an integer " \
@@ -692,6 +698,37 @@ static const struct value_case value_cases[] = {
 	    "letters, digits, '.', '_' and '-' (found byte 0x3b at offset 3)"),
 	BAD("bridges, a name twice", BRS "br0,br0\n",
 	    "t.conf:2: [network] bridges: \"br0\" is listed twice"),
+	/* [migration] */
+	OKS("migration libvirt_uri", "[migration]\nlibvirt_uri = "
+	    "qemu+tls://b.example/system\n", mig_libvirt_uri,
+	    "qemu+tls://b.example/system"),
+	OKS("migration libvirt_uri with a socket", "[migration]\nlibvirt_uri = "
+	    "qemu+unix:///system?socket=/run/b/libvirt-sock\n", mig_libvirt_uri,
+	    "qemu+unix:///system?socket=/run/b/libvirt-sock"),
+	BAD("rejects: migration libvirt_uri not a URI", "[migration]\n"
+	    "libvirt_uri = b.example\n", "t.conf:2: [migration] libvirt_uri "
+	    "must be a libvirt URI such as qemu+tls://HOST/system"),
+	OKS("migration address", "[migration]\naddress = 10.0.0.2\n",
+	    mig_address, "10.0.0.2"),
+	OKS("migration address IPv6", "[migration]\naddress = fd00::2\n",
+	    mig_address, "fd00::2"),
+	BAD("rejects: migration address with a path", "[migration]\n"
+	    "address = b/x\n", "t.conf:2: [migration] address must be a host "
+	    "name or an IP address"),
+	OKB("migration tls true", "[migration]\ntls = true\n", mig_tls, 1),
+	OKB("migration tls false", "[migration]\ntls = false\n", mig_tls, 0),
+	BAD("rejects: migration tls yes", "[migration]\ntls = yes\n",
+	    "t.conf:2: [migration] tls: must be true or false, got \"yes\""),
+	OKU("migration max_incoming 64", "[migration]\nmax_incoming = 64\n",
+	    mig_max_incoming, 64),
+	BAD("rejects: migration max_incoming 0", "[migration]\n"
+	    "max_incoming = 0\n", "t.conf:2: [migration] max_incoming: must be "
+	    "an integer between 1 and 64, got \"0\""),
+	OKU("migration max_outgoing 2", "[migration]\nmax_outgoing = 2\n",
+	    mig_max_outgoing, 2),
+	BAD("rejects: migration max_outgoing 65", "[migration]\n"
+	    "max_outgoing = 65\n", "t.conf:2: [migration] max_outgoing: must be "
+	    "an integer between 1 and 64, got \"65\""),
 };
 
 static void
@@ -751,6 +788,9 @@ test_value(void **state)
 		free(joined);
 		break;
 	}
+	case V_BOOL:
+		assert_int_equal(*(const bool *)field, v->u);
+		break;
 	case V_ERR:
 		break;
 	}

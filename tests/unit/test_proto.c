@@ -56,6 +56,18 @@
 	",\"vms\":3}"
 #define CI_HEAD "{\"id\":\"" U1 "\",\"type\":\"vm.create\",\"vm_id\":\"" U2 \
 	"\",\"node\":\"host-1\","
+#define MIG_HEAD "{\"id\":\"" U1 "\",\"vm_id\":\"" U2 "\",\"source\":" \
+	"\"host-1\",\"target\":\"host-2\","
+#define MIG_CMDS(m, f, c) "\"commands\":{\"prepare\":\"" U1 "\",\"migrate\":" \
+	m ",\"finish\":" f ",\"cancel\":" c "}"
+#define MIGREC MIG_HEAD "\"state\":\"done\",\"reason\":\"admin\"," \
+	"\"max_downtime_ms\":300,\"bandwidth_mibps\":0,\"timeout_s\":600," \
+	MIG_CMDS("\"" U2 "\"", "\"" U1 "\"", "null") ",\"cancel_requested\":false," \
+	"\"progress\":{\"percent\":100,\"message\":\"iteration 3\"}," \
+	"\"result\":{\"downtime_ms\":41},\"error\":null,\"started_at\":1," \
+	"\"updated_at\":2,\"finished_at\":3}"
+#define MIG_NULLS "\"max_downtime_ms\":null,\"bandwidth_mibps\":null," \
+	"\"timeout_s\":null,"
 
 static json_object *
 parse(const char *s)
@@ -136,6 +148,25 @@ RT(vm_action_req, struct proto_vm_action_req, noclear)
 RT(vm, struct proto_vm, noclear)
 RT(node, struct proto_node, proto_node_clear)
 RT(command_info, struct proto_command_info, proto_command_info_clear)
+RT(vm_migrate_req, struct proto_vm_migrate_req, noclear)
+RT(migration_ref, struct proto_migration_ref, noclear)
+RT(migration, struct proto_migration, proto_migration_clear)
+
+static int
+rt_migration_list(json_object *in, char **out, struct carve_error *err)
+{
+	struct proto_migration *ms = (void *)1;
+	size_t n = 7;
+
+	if (proto_migration_list_decode(in, &ms, &n, err) == -1) {
+		assert_null(ms);
+		assert_int_equal(n, 0);
+		return -1;
+	}
+	*out = text(proto_migration_list_encode(ms, n));
+	proto_migration_list_free(ms, n);
+	return 0;
+}
 
 static int
 rt_empty(json_object *in, char **out, struct carve_error *err)
@@ -182,7 +213,8 @@ enum kind {
 	K_ERROR, K_EMPTY, K_CAPACITY, K_ENROLL, K_RENEW, K_CERT, K_REGISTER,
 	K_REGISTER_RESP, K_POLL, K_PROGRESS, K_HEARTBEAT, K_HEARTBEAT_RESP,
 	K_VM_CREATE, K_VM_CREATED, K_COMMAND_REF, K_VM_ACTION, K_VM, K_VM_LIST,
-	K_NODE, K_NODE_LIST, K_COMMAND_INFO, K_MAX
+	K_NODE, K_NODE_LIST, K_COMMAND_INFO, K_VM_MIGRATE, K_MIGRATION_REF,
+	K_MIGRATION, K_MIGRATION_LIST, K_MAX
 };
 
 static const struct codec codecs[K_MAX] = {
@@ -207,6 +239,10 @@ static const struct codec codecs[K_MAX] = {
 	[K_NODE] = { "node record", rt_node },
 	[K_NODE_LIST] = { "node list", rt_node_list },
 	[K_COMMAND_INFO] = { "command record", rt_command_info },
+	[K_VM_MIGRATE] = { "migrate request", rt_vm_migrate_req },
+	[K_MIGRATION_REF] = { "migration reference", rt_migration_ref },
+	[K_MIGRATION] = { "migration record", rt_migration },
+	[K_MIGRATION_LIST] = { "migration list", rt_migration_list },
 };
 
 /* ------------------------------------------------------------ accepted */
@@ -273,6 +309,12 @@ static const struct valid_case valid_cases[] = {
 	    U1_UPPER "\",\"" U2 "\"],\"capacity\":" CAP "}",
 	    "{\"seq\":2,\"full\":false,\"vms\":[],\"removed\":[\"" U1 "\",\""
 	    U2 "\"],\"capacity\":" CAP "}" },
+	{ K_HEARTBEAT, "{\"seq\":3,\"full\":true,\"vms\":[],\"removed\":[],"
+	    "\"capacity\":" CAP ",\"schedulable\":false}", NULL },
+	{ K_HEARTBEAT, "{\"seq\":3,\"full\":true,\"vms\":[],\"removed\":[],"
+	    "\"capacity\":" CAP ",\"schedulable\":true}",
+	    "{\"seq\":3,\"full\":true,\"vms\":[],\"removed\":[],"
+	    "\"capacity\":" CAP "}" },
 	{ K_HEARTBEAT_RESP, "{\"ack\":12,\"resync\":false,"
 	    "\"heartbeat_interval_s\":10}", NULL },
 	{ K_HEARTBEAT_RESP, "{\"ack\":0,\"resync\":true,"
@@ -327,6 +369,33 @@ static const struct valid_case valid_cases[] = {
 	    "\"delivered_at\":2,\"finished_at\":3,\"result\":null,"
 	    "\"error\":{\"code\":\"insufficient_capacity\",\"message\":\"no\"},"
 	    "\"progress\":null}", NULL },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\"}", NULL },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"target_node\":\"host-2\","
+	    "\"max_downtime_ms\":1,\"bandwidth_mibps\":0,\"timeout_s\":10}", NULL },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"target_node\":null,"
+	    "\"max_downtime_ms\":60000,\"bandwidth_mibps\":1000000,"
+	    "\"timeout_s\":86400}", "{\"action\":\"migrate\","
+	    "\"max_downtime_ms\":60000,\"bandwidth_mibps\":1000000,"
+	    "\"timeout_s\":86400}" },
+	{ K_MIGRATION_REF, "{\"command_id\":\"" U1_UPPER "\",\"migration_id\":\""
+	    U2 "\"}", "{\"command_id\":\"" U1 "\",\"migration_id\":\"" U2 "\"}" },
+	{ K_MIGRATION, MIGREC, NULL },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"preparing\",\"reason\":"
+	    "\"evacuation\"," MIG_NULLS MIG_CMDS("null", "null", "null")
+	    ",\"cancel_requested\":true,\"progress\":null,\"result\":null,"
+	    "\"error\":{\"code\":\"conflict\",\"message\":\"x\"},"
+	    "\"started_at\":1,\"updated_at\":1,\"finished_at\":null}", NULL },
+	{ K_MIGRATION_LIST, "[]", NULL },
+	{ K_MIGRATION_LIST, "[" MIGREC "," MIGREC "]", NULL },
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"desired_state\":"
+	    "\"running\",\"state\":\"running\",\"last_command_id\":\"" U1 "\","
+	    "\"updated_at\":1700000000000,\"migration\":{\"id\":\"" U1 "\","
+	    "\"state\":\"migrating\",\"target\":\"host-2\"}}", NULL },
+	{ K_NODE, "{\"name\":\"n\",\"up\":true,\"schedulable\":false,"
+	    "\"last_heartbeat\":null,\"registered_at\":1,\"agent_version\":\"0\","
+	    "\"host\":{},\"capacity\":" CAP ",\"vms\":2,\"evacuation\":"
+	    "{\"reason\":\"drain\",\"state\":\"running\",\"vms_left\":2}}", NULL },
 };
 
 /*
@@ -560,6 +629,9 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_HEARTBEAT, "{\"seq\":1,\"full\":true,\"vms\":[],\"removed\":[],"
 	    "\"capacity\":" CAP ",\"changed\":[]}",
 	    "heartbeat: unknown key \"changed\"" },
+	{ K_HEARTBEAT, "{\"seq\":1,\"full\":true,\"vms\":[],\"removed\":[],"
+	    "\"capacity\":" CAP ",\"schedulable\":0}",
+	    "schedulable must be a boolean" },
 	/* heartbeat response */
 	{ K_HEARTBEAT_RESP, "{\"ack\":-1,\"resync\":false,"
 	    "\"heartbeat_interval_s\":10}", "ack must be between 0 and" },
@@ -679,11 +751,11 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_COMMAND_INFO, CI_HEAD "\"status\":\"done\",\"created_at\":1,"
 	    "\"delivered_at\":null,\"finished_at\":null,\"result\":null,"
 	    "\"error\":null,\"progress\":null}", "status must be \"pending\"" },
-	{ K_COMMAND_INFO, "{\"id\":\"" U1 "\",\"type\":\"vm.migrate\","
+	{ K_COMMAND_INFO, "{\"id\":\"" U1 "\",\"type\":\"vm.teleport\","
 	    "\"vm_id\":\"" U2 "\",\"node\":\"host-1\",\"status\":\"pending\","
 	    "\"created_at\":1,\"delivered_at\":null,\"finished_at\":null,"
 	    "\"result\":null,\"error\":null,\"progress\":null}",
-	    "unknown command type \"vm.migrate\"" },
+	    "unknown command type \"vm.teleport\"" },
 	{ K_COMMAND_INFO, CI_HEAD "\"status\":\"pending\",\"created_at\":1,"
 	    "\"delivered_at\":null,\"finished_at\":null,"
 	    "\"error\":null,\"progress\":null}",
@@ -699,6 +771,64 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_COMMAND_INFO, CI_HEAD "\"status\":\"succeeded\",\"created_at\":1,"
 	    "\"delivered_at\":2,\"finished_at\":3,\"result\":[],"
 	    "\"error\":null,\"progress\":null}", "result must be a JSON object" },
+	/* migrations */
+	{ K_VM_MIGRATE, "{\"action\":\"stop\"}", "action must be \"migrate\"" },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"force\":true}",
+	    "unknown key \"force\"" },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"max_downtime_ms\":0}",
+	    "max_downtime_ms must be between 1 and 60000" },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"bandwidth_mibps\":-1}",
+	    "bandwidth_mibps must be between 0 and 1000000" },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"timeout_s\":9}",
+	    "timeout_s must be between 10 and 86400" },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"target_node\":\"a b\"}",
+	    "target_node may only contain" },
+	{ K_MIGRATION_REF, "{\"command_id\":\"" U1 "\"}",
+	    "migration_id is required" },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"moving\",\"reason\":\"admin\","
+	    MIG_NULLS MIG_CMDS("null", "null", "null") ",\"cancel_requested\":"
+	    "false,\"progress\":null,\"result\":null,\"error\":null,"
+	    "\"started_at\":1,\"updated_at\":1,\"finished_at\":null}",
+	    "state must be preparing" },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"done\",\"reason\":\"whim\","
+	    MIG_NULLS MIG_CMDS("null", "null", "null") ",\"cancel_requested\":"
+	    "false,\"progress\":null,\"result\":null,\"error\":null,"
+	    "\"started_at\":1,\"updated_at\":1,\"finished_at\":null}",
+	    "reason must be" },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"done\",\"reason\":\"admin\","
+	    "\"bandwidth_mibps\":null,\"timeout_s\":null,"
+	    MIG_CMDS("null", "null", "null") ",\"cancel_requested\":"
+	    "false,\"progress\":null,\"result\":null,\"error\":null,"
+	    "\"started_at\":1,\"updated_at\":1,\"finished_at\":null}",
+	    "max_downtime_ms is required (it may be null)" },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"done\",\"reason\":\"admin\","
+	    MIG_NULLS "\"commands\":{\"prepare\":\"" U1 "\",\"migrate\":\"x\","
+	    "\"finish\":null,\"cancel\":null},\"cancel_requested\":"
+	    "false,\"progress\":null,\"result\":null,\"error\":null,"
+	    "\"started_at\":1,\"updated_at\":1,\"finished_at\":null}",
+	    "commands: migrate must be a UUID" },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"done\",\"reason\":\"admin\","
+	    MIG_NULLS MIG_CMDS("null", "null", "null") ",\"cancel_requested\":"
+	    "false,\"progress\":{\"percent\":101},\"result\":null,"
+	    "\"error\":null,\"started_at\":1,\"updated_at\":1,"
+	    "\"finished_at\":null}",
+	    "progress: percent must be between 0 and 100" },
+	{ K_MIGRATION_LIST, "{}", "migration list must be a JSON array" },
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"desired_state\":"
+	    "\"running\",\"state\":\"running\",\"last_command_id\":\"" U1 "\","
+	    "\"updated_at\":1,\"migration\":{\"id\":\"" U1 "\","
+	    "\"state\":\"gone\",\"target\":\"host-2\"}}",
+	    "migration.state must be" },
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"desired_state\":"
+	    "\"running\",\"state\":\"running\",\"last_command_id\":\"" U1 "\","
+	    "\"updated_at\":1,\"migration\":{\"id\":\"" U1 "\","
+	    "\"state\":\"done\"}}", "migration: target is required" },
+	{ K_NODE, "{\"name\":\"n\",\"up\":true,\"schedulable\":false,"
+	    "\"last_heartbeat\":null,\"registered_at\":1,\"agent_version\":\"0\","
+	    "\"host\":{},\"capacity\":" CAP ",\"vms\":2,\"evacuation\":[]}",
+	    "evacuation must be a JSON object" },
 };
 
 static void
@@ -886,7 +1016,8 @@ test_encode_built(void **state)
 	    "\"disk_gib\":0,\"created_at\":0}],\"removed\":[\"" U1 "\"],"
 	    "\"capacity\":{\"VCPU\":" INV("10", "0", "0.0", "0", "10", "10")
 	    ",\"MEMORY_MIB\":" INV("10", "0", "1.0", "0", "10", "10")
-	    ",\"DISK_GIB\":" INV("10", "0", "1.0", "0", "10", "10") "}}");
+	    ",\"DISK_GIB\":" INV("10", "0", "1.0", "0", "10", "10") "},"
+	    "\"schedulable\":false}");
 	assert_int_equal(proto_heartbeat_req_decode_buf(t, strlen(t), &back,
 	    &err), 0);
 	assert_int_equal(back.hb_nvms, 1);
