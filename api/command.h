@@ -9,7 +9,8 @@
  * args per type:
  *   vm.create  {"name","vcpus","memory_mib","disk_gib"?,"kernel"?,"initrd"?,"cmdline"?,
  *               "image"?:{"url","sha256","format"},"ssh_authorized_keys"?:[..],
- *               "user_data"?}
+ *               "user_data"?,"data_disks"?:[{"size_gib"},..]}
+ *   vm.rebuild {"image"?:{"url","sha256","format"}}   (default: the VM's own)
  *   vm.start   {}            vm.reboot {}            vm.destroy {}
  *   vm.stop    {"force"?: bool, "timeout_s"?: 1..3600 (default 60)}
  * ("args" may be omitted where no field is required.)
@@ -38,6 +39,7 @@
 #define VM_SSH_KEYS_MAX     32
 #define VM_SSH_KEY_MAX      (8 * 1024)
 #define VM_USER_DATA_MAX    (64 * 1024)
+#define VM_DATA_DISKS_MAX   8
 /*
  * Room for the largest valid vm.create: 32 keys of 8 KiB plus 64 KiB of
  * user data whose every byte is escaped (2 bytes in JSON), with margin; still
@@ -51,6 +53,7 @@ enum command_type {
 	CMD_VM_STOP,
 	CMD_VM_REBOOT,
 	CMD_VM_DESTROY,
+	CMD_VM_REBUILD,
 	CMD_TYPE_MAX
 };
 
@@ -73,6 +76,11 @@ struct vm_image {
 	enum vm_image_format vi_format;
 };
 
+/* An extra disk: an empty qcow2 volume that survives vm.rebuild. */
+struct vm_data_disk {
+	uint64_t dd_size_gib;   /* 1..VM_DISK_GIB_MAX */
+};
+
 /* What a VM is made of. Strings are owned by the spec (vm_spec_clear). */
 struct vm_spec {
 	char vs_name[IDS_NAME_MAX + 1];
@@ -92,14 +100,52 @@ struct vm_spec {
 	char **vs_ssh_keys;
 	size_t vs_nssh_keys;
 	char *vs_user_data;
+	/* Attached as vdb, vdc, ... in this order. */
+	struct vm_data_disk vs_data_disks[VM_DATA_DISKS_MAX];
+	size_t vs_ndata_disks;
 };
+
+/*
+ * The DISK_GIB a VM of this spec takes: its root disk (disk_gib) and its
+ * data disks.
+ */
+uint64_t vm_spec_disk_gib_total(const struct vm_spec *spec);
 
 const char *vm_image_format_name(enum vm_image_format f);
 int vm_image_format_parse(const char *name, enum vm_image_format *out);
+/*
+ * Check an image given as its three members (as in the "image" object; also
+ * what carve's domain metadata records) with the decoder's rules; on
+ * success out->vi_url is a new string (vm_image_clear).
+ */
+int vm_image_parse(const char *url, const char *sha256, const char *format,
+    struct vm_image *out, struct carve_error *err);
+void vm_image_clear(struct vm_image *img);
+void vm_image_copy(struct vm_image *dst, const struct vm_image *src);
+/*
+ * The "image" member of obj: 1 and *out filled (vm_image_clear) when
+ * present, 0 when absent or null, -1 with err (CARVE_EINVAL) when bad.
+ */
+int vm_image_get(json_object *obj, struct vm_image *out,
+    struct carve_error *err);
+/* {"url","sha256","format"} */
+json_object *vm_image_encode(const struct vm_image *img);
+/*
+ * The "data_disks" member of obj, [{"size_gib": 1..VM_DISK_GIB_MAX}] with
+ * at most VM_DATA_DISKS_MAX entries, into out[] and *n (0 when absent).
+ */
+int vm_data_disks_get(json_object *obj, struct vm_data_disk *out, size_t *n,
+    struct carve_error *err);
+json_object *vm_data_disks_encode(const struct vm_data_disk *disks, size_t n);
 
 struct command_stop_args {
 	bool force;
 	unsigned timeout_s;
+};
+
+/* vm.rebuild: the image of the new root disk (vi_url NULL: the VM's own). */
+struct command_rebuild_args {
+	struct vm_image image;
 };
 
 struct command {
@@ -109,6 +155,7 @@ struct command {
 	union {
 		struct vm_spec create;
 		struct command_stop_args stop;
+		struct command_rebuild_args rebuild;
 	} cmd_args;
 };
 
