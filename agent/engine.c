@@ -87,8 +87,9 @@ struct vmq {
 struct engine {
 	struct agent *a;
 	/* Fault injection for the crash tests (CARVED_TEST_DELAY_{BEFORE,
-	 * AFTER}_MS): widen the windows in which kill -9 must be survived. */
-	unsigned delay_before_ms, delay_after_ms;
+	 * AFTER,MID}_MS): widen the windows in which kill -9 must be
+	 * survived (MID: inside a handler, see handler_job). */
+	unsigned delay_before_ms, delay_after_ms, delay_mid_ms;
 	unsigned max;
 	unsigned running;
 	unsigned queued;
@@ -203,6 +204,7 @@ engine_new(struct agent *a, unsigned max_concurrent)
 	e->max = max_concurrent ? max_concurrent : 1;
 	e->delay_before_ms = engine_env_ms("CARVED_TEST_DELAY_BEFORE_MS");
 	e->delay_after_ms = engine_env_ms("CARVED_TEST_DELAY_AFTER_MS");
+	e->delay_mid_ms = engine_env_ms("CARVED_TEST_DELAY_MID_MS");
 	e->cmds = strmap_new();
 	e->queues = strmap_new();
 	e->creating = strmap_new();
@@ -551,6 +553,7 @@ engine_start(struct engine *e, struct ecmd *c)
 	j->hj_stop_timeout_s = conf->stop_timeout_s;
 	j->hj_now_ms = time_now_ms();
 	j->hj_cancel = &e->cancel;
+	j->hj_test_delay_mid_ms = e->delay_mid_ms;
 	c->virt_gen = virt_generation(e->a->a_virt);
 	c->state = EC_RUNNING;
 	c->started_mono = time_mono_ms();

@@ -35,6 +35,13 @@ struct handler_job {
 	unsigned hj_stop_timeout_s;
 	int64_t hj_now_ms;
 	const atomic_bool *hj_cancel;       /* set when carved shuts down */
+	/*
+	 * Fault injection for the crash tests (CARVED_TEST_DELAY_MID_MS): a
+	 * handler with a multi-step effect sleeps this long at its most
+	 * delicate point (vm.rebuild: the VM stopped, the old root disk not
+	 * yet replaced). 0 in production.
+	 */
+	unsigned hj_test_delay_mid_ms;
 	/* out */
 	struct vm_info hj_vm;               /* valid when hj_has_vm */
 	bool hj_has_vm;

@@ -96,12 +96,15 @@ struct xw {
 	xmlBufferPtr buf;
 	xmlTextWriterPtr w;
 	bool failed;
+	/* carve's metadata without a namespace (for virDomainSetMetadata). */
+	bool plain;
 };
 
 static void
 xw_init(struct xw *x)
 {
 	x->failed = false;
+	x->plain = false;
 	x->buf = xmlBufferCreate();
 	if (x->buf == NULL) {
 		x->w = NULL;
@@ -184,7 +187,9 @@ xw_empty(struct xw *x, const char *name)
 static void
 xw_carve_text(struct xw *x, const char *name, const char *text)
 {
-	if (!x->failed)
+	if (x->plain)
+		xw_text(x, name, text);
+	else if (!x->failed)
 		xw_check(x, xmlTextWriterWriteElementNS(x->w,
 		    BAD_CAST VIRT_XML_PREFIX, BAD_CAST name, NULL, BAD_CAST text));
 }
@@ -218,7 +223,9 @@ metadata_write(struct xw *x, const struct vm_spec *spec,
 {
 	const struct virt_xml_rebuild *rb = opts->rebuild;
 
-	if (!x->failed)
+	if (x->plain)
+		xw_start(x, "vm");
+	else if (!x->failed)
 		xw_check(x, xmlTextWriterStartElementNS(x->w,
 		    BAD_CAST VIRT_XML_PREFIX, BAD_CAST "vm", BAD_CAST VIRT_XML_NS));
 	xw_carve_uuid(x, md_fields[MD_ID].name, opts->vm_id);
@@ -274,6 +281,7 @@ virt_xml_metadata_vm(const struct vm_info *vm,
 	struct virt_xml_rebuild rb_back;
 	struct vm_spec spec;
 	struct vm_info back;
+	struct xw x;
 	char *xml;
 
 	memset(&spec, 0, sizeof(spec));
@@ -301,7 +309,10 @@ virt_xml_metadata_vm(const struct vm_info *vm,
 	opts.command_id = vm->vm_command_id;
 	opts.created_at_ms = vm->vm_created_at_ms;
 	opts.rebuild = rb;
-	if ((xml = virt_xml_metadata(&spec, &opts)) == NULL) {
+	xw_init(&x);
+	x.plain = true;
+	metadata_write(&x, &spec, &opts);
+	if ((xml = xw_finish(&x)) == NULL) {
 		error_set(err, CARVE_EINTERNAL, "could not build the metadata");
 		return NULL;
 	}

@@ -94,7 +94,9 @@ char *virt_xml_metadata(const struct vm_spec *spec,
  * The metadata element of an existing VM from its record as read back (vm;
  * its state is not part of it) and rb (NULL: no rebuild bookkeeping): how
  * a command that changes a managed VM's record rewrites it without losing
- * a field. NULL with err on a record that does not validate.
+ * a field. Written without a namespace (<vm><id>..), the form
+ * virDomainSetMetadata takes (it puts the element in VIRT_XML_NS itself).
+ * NULL with err on a record that does not validate.
  */
 char *virt_xml_metadata_vm(const struct vm_info *vm,
     const struct virt_xml_rebuild *rb, struct carve_error *err);

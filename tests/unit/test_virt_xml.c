@@ -28,6 +28,8 @@
 
 #define VM_ID   "6f1d2a4e-3b5c-4d7e-8f90-a1b2c3d4e5f6"
 #define CMD_ID  "0a9b8c7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d"
+#define RB_ID   "3c2b1a09-8f7e-4d6c-9b5a-493827160504"
+#define SUM0 "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -766,6 +768,40 @@ test_libvirt_data_disks(void **state)
 	assert_int_equal(vm.vm_data_disks[1].dd_size_gib, 65536);
 	assert_int_equal(vm_info_disk_gib_total(&vm), 8 + 3 + 65536);
 	free(md);
+
+	/* A rebuild's rewrite goes through virDomainSetMetadata and reads
+	 * back whole (libvirt puts it in carve's namespace). */
+	{
+		struct virt_xml_rebuild rb = { "", RB_ID, VIRT_XML_RUN_YES }, rb2;
+		struct vm_info vm2;
+		char *plain;
+
+		snprintf(vm.vm_image_url, sizeof(vm.vm_image_url),
+		    "https://img.example/other.raw");
+		vm.vm_image_format = VM_IMAGE_RAW;
+		plain = virt_xml_metadata_vm(&vm, &rb, &err);
+		assert_non_null(plain);
+		if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, plain,
+		    VIRT_XML_PREFIX, VIRT_XML_NS, VIR_DOMAIN_AFFECT_CONFIG) < 0)
+			fail_msg("SetMetadata refused: %s\n%s",
+			    virGetLastErrorMessage(), plain);
+		free(plain);
+		md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+		    VIRT_XML_NS, 0);
+		assert_non_null(md);
+		memset(&vm2, 0, sizeof(vm2));
+		assert_int_equal(virt_xml_parse_metadata_rebuild(md, &vm2, &rb2,
+		    &err), 0);
+		assert_string_equal(vm2.vm_image_url,
+		    "https://img.example/other.raw");
+		assert_int_equal(vm2.vm_ndata_disks, 2);
+		assert_string_equal(rb2.rb_rebuilt_by, RB_ID);
+		assert_int_equal(rb2.rb_was_running, VIRT_XML_RUN_YES);
+		free(md);
+		desc = virDomainGetXMLDesc(dom, 0);
+		assert_non_null(strstr(desc, "<carve:rebuilt_by>" RB_ID));
+		free(desc);
+	}
 	assert_int_equal(virDomainUndefine(dom), 0);
 	virDomainFree(dom);
 	virConnectClose(conn);
@@ -862,8 +898,6 @@ test_metadata_roundtrip(void **state)
 	free(md);
 }
 
-#define SUM0 "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-#define RB_ID "3c2b1a09-8f7e-4d6c-9b5a-493827160504"
 
 /* Image, data disks and rebuild bookkeeping survive the round trip. */
 static void
@@ -878,7 +912,7 @@ test_metadata_rebuild_roundtrip(void **state)
 	struct vm_spec spec;
 	struct virt_xml_opts o = opts_init("kvm");
 	struct carve_error err = { 0 };
-	struct virt_xml_rebuild rb;
+	struct virt_xml_rebuild rb, rb2;
 	struct vm_info vm, vm2;
 	char *md, *md2;
 
@@ -909,13 +943,17 @@ test_metadata_rebuild_roundtrip(void **state)
 		assert_string_equal(rb.rb_rebuilt_by, rbs[i].rb_rebuilt_by);
 		assert_int_equal(rb.rb_was_running, rbs[i].rb_was_running);
 
-		/* Rewritten from what was read: the same record. */
+		/* Rewritten from what was read: the same record, without a
+		 * namespace (as virDomainSetMetadata wants it). */
 		md2 = virt_xml_metadata_vm(&vm, &rb, &err);
 		assert_non_null(md2);
-		assert_string_equal(md, md2);
+		assert_true(strncmp(md2, "<vm>", 4) == 0);
+		assert_null(strstr(md2, "xmlns"));
 		memset(&vm2, 0, sizeof(vm2));
-		assert_int_equal(virt_xml_parse_metadata(md2, &vm2, &err), 0);
+		assert_int_equal(virt_xml_parse_metadata_rebuild(md2, &vm2, &rb2,
+		    &err), 0);
 		assert_int_equal(memcmp(&vm, &vm2, sizeof(vm)), 0);
+		assert_int_equal(memcmp(&rb, &rb2, sizeof(rb)), 0);
 		free(md2);
 		free(md);
 	}
