@@ -1297,12 +1297,14 @@ struct proto_action_entry {
 	const char *pa_name;
 	enum command_type pa_command;
 	bool pa_force;          /* takes "force" */
+	bool pa_image;          /* takes "image" */
 };
 
 static const struct proto_action_entry proto_actions[PROTO_VM_ACTION_MAX] = {
-	[PROTO_VM_START] = { "start", CMD_VM_START, false },
-	[PROTO_VM_STOP] = { "stop", CMD_VM_STOP, true },
-	[PROTO_VM_REBOOT] = { "reboot", CMD_VM_REBOOT, false },
+	[PROTO_VM_START] = { "start", CMD_VM_START, false, false },
+	[PROTO_VM_STOP] = { "stop", CMD_VM_STOP, true, false },
+	[PROTO_VM_REBOOT] = { "reboot", CMD_VM_REBOOT, false, false },
+	[PROTO_VM_REBUILD] = { "rebuild", CMD_VM_REBUILD, false, true },
 };
 
 const char *
@@ -1321,7 +1323,8 @@ proto_vm_action_command(enum proto_vm_action a)
 	return proto_actions[a].pa_command;
 }
 
-static const char *const proto_action_keys[] = { "action", "force", NULL };
+static const char *const proto_action_keys[] = { "action", "force", "image",
+	NULL };
 
 int
 proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
@@ -1343,9 +1346,8 @@ proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
 			break;
 	if (a == PROTO_VM_ACTION_MAX) {
 		text_quote(name, PROTO_QUOTE_MAX, q, sizeof(q));
-		return error_set(err, CARVE_EINVAL,
-		    "action \"%s\" is unknown (expected start, stop or reboot)",
-		    q);
+		return error_set(err, CARVE_EINVAL, "action \"%s\" is unknown "
+		    "(expected start, stop, reboot or rebuild)", q);
 	}
 	m.va_action = (enum proto_vm_action)a;
 	if ((rc = jsonx_get_bool(obj, "force", false, &m.va_force, err)) == -1)
@@ -1353,6 +1355,12 @@ proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
 	if (rc == 1 && !proto_actions[a].pa_force)
 		return error_set(err, CARVE_EINVAL,
 		    "force applies to the stop action only");
+	if (json_object_object_get_ex(obj, "image", NULL) &&
+	    !proto_actions[a].pa_image)
+		return error_set(err, CARVE_EINVAL,
+		    "image applies to the rebuild action only");
+	if (vm_image_get(obj, &m.va_image, err) == -1)
+		return -1;
 	*out = m;
 	return 0;
 }
@@ -1369,7 +1377,21 @@ proto_vm_action_req_encode(const struct proto_vm_action_req *msg)
 	if ((int)msg->va_action >= 0 && msg->va_action < PROTO_VM_ACTION_MAX &&
 	    proto_actions[msg->va_action].pa_force)
 		jsonx_add_bool(o, "force", msg->va_force);
+	if ((int)msg->va_action >= 0 && msg->va_action < PROTO_VM_ACTION_MAX &&
+	    proto_actions[msg->va_action].pa_image &&
+	    msg->va_image.vi_url != NULL)
+		json_object_object_add(o, "image",
+		    vm_image_encode(&msg->va_image));
 	return o;
+}
+
+void
+proto_vm_action_req_clear(struct proto_vm_action_req *msg)
+{
+	if (msg == NULL)
+		return;
+	vm_image_clear(&msg->va_image);
+	memset(msg, 0, sizeof(*msg));
 }
 
 static const char *const proto_desired_names[PROTO_DESIRED_MAX] = {

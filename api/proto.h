@@ -373,31 +373,37 @@ int proto_command_ref_decode_buf(const char *buf, size_t len,
 json_object *proto_command_ref_encode(const struct proto_command_ref *msg);
 
 /*
- * POST /v1/vms/{id}/actions  {"action":"start"|"stop"|"reboot","force"?:bool}
- * force applies to stop only (given with start or reboot it is refused);
- * the encoder writes it for stop only.
+ * POST /v1/vms/{id}/actions
+ *   {"action":"start"|"stop"|"reboot"|"rebuild","force"?:bool,
+ *    "image"?:{"url","sha256","format"}}
+ * force applies to stop only, image to rebuild only (given with another
+ * action either is refused); the encoder writes force for stop only.
  */
 enum proto_vm_action {
 	PROTO_VM_START = 0,
 	PROTO_VM_STOP,
 	PROTO_VM_REBOOT,
+	PROTO_VM_REBUILD,
 	PROTO_VM_ACTION_MAX
 };
 
 struct proto_vm_action_req {
 	enum proto_vm_action va_action;
 	bool va_force;
+	/* rebuild: the new image (vi_url NULL: the VM's own); owned. */
+	struct vm_image va_image;
 };
 
-/* "start", "stop", "reboot" */
+/* "start", "stop", "reboot", "rebuild" */
 const char *proto_vm_action_name(enum proto_vm_action a);
-/* CMD_VM_START, CMD_VM_STOP, CMD_VM_REBOOT */
+/* CMD_VM_START, CMD_VM_STOP, CMD_VM_REBOOT, CMD_VM_REBUILD */
 enum command_type proto_vm_action_command(enum proto_vm_action a);
 int proto_vm_action_req_decode(json_object *obj,
     struct proto_vm_action_req *out, struct carve_error *err);
 int proto_vm_action_req_decode_buf(const char *buf, size_t len,
     struct proto_vm_action_req *out, struct carve_error *err);
 json_object *proto_vm_action_req_encode(const struct proto_vm_action_req *msg);
+void proto_vm_action_req_clear(struct proto_vm_action_req *msg);
 
 /*
  * The VM record of GET /v1/vms and GET /v1/vms/{id}:

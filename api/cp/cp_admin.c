@@ -151,7 +151,7 @@ cp_admin_vm_create(struct cp_req *r, struct carve_error *err)
 	sn = admin_sched_nodes(nodes, n);
 	need[PROTO_CAP_VCPU] = req.vc_spec.vs_vcpus;
 	need[PROTO_CAP_MEMORY_MIB] = (int64_t)req.vc_spec.vs_memory_mib;
-	need[PROTO_CAP_DISK_GIB] = (int64_t)req.vc_spec.vs_disk_gib;
+	need[PROTO_CAP_DISK_GIB] = (int64_t)vm_spec_disk_gib_total(&req.vc_spec);
 	idx = cp_sched_pick(sn, n, req.vc_node, need, now,
 	    (int64_t)cp->cp_conf.cf_node_ttl_s * 1000, err);
 	if (idx < 0)
@@ -170,7 +170,8 @@ cp_admin_vm_create(struct cp_req *r, struct carve_error *err)
 	memcpy(vm.vr_node, nodes[idx].nr_name, sizeof(vm.vr_node));
 	vm.vr_vcpus = req.vc_spec.vs_vcpus;
 	vm.vr_memory_mib = req.vc_spec.vs_memory_mib;
-	vm.vr_disk_gib = req.vc_spec.vs_disk_gib;
+	/* What the VM takes of DISK_GIB: root and data disks. */
+	vm.vr_disk_gib = vm_spec_disk_gib_total(&req.vc_spec);
 	spec = vm_spec_encode(&req.vc_spec);
 	vm.vr_spec = jsonx_to_string(spec);
 	json_object_put(spec);
@@ -296,9 +297,12 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 
 	if (admin_path_id(r, "VM", id, err) < 0 ||
 	    proto_vm_action_req_decode_buf(r->rq_body, r->rq_body_len, &act,
-	    err) < 0 ||
-	    cp_store_vm_get(cp->cp_store, id, &vm, err) < 0)
+	    err) < 0)
 		return -1;
+	if (cp_store_vm_get(cp->cp_store, id, &vm, err) < 0) {
+		proto_vm_action_req_clear(&act);
+		return -1;
+	}
 	if (vm.vr_desired == PROTO_DESIRED_DELETED) {
 		error_set(err, CARVE_ECONFLICT, "VM %s is being deleted", id);
 		goto cleanup;
@@ -311,12 +315,21 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 		cmd.cmd_args.stop.force = act.va_force;
 		cmd.cmd_args.stop.timeout_s = VM_STOP_TIMEOUT_DEFAULT;
 	}
+	if (cmd.cmd_type == CMD_VM_REBUILD) {
+		/* Moved, not copied: act is cleared below either way. */
+		cmd.cmd_args.rebuild.image = act.va_image;
+		memset(&act.va_image, 0, sizeof(act.va_image));
+	}
+	/* A rebuild leaves the VM running or stopped as it was. */
 	rc = admin_store_command(cp, &cmd, vm.vr_node, NULL,
 	    act.va_action == PROTO_VM_STOP ? PROTO_DESIRED_STOPPED :
+	    act.va_action == PROTO_VM_REBUILD ? vm.vr_desired :
 	    PROTO_DESIRED_RUNNING, err);
 	if (rc == 0)
 		admin_reply_command(r, cmd.cmd_id);
+	command_clear(&cmd);
 cleanup:
+	proto_vm_action_req_clear(&act);
 	cp_vm_rec_clear(&vm);
 	return rc;
 }
