@@ -55,8 +55,10 @@ enum ctl_opt_type {
 	CTL_OPT_STRING,   /* --kernel vmlinuz -> "kernel": "vmlinuz" */
 	CTL_OPT_LIST,     /* --ssh-key K (repeatable) -> "key": ["K", ...] */
 	CTL_OPT_FILE,     /* --user-data-file F -> "key": "<contents of F>" */
+	CTL_OPT_NIC,      /* --network N[,mac=M] (repeatable) ->
+	                     "networks": [..., {"key": "N", "mac": "M"}] */
 	CTL_OPT_DISK,     /* --data-disk 10 (repeatable) ->
-	                   * "key": [{"size_gib": 10}, ...] */
+	                     "key": [{"size_gib": 10}, ...] */
 };
 
 /* The largest file --user-data-file reads (the server allows 64 KiB). */
@@ -652,6 +654,31 @@ ctl_command_error(json_object *res)
 	return s;
 }
 
+/* A create's NICs, one line each: "  nic 0: network default 52:54:00:..". */
+static void
+print_interfaces(json_object *ifs)
+{
+	size_t n;
+
+	if (!json_object_is_type(ifs, json_type_array))
+		return;
+	n = json_object_array_length(ifs);
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(ifs, i);
+		const char *kind = ctl_field(e, "bridge") != NULL ? "bridge" :
+		    "network";
+		char *name, *mac;
+
+		if (!json_object_is_type(e, json_type_object))
+			continue;
+		name = ctl_field_text(e, kind);
+		mac = ctl_field_text(e, "mac");
+		printf("  nic %zu: %s %s, mac %s\n", i, kind, name, mac);
+		free(name);
+		free(mac);
+	}
+}
+
 static int
 print_command_result(json_object *result)
 {
@@ -669,6 +696,8 @@ print_command_result(json_object *result)
 		free(error);
 	} else {
 		printf("command %s %s (vm %s)\n", id, status, vm);
+		print_interfaces(ctl_field(ctl_field(result, "result"),
+		    "interfaces"));
 	}
 	free(id);
 	free(vm);
@@ -744,6 +773,8 @@ static const struct ctl_opt opts_create[] = {
 	{ "image-format", "image.format", CTL_OPT_STRING, "qcow2|raw", false },
 	{ "ssh-key", "ssh_authorized_keys", CTL_OPT_LIST, "KEY", false },
 	{ "user-data-file", "user_data", CTL_OPT_FILE, "FILE", false },
+	{ "network", "network", CTL_OPT_NIC, "NAME[,mac=MAC]", false },
+	{ "bridge", "bridge", CTL_OPT_NIC, "NAME[,mac=MAC]", false },
 	{ "data-disk", "data_disks", CTL_OPT_DISK, "GIB", false },
 	{ "id", "vm_id", CTL_OPT_STRING, "UUID", false },
 	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
@@ -798,6 +829,7 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "    [--kernel NAME --initrd NAME --cmdline STR]\n"
 	  "    [--image-url URL --image-sha256 HEX --image-format qcow2|raw\n"
 	  "     [--ssh-key KEY]... [--user-data-file FILE]]\n"
+	  "    [--network NAME[,mac=MAC]]... [--bridge NAME[,mac=MAC]]...\n"
 	  "    [--data-disk GIB]... [--id UUID] [--command-id UUID]",
 	  "define and start a VM",
 	  "  --vcpus N          virtual CPUs\n"
@@ -813,6 +845,12 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "  --image-format F   qcow2 or raw (never guessed)\n"
 	  "  --ssh-key KEY      an authorized SSH public key (repeatable)\n"
 	  "  --user-data-file F cloud-config user data for cloud-init\n"
+	  "  --network NAME[,mac=MAC]\n"
+	  "                     a NIC on this libvirt network (repeatable; NICs\n"
+	  "                     are in the order given); MAC default: derived\n"
+	  "                     from the VM id (52:54:00:...)\n"
+	  "  --bridge NAME[,mac=MAC]\n"
+	  "                     a NIC on this host bridge (repeatable)\n"
 	  "  --data-disk GIB    an extra empty disk of GIB GiB (repeatable, at\n"
 	  "                     most 8; vdb, vdc, ...; survives vm rebuild)\n"
 	  "  --id UUID          the VM's id (default: a new one)\n"
@@ -1010,6 +1048,38 @@ ctl_opt_find(const struct ctl_opt *opts, const char *name, size_t len)
 	return NULL;
 }
 
+/*
+ * --network NAME[,mac=MAC] / --bridge NAME[,mac=MAC]: one more entry of
+ * "networks", in the order typed across both options. Only the syntax is
+ * checked here; names and MACs are the server's to judge.
+ */
+static int
+ctl_opt_nic(const struct ctl_verb *v, const struct ctl_opt *o,
+    const char *val, json_object *args, struct carve_error *err)
+{
+	json_object *arr, *nic;
+	const char *comma = strchr(val, ',');
+	char *name;
+
+	if (comma != NULL && (strncmp(comma + 1, "mac=", 4) != 0 ||
+	    strchr(comma + 1, ',') != NULL))
+		return error_set(err, CARVE_EINVAL, "%s: --%s: expected %s, "
+		    "got '%s'", v->v_name, o->o_name, o->o_meta, val);
+	if (!json_object_object_get_ex(args, "networks", &arr)) {
+		arr = json_object_new_array();
+		json_object_object_add(args, "networks", arr);
+	}
+	name = comma != NULL ? xstrndup(val, (size_t)(comma - val)) :
+	    xstrdup(val);
+	nic = json_object_new_object();
+	jsonx_add_string(nic, o->o_key, name);
+	if (comma != NULL)
+		jsonx_add_string(nic, "mac", comma + 5);
+	json_object_array_add(arr, nic);
+	free(name);
+	return 0;
+}
+
 static int
 ctl_opt_value(const struct ctl_verb *v, const struct ctl_opt *o,
     const char *val, json_object *args, struct carve_error *err)
@@ -1065,6 +1135,8 @@ ctl_opt_value(const struct ctl_verb *v, const struct ctl_opt *o,
 		json_object_array_add(arr, json_object_new_string(val));
 		break;
 	}
+	case CTL_OPT_NIC:
+		return ctl_opt_nic(v, o, val, args, err);
 	case CTL_OPT_FILE: {
 		char *buf;
 		size_t len = 0;
@@ -1153,6 +1225,7 @@ ctl_parse_args(const struct ctl_verb *v, int argc, char **argv, bool *json,
 				    "%s: unknown option '--%.*s'", v->v_name,
 				    (int)nlen, name);
 			if (o->o_type != CTL_OPT_LIST &&
+			    o->o_type != CTL_OPT_NIC &&
 			    o->o_type != CTL_OPT_DISK &&
 			    json_object_object_get_ex(args, o->o_key, NULL))
 				return error_set(err, CARVE_EINVAL,

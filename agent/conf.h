@@ -7,6 +7,7 @@
 #ifndef CARVE_CONF_H
 #define CARVE_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -14,6 +15,12 @@
 #include "common/log.h"
 
 #define CONF_DEFAULT_PATH "/etc/carve/carved.conf"
+
+/* A list value ("a, b, c"): names checked like VM names, each listed once. */
+struct conf_names {
+	char **cn_names;            /* owned */
+	size_t cn_count;
+};
 
 struct carved_conf {
 	/* [agent] */
@@ -50,6 +57,9 @@ struct carved_conf {
 	char *image_ca_file;        /* default: none = the system CA store */
 	/* [metrics] */
 	char *metrics_listen;       /* host:port, default: none = off */
+	/* [network]: what VMs may attach to (default: nothing) */
+	struct conf_names networks; /* libvirt network names */
+	struct conf_names bridges;  /* host bridge names (at most 15 bytes) */
 };
 
 /* Fill with the defaults (allocating the default strings). */
@@ -69,5 +79,8 @@ void conf_free(struct carved_conf *conf);
  * uses, so the README cannot drift from the code.
  */
 void conf_print_reference(FILE *out);
+
+/* True when name is on the list. */
+bool conf_names_has(const struct conf_names *list, const char *name);
 
 #endif

@@ -299,11 +299,11 @@ verb_vm_create(struct ctl_client *cl, json_object *args)
 	struct carve_error err = { 0 };
 	static const char *const allowed[] = { "name", "vcpus", "memory_mib",
 	    "disk_gib", "kernel", "initrd", "cmdline", "image",
-	    "ssh_authorized_keys", "user_data", "data_disks", "command_id",
-	    "vm_id", NULL };
+	    "ssh_authorized_keys", "user_data", "networks", "data_disks",
+	    "command_id", "vm_id", NULL };
 	static const char *const spec_keys[] = { "name", "vcpus", "memory_mib",
 	    "disk_gib", "kernel", "initrd", "cmdline", "image",
-	    "ssh_authorized_keys", "user_data", "data_disks", NULL };
+	    "ssh_authorized_keys", "user_data", "networks", "data_disks", NULL };
 	struct command cmd;
 	json_object *spec, *v;
 	const char *vm_id = NULL;

@@ -94,6 +94,51 @@ create_claim(const struct command *cmd, struct cap_request *claim)
 	claim->amount[CAP_DISK_GIB] = vm_spec_disk_gib_total(s);
 }
 
+/*
+ * Every NIC's network or bridge must be on the host's allow-list: a VM on
+ * a network the operator did not offer could reach what it must not. The
+ * message lists what is allowed so the caller can pick again.
+ */
+static int
+create_admit_nics(const struct carved_conf *conf, const struct vm_spec *s,
+    struct carve_error *err)
+{
+	char allowed[256];
+
+	for (size_t i = 0; i < s->vs_nnics; i++) {
+		const struct vm_nic *nic = &s->vs_nics[i];
+		bool net = nic->vn_kind == VM_NIC_NETWORK;
+		const struct conf_names *l = net ? &conf->networks :
+		    &conf->bridges;
+		size_t len = 0;
+
+		if (conf_names_has(l, nic->vn_name))
+			continue;
+		allowed[0] = '\0';
+		for (size_t j = 0; j < l->cn_count && len < sizeof(allowed);
+		    j++) {
+			int n = snprintf(allowed + len, sizeof(allowed) - len,
+			    "%s%s", j > 0 ? ", " : "", l->cn_names[j]);
+
+			len = n < 0 ? sizeof(allowed) : len + (size_t)n;
+		}
+		if (len >= sizeof(allowed))
+			memcpy(allowed + sizeof(allowed) - 4, "...", 4);
+		if (l->cn_count == 0)
+			return error_set(err, CARVE_EINVAL, "networks[%zu]: %s "
+			    "\"%s\" is not allowed on this host, which allows "
+			    "no %s ([network] %s is empty)", i,
+			    vm_nic_kind_name(nic->vn_kind), nic->vn_name,
+			    net ? "networks" : "bridges",
+			    net ? "networks" : "bridges");
+		return error_set(err, CARVE_EINVAL, "networks[%zu]: %s \"%s\" "
+		    "is not allowed on this host; allowed %s: %s", i,
+		    vm_nic_kind_name(nic->vn_kind), nic->vn_name,
+		    net ? "networks" : "bridges", allowed);
+	}
+	return 0;
+}
+
 static int
 create_admit(struct agent *a, const struct command *cmd,
     struct carve_error *err)
@@ -107,7 +152,7 @@ create_admit(struct agent *a, const struct command *cmd,
 	if (s->vs_kernel != NULL && a->a_conf->kernel_dir == NULL)
 		return error_set(err, CARVE_EINVAL, "direct kernel boot is "
 		    "disabled on this host ([libvirt] kernel_dir is not set)");
-	return 0;
+	return create_admit_nics(a->a_conf, s, err);
 }
 
 static void
@@ -221,6 +266,15 @@ out:
 	return rc;
 }
 
+/* The result's "interfaces": every NIC with the MAC it really has. */
+static void
+create_add_interfaces(json_object *data, const struct vm_spec *eff)
+{
+	if (eff->vs_nnics > 0)
+		json_object_object_add(data, "interfaces",
+		    vm_nics_encode(eff->vs_nics, eff->vs_nnics));
+}
+
 static void
 create_run(struct handler_job *j)
 {
@@ -235,8 +289,12 @@ create_run(struct handler_job *j)
 	bool made_disks = false;
 
 	memset(&vols, 0, sizeof(vols));
-	/* Shallow: only the disk size differs from the command's. */
+	/*
+	 * Shallow: only the disk size and the MACs carve derives differ from
+	 * the command's (the NICs are held by value).
+	 */
 	eff = *s;
+	vm_spec_derive_macs(&eff, cmd->cmd_vm_id);
 	if (s->vs_image.vi_url != NULL || s->vs_ndata_disks > 0) {
 		/*
 		 * A domain already made by this command (a recovery): its
@@ -249,6 +307,7 @@ create_run(struct handler_job *j)
 			    cmd->cmd_id, &j->hj_vm, &j->hj_err) == 0) {
 				j->hj_has_vm = true;
 				j->hj_data = handler_vm_data(&j->hj_vm);
+				create_add_interfaces(j->hj_data, &eff);
 			}
 			return;
 		}
@@ -295,6 +354,7 @@ create_run(struct handler_job *j)
 	j->hj_data = handler_vm_data(&j->hj_vm);
 	if (s->vs_image.vi_url != NULL)
 		jsonx_add_int(j->hj_data, "disk_gib", (int64_t)eff.vs_disk_gib);
+	create_add_interfaces(j->hj_data, &eff);
 	if (s->vs_ndata_disks > 0)
 		json_object_object_add(j->hj_data, "data_disks",
 		    vm_data_disks_encode(s->vs_data_disks, s->vs_ndata_disks));

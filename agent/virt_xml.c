@@ -365,6 +365,43 @@ check_path(const char *path, const char *what, struct carve_error *err)
 	return check_xml_string(path, what, err);
 }
 
+/*
+ * The NICs as the decoder left them, and each with its MAC: without one,
+ * libvirt would make up a random MAC and the VM's would change on every
+ * define.
+ */
+static int
+nics_check(const struct vm_spec *spec, struct carve_error *err)
+{
+	char what[48], mac[VM_MAC_LEN + 1];
+
+	if (spec->vs_nnics > VM_NICS_MAX)
+		return error_set(err, CARVE_EINVAL,
+		    "at most %d network interfaces are allowed", VM_NICS_MAX);
+	for (size_t i = 0; i < spec->vs_nnics; i++) {
+		const struct vm_nic *nic = &spec->vs_nics[i];
+
+		snprintf(what, sizeof(what), "networks[%zu]", i);
+		if (nic->vn_kind != VM_NIC_NETWORK &&
+		    nic->vn_kind != VM_NIC_BRIDGE)
+			return error_set(err, CARVE_EINVAL,
+			    "%s is neither a network nor a bridge", what);
+		if (ids_name_check(nic->vn_name, what, err) < 0)
+			return -1;
+		if (nic->vn_kind == VM_NIC_BRIDGE &&
+		    strlen(nic->vn_name) > VM_BRIDGE_NAME_MAX)
+			return error_set(err, CARVE_EINVAL, "%s: a bridge name "
+			    "has at most %d bytes", what, VM_BRIDGE_NAME_MAX);
+		if (nic->vn_mac[0] == '\0')
+			return error_set(err, CARVE_EINVAL, "%s has no MAC "
+			    "address", what);
+		snprintf(what, sizeof(what), "networks[%zu].mac", i);
+		if (vm_mac_parse(nic->vn_mac, what, mac, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int
 domain_check(const struct vm_spec *spec, const struct virt_xml_opts *opts,
     bool *full, struct carve_error *err)
@@ -426,7 +463,7 @@ domain_check(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 	    (opts->initrd_path != NULL || spec->vs_cmdline != NULL))
 		return error_set(err, CARVE_EINVAL,
 		    "an initrd or kernel command line needs a kernel");
-	return 0;
+	return nics_check(spec, err);
 }
 
 static void
@@ -478,6 +515,40 @@ disks_write(struct xw *x, const struct virt_xml_opts *opts)
 	if (opts->seed_iso != NULL)
 		disk_write(x, opts->seed_iso, "cdrom", "raw", "hdc", "ide", NULL,
 		    true);
+}
+
+/*
+ * <interface type='network|bridge'><mac/><source network|bridge=/>
+ * <model type='virtio'/></interface>, in the order the spec lists them
+ * (the guest names them eth0, eth1, ... by PCI slot, which follows it).
+ */
+static void
+nics_write(struct xw *x, const struct vm_spec *spec)
+{
+	char mac[VM_MAC_LEN + 1];
+
+	for (size_t i = 0; i < spec->vs_nnics; i++) {
+		const struct vm_nic *nic = &spec->vs_nics[i];
+		const char *kind = vm_nic_kind_name(nic->vn_kind);
+
+		/* Checked by nics_check: written lower-case, as libvirt does. */
+		if (vm_mac_parse(nic->vn_mac, "mac", mac, NULL) < 0) {
+			x->failed = true;
+			return;
+		}
+		xw_start(x, "interface");
+		xw_attr(x, "type", kind);
+		xw_start(x, "mac");
+		xw_attr(x, "address", mac);
+		xw_end(x);
+		xw_start(x, "source");
+		xw_attr(x, kind, nic->vn_name);
+		xw_end(x);
+		xw_start(x, "model");
+		xw_attr(x, "type", "virtio");
+		xw_end(x);
+		xw_end(x);
+	}
 }
 
 /* ------------------------------------------------------------ storage */
@@ -588,7 +659,7 @@ virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 {
 	struct xw x;
 	char num[24], norm[IDS_UUID_LEN + 1];
-	bool full = false;
+	bool full = false, devices;
 	char *out;
 
 	if (domain_check(spec, opts, &full, err) < 0)
@@ -655,10 +726,12 @@ virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 	xw_text(&x, "on_reboot", "restart");
 	xw_text(&x, "on_crash", "destroy");
 
-	if (full || opts->root_disk != NULL || opts->seed_iso != NULL ||
-	    opts->ndata_disks > 0) {
+	devices = full || opts->root_disk != NULL || opts->seed_iso != NULL ||
+	    opts->ndata_disks > 0 || spec->vs_nnics > 0;
+	if (devices) {
 		xw_start(&x, "devices");
 		disks_write(&x, opts);
+		nics_write(&x, spec);
 	}
 	if (full) {
 		if (opts->console_log != NULL) {
@@ -681,8 +754,7 @@ virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 		xw_attr(&x, "model", "virtio");
 		xw_end(&x);
 	}
-	if (full || opts->root_disk != NULL || opts->seed_iso != NULL ||
-	    opts->ndata_disks > 0)
+	if (devices)
 		xw_end(&x);     /* devices */
 	xw_end(&x);
 

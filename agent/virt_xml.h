@@ -71,7 +71,10 @@ struct virt_xml_opts {
  * err set. The metadata element (see virt_xml_metadata) is embedded.
  * For "kvm"/"qemu": ACPI (graceful shutdown), a virtio balloon, a serial
  * console logged to console_log, on_poweroff=destroy, on_crash=destroy;
- * direct kernel boot when kernel_path is set.
+ * direct kernel boot when kernel_path is set. Every NIC of the spec (for
+ * every domain type) becomes <interface type='network'|'bridge'> with its
+ * source, MAC and a virtio model; each must have its MAC by now
+ * (vm_spec_derive_macs), else CARVE_EINVAL.
  */
 char *virt_xml_domain(const struct vm_spec *spec,
     const struct virt_xml_opts *opts, struct carve_error *err);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "api/command.h"
 #include "common/jsonx.h"
 #include "common/text.h"
@@ -659,11 +661,218 @@ command_get_user_data(json_object *args, char **out, struct carve_error *err)
 	return 1;
 }
 
+/* ------------------------------------------------------------ networks */
+
+static const char *const vm_nic_kind_names[] = {
+	[VM_NIC_NETWORK] = "network",
+	[VM_NIC_BRIDGE] = "bridge",
+};
+
+const char *
+vm_nic_kind_name(enum vm_nic_kind kind)
+{
+	if ((int)kind < 0 || kind > VM_NIC_BRIDGE)
+		return "unknown";
+	return vm_nic_kind_names[kind];
+}
+
+static int
+command_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+vm_mac_parse(const char *s, const char *what, char out[VM_MAC_LEN + 1],
+    struct carve_error *err)
+{
+	char q[COMMAND_QUOTE_MAX + 8], mac[VM_MAC_LEN + 1];
+	unsigned char oct[6];
+
+	text_quote(s, COMMAND_QUOTE_MAX, q, sizeof(q));
+	if (strlen(s) != VM_MAC_LEN)
+		goto syntax;
+	for (size_t i = 0; i < 6; i++) {
+		const char *p = s + i * 3;
+		int hi = command_hex(p[0]), lo = command_hex(p[1]);
+
+		if (hi < 0 || lo < 0 || (i < 5 && p[2] != ':'))
+			goto syntax;
+		oct[i] = (unsigned char)(hi << 4 | lo);
+	}
+	/* Guests drop frames to a group address as their own source. */
+	if (oct[0] & 0x01)
+		return error_set(err, CARVE_EINVAL, "%s \"%s\" is a multicast "
+		    "address (the first octet must be even)", what, q);
+	if ((oct[0] | oct[1] | oct[2] | oct[3] | oct[4] | oct[5]) == 0)
+		return error_set(err, CARVE_EINVAL, "%s must not be all zero",
+		    what);
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", oct[0],
+	    oct[1], oct[2], oct[3], oct[4], oct[5]);
+	memcpy(out, mac, sizeof(mac));
+	return 0;
+syntax:
+	return error_set(err, CARVE_EINVAL, "%s \"%s\" must be six pairs of "
+	    "hexadecimal digits separated by ':' (e.g. 52:54:00:12:34:56)",
+	    what, q);
+}
+
+void
+vm_mac_derive(const char *vm_id, size_t index, char out[VM_MAC_LEN + 1])
+{
+	char in[IDS_UUID_LEN + 32], id[IDS_UUID_LEN + 1];
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int n;
+
+	/* The caller's id is valid; the same id in either case is one VM. */
+	if (ids_uuid_valid(vm_id))
+		ids_uuid_normalize(vm_id, id);
+	else
+		snprintf(id, sizeof(id), "%s", vm_id);
+	n = snprintf(in, sizeof(in), "%s/%zu", id, index);
+	if (n < 0 || (size_t)n >= sizeof(in) ||
+	    EVP_Digest(in, (size_t)n, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen < 3) {
+		fprintf(stderr, "level=fatal comp=command msg=\"SHA-256 "
+		    "failed\"\n");
+		abort();
+	}
+	snprintf(out, VM_MAC_LEN + 1, "52:54:00:%02x:%02x:%02x", md[0], md[1],
+	    md[2]);
+}
+
+void
+vm_spec_derive_macs(struct vm_spec *spec, const char *vm_id)
+{
+	for (size_t i = 0; i < spec->vs_nnics; i++)
+		if (spec->vs_nics[i].vn_mac[0] == '\0')
+			vm_mac_derive(vm_id, i, spec->vs_nics[i].vn_mac);
+}
+
+static const char *const vm_nic_keys[] = { "network", "bridge", "mac", NULL };
+
+/*
+ * One entry of "networks": exactly one of network/bridge, maybe a mac.
+ * Messages name the entry: "networks[1]: bridge is 16 bytes long; ...".
+ */
+static int
+command_get_nic(json_object *o, size_t i, struct vm_nic *out,
+    struct carve_error *err)
+{
+	struct carve_error lerr = { 0 };
+	const char *key, *name = NULL, *mac = NULL;
+	char what[32];
+	int has_net, has_br;
+
+	snprintf(what, sizeof(what), "networks[%zu]", i);
+	if (jsonx_check_object(o, what, vm_nic_keys, err) == -1)
+		return -1;
+	has_net = json_object_object_get_ex(o, "network", NULL);
+	has_br = json_object_object_get_ex(o, "bridge", NULL);
+	if (has_net == has_br)
+		return error_set(err, CARVE_EINVAL, "%s must have exactly one "
+		    "of \"network\" and \"bridge\"", what);
+	out->vn_kind = has_net ? VM_NIC_NETWORK : VM_NIC_BRIDGE;
+	key = vm_nic_kind_name(out->vn_kind);
+	if (jsonx_get_string(o, key, true, IDS_NAME_MAX, &name, &lerr) == -1 ||
+	    ids_name_check(name, key, &lerr) == -1)
+		goto fail;
+	/* The kernel's limit on interface names (IFNAMSIZ with its NUL). */
+	if (out->vn_kind == VM_NIC_BRIDGE &&
+	    strlen(name) > VM_BRIDGE_NAME_MAX) {
+		error_set(&lerr, CARVE_EINVAL, "bridge is %zu bytes long; a "
+		    "bridge name has at most %d", strlen(name),
+		    VM_BRIDGE_NAME_MAX);
+		goto fail;
+	}
+	snprintf(out->vn_name, sizeof(out->vn_name), "%s", name);
+	out->vn_mac[0] = '\0';
+	if (jsonx_get_string(o, "mac", false, SIZE_MAX, &mac, &lerr) == -1 ||
+	    (mac != NULL && vm_mac_parse(mac, "mac", out->vn_mac, &lerr) == -1))
+		goto fail;
+	return 0;
+fail:
+	return error_set(err, lerr.code, "%s: %s", what, lerr.message);
+}
+
+/* Writes into nics (VM_NICS_MAX entries) only what the caller keeps. */
+static int
+command_get_nics(json_object *args, struct vm_nic *nics, size_t *nout,
+    struct carve_error *err)
+{
+	struct vm_nic tmp[VM_NICS_MAX];
+	json_object *arr;
+	size_t n;
+
+	if (!json_object_object_get_ex(args, "networks", &arr) || arr == NULL)
+		return 0;
+	if (!json_object_is_type(arr, json_type_array))
+		return error_set(err, CARVE_EINVAL,
+		    "networks must be an array of objects");
+	n = json_object_array_length(arr);
+	if (n > VM_NICS_MAX)
+		return error_set(err, CARVE_EINVAL, "networks has %zu entries; "
+		    "at most %d are allowed", n, VM_NICS_MAX);
+	memset(tmp, 0, sizeof(tmp));
+	for (size_t i = 0; i < n; i++) {
+		if (command_get_nic(json_object_array_get_idx(arr, i), i,
+		    &tmp[i], err) == -1)
+			return -1;
+		/* Two NICs with one MAC confuse every switch they reach. */
+		for (size_t j = 0; j < i && tmp[i].vn_mac[0] != '\0'; j++)
+			if (strcmp(tmp[i].vn_mac, tmp[j].vn_mac) == 0)
+				return error_set(err, CARVE_EINVAL,
+				    "networks[%zu]: mac %s is also the mac of "
+				    "networks[%zu]", i, tmp[i].vn_mac, j);
+	}
+	memcpy(nics, tmp, sizeof(tmp));
+	*nout = n;
+	return n > 0 ? 1 : 0;
+}
+
+static json_object *
+command_new_array(void)
+{
+	json_object *a = json_object_new_array();
+
+	if (a == NULL) {
+		fprintf(stderr,
+		    "level=fatal comp=command msg=\"out of memory\"\n");
+		abort();
+	}
+	return a;
+}
+
+json_object *
+vm_nics_encode(const struct vm_nic *nics, size_t n)
+{
+	json_object *arr = command_new_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = command_new_object();
+
+		jsonx_add_string(o, vm_nic_kind_name(nics[i].vn_kind),
+		    nics[i].vn_name);
+		if (nics[i].vn_mac[0] != '\0')
+			jsonx_add_string(o, "mac", nics[i].vn_mac);
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
 /* ------------------------------------------------------------ vm spec */
 
 static const char *const vm_spec_keys[] = {
 	"name", "vcpus", "memory_mib", "disk_gib", "kernel", "initrd",
-	"cmdline", "image", "ssh_authorized_keys", "user_data", "data_disks",
+	"cmdline", "image", "ssh_authorized_keys", "user_data", "networks",
+	"data_disks",
 	NULL
 };
 
@@ -698,6 +907,7 @@ vm_spec_decode(json_object *args, struct vm_spec *out,
 	    command_get_ssh_keys(args, &spec.vs_ssh_keys, &spec.vs_nssh_keys,
 	    err) == -1 ||
 	    command_get_user_data(args, &spec.vs_user_data, err) == -1 ||
+	    command_get_nics(args, spec.vs_nics, &spec.vs_nnics, err) == -1 ||
 	    vm_data_disks_get(args, spec.vs_data_disks, &spec.vs_ndata_disks,
 	    err) == -1)
 		goto fail;
@@ -763,6 +973,9 @@ vm_spec_encode(const struct vm_spec *spec)
 	}
 	if (spec->vs_user_data != NULL)
 		jsonx_add_string(o, "user_data", spec->vs_user_data);
+	if (spec->vs_nnics > 0)
+		json_object_object_add(o, "networks",
+		    vm_nics_encode(spec->vs_nics, spec->vs_nnics));
 	if (spec->vs_ndata_disks > 0)
 		json_object_object_add(o, "data_disks",
 		    vm_data_disks_encode(spec->vs_data_disks,

@@ -9,7 +9,8 @@
  * args per type:
  *   vm.create  {"name","vcpus","memory_mib","disk_gib"?,"kernel"?,"initrd"?,"cmdline"?,
  *               "image"?:{"url","sha256","format"},"ssh_authorized_keys"?:[..],
- *               "user_data"?,"data_disks"?:[{"size_gib"},..]}
+ *               "user_data"?,"networks"?:[{"network"|"bridge":NAME,"mac"?:MAC}],
+ *               "data_disks"?:[{"size_gib"},..]}
  *   vm.rebuild {"image"?:{"url","sha256","format"}}   (default: the VM's own)
  *   vm.start   {}            vm.reboot {}            vm.destroy {}
  *   vm.stop    {"force"?: bool, "timeout_s"?: 1..3600 (default 60)}
@@ -39,6 +40,9 @@
 #define VM_SSH_KEYS_MAX     32
 #define VM_SSH_KEY_MAX      (8 * 1024)
 #define VM_USER_DATA_MAX    (64 * 1024)
+#define VM_NICS_MAX         8
+#define VM_BRIDGE_NAME_MAX  15      /* IFNAMSIZ - 1 */
+#define VM_MAC_LEN          17      /* "xx:xx:xx:xx:xx:xx" */
 #define VM_DATA_DISKS_MAX   8
 /*
  * Room for the largest valid vm.create: 32 keys of 8 KiB plus 64 KiB of
@@ -81,6 +85,24 @@ struct vm_data_disk {
 	uint64_t dd_size_gib;   /* 1..VM_DISK_GIB_MAX */
 };
 
+enum vm_nic_kind {
+	VM_NIC_NETWORK = 0,     /* a libvirt network */
+	VM_NIC_BRIDGE,          /* a host bridge */
+};
+
+/*
+ * A network interface: attached to the libvirt network or host bridge
+ * vn_name (1..64 bytes of [A-Za-z0-9._-] starting with a letter or digit; a
+ * bridge at most VM_BRIDGE_NAME_MAX bytes), with the MAC vn_mac (lower-case,
+ * unicast, not all zero), or "" when none was given and carve derives one
+ * (vm_mac_derive). Whether the host allows the name is the agent's check.
+ */
+struct vm_nic {
+	enum vm_nic_kind vn_kind;
+	char vn_name[IDS_NAME_MAX + 1];
+	char vn_mac[VM_MAC_LEN + 1];
+};
+
 /* What a VM is made of. Strings are owned by the spec (vm_spec_clear). */
 struct vm_spec {
 	char vs_name[IDS_NAME_MAX + 1];
@@ -100,6 +122,9 @@ struct vm_spec {
 	char **vs_ssh_keys;
 	size_t vs_nssh_keys;
 	char *vs_user_data;
+	/* NICs in guest order (no MAC appears twice); none: no NIC at all. */
+	struct vm_nic vs_nics[VM_NICS_MAX];
+	size_t vs_nnics;
 	/* Attached as vdb, vdc, ... in this order. */
 	struct vm_data_disk vs_data_disks[VM_DATA_DISKS_MAX];
 	size_t vs_ndata_disks;
@@ -137,6 +162,31 @@ json_object *vm_image_encode(const struct vm_image *img);
 int vm_data_disks_get(json_object *obj, struct vm_data_disk *out, size_t *n,
     struct carve_error *err);
 json_object *vm_data_disks_encode(const struct vm_data_disk *disks, size_t n);
+
+/* "network" or "bridge": the key an entry of "networks" names it by. */
+const char *vm_nic_kind_name(enum vm_nic_kind kind);
+/*
+ * Check a MAC address ("xx:xx:xx:xx:xx:xx", hex digits of either case):
+ * unicast (bit 0 of the first octet clear) and not all zero. On success it
+ * is written lower-case to out; on failure err (CARVE_EINVAL) names what.
+ */
+int vm_mac_parse(const char *s, const char *what, char out[VM_MAC_LEN + 1],
+    struct carve_error *err);
+/*
+ * The MAC carve gives NIC index (0-based) of VM vm_id when the spec names
+ * none: 52:54:00 (QEMU's prefix, unicast and locally administered) followed
+ * by the first 3 bytes of SHA-256("<vm_id>/<index>"), vm_id lower-case and
+ * index in decimal. The same VM always gets the same MACs.
+ */
+void vm_mac_derive(const char *vm_id, size_t index, char out[VM_MAC_LEN + 1]);
+/* Fill every NIC of spec that has no MAC with its derived one. */
+void vm_spec_derive_macs(struct vm_spec *spec, const char *vm_id);
+/*
+ * [{"network"|"bridge": NAME, "mac"?: MAC}, ...] for n NICs (a new array;
+ * "mac" only where one is set): the spec's "networks" and, once the MACs
+ * are filled in, a create result's "interfaces".
+ */
+json_object *vm_nics_encode(const struct vm_nic *nics, size_t n);
 
 struct command_stop_args {
 	bool force;

@@ -1171,9 +1171,11 @@ proto_heartbeat_resp_encode(const struct proto_heartbeat_resp *msg)
 
 /* ------------------------------------------------------------ admin: VMs */
 
+/* The VmSpec keys (vm_spec_decode checks their values) plus "node". */
 static const char *const proto_vm_create_keys[] = {
 	"name", "vcpus", "memory_mib", "disk_gib", "node", "kernel", "initrd",
-	"cmdline", NULL
+	"cmdline", "image", "ssh_authorized_keys", "user_data", "networks",
+	NULL
 };
 
 int

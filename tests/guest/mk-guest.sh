@@ -30,6 +30,9 @@
 #     does when the command line has none, for images that boot through
 #     their own boot loader (no kernel command line to set); likewise
 #     "#datamark: <word>" for datamark=;
+#   - loads virtio_net (and the failover modules it needs) and prints
+#     "NIC <ifname> <mac>" for each network interface but lo, sorted by
+#     name (a VM with no NIC prints nothing);
 #   - starts acpid so that an ACPI power-button press (virsh shutdown)
 #     runs /etc/acpi/PWRF/00000080 = "poweroff -f" (unless "noacpid" is on
 #     the command line: a guest that ignores graceful shutdown);
@@ -74,6 +77,9 @@ fat vfat nls_cp437 nls_ascii"
 # controller) is invisible to this guest.
 cdmodules="nls_utf8 scsi_common scsi_mod cdrom sr_mod isofs libata ata_piix
 virtio_scsi"
+# virtio NICs: virtio_net needs net_failover, which needs failover (after
+# virtio_ring and virtio, loaded above).
+netmodules="failover net_failover virtio_net"
 
 mkdir -p "$out" "$cache"
 # qemu runs as libvirt-qemu: it must be able to read what we make.
@@ -178,6 +184,7 @@ add_modules() {
 }
 load=$(add_modules "$modules")
 cdload=$(add_modules "$cdmodules")
+netload=$(add_modules "$netmodules")
 
 cat >"$root/etc/acpi/PWRF/00000080" <<'EOF'
 #!/bin/sh
@@ -314,6 +321,17 @@ cidata() {
 	done
 }
 cidata &
+# NICs: the driver binds the PCI devices while insmod runs, so every
+# interface exists when it returns.
+for m in$netload; do
+	insmod /lib/modules/\$m.ko || echo "insmod \$m failed"
+done
+for n in /sys/class/net/*; do
+	[ -e "\$n/address" ] || continue
+	i=\${n##*/}
+	[ "\$i" = lo ] && continue
+	echo "NIC \$(echo "\$i" | tr -cd 'A-Za-z0-9_.-') \$(tr -cd '0-9a-f:' <"\$n/address")"
+done
 if has noacpid; then
 	echo "NOACPID: ignoring the power button"
 else
@@ -345,4 +363,4 @@ chmod 0644 "$work/initrd.gz"
 # Replace atomically so a half-built guest never looks finished.
 mv -f "$work/vmlinuz" "$out/vmlinuz"
 mv -f "$work/initrd.gz" "$out/initrd.gz"
-log "built $out/vmlinuz ($kver) and $out/initrd.gz (modules:$load;$cdload)"
+log "built $out/vmlinuz ($kver) and $out/initrd.gz (modules:$load;$cdload;$netload)"

@@ -65,6 +65,19 @@ spec_cloud_equal(const struct vm_spec *x, const struct vm_spec *y)
 }
 
 static bool
+spec_nics_equal(const struct vm_spec *x, const struct vm_spec *y)
+{
+	if (x->vs_nnics != y->vs_nnics)
+		return false;
+	for (size_t i = 0; i < x->vs_nnics; i++)
+		if (x->vs_nics[i].vn_kind != y->vs_nics[i].vn_kind ||
+		    strcmp(x->vs_nics[i].vn_name, y->vs_nics[i].vn_name) != 0 ||
+		    strcmp(x->vs_nics[i].vn_mac, y->vs_nics[i].vn_mac) != 0)
+			return false;
+	return true;
+}
+
+static bool
 command_equal(const struct command *a, const struct command *b)
 {
 	const struct vm_spec *x = &a->cmd_args.create, *y = &b->cmd_args.create;
@@ -81,7 +94,7 @@ command_equal(const struct command *a, const struct command *b)
 		    streq_null(x->vs_kernel, y->vs_kernel) &&
 		    streq_null(x->vs_initrd, y->vs_initrd) &&
 		    streq_null(x->vs_cmdline, y->vs_cmdline) &&
-		    spec_cloud_equal(x, y) &&
+		    spec_cloud_equal(x, y) && spec_nics_equal(x, y) &&
 		    x->vs_ndata_disks == y->vs_ndata_disks &&
 		    memcmp(x->vs_data_disks, y->vs_data_disks,
 		    sizeof(x->vs_data_disks)) == 0;
@@ -192,6 +205,10 @@ static const struct decode_case decode_cases[] = {
 	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"timeout_s\":1}}", 0, NULL },
 	{ "{\"type\":\"vm.start\",\"vm_id\":\"6F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9\","
 	    "\"id\":\"0B9C6A3E-5D1F-4C2B-9A8E-7F6D5C4B3A21\"}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"n\","
+	    "\"vcpus\":1,\"memory_mib\":64,\"networks\":[{\"network\":"
+	    "\"default\"},{\"bridge\":\"br0\",\"mac\":\"52:54:00:AB:cd:01\"}]}}",
+	    0, NULL },
 
 	/* top level */
 	{ "[]", -1, "command must be a JSON object" },
@@ -926,6 +943,250 @@ test_command_encode_form(void **state)
 	command_clear(&cmd);
 }
 
+/* ------------------------------------------------------------ networks */
+
+#define NETS(v) CREATE("\"networks\":" v)
+#define N64 "n123456789012345678901234567890123456789012345678901234567890123"
+#define MACSYN(i, m) "networks[" i "]: mac \"" m "\" must be six pairs of " \
+	"hexadecimal digits separated by ':' (e.g. 52:54:00:12:34:56)"
+#define ONEOF(i) "networks[" i "] must have exactly one of \"network\" and " \
+	"\"bridge\""
+
+struct nic_case {
+	const char *json;	/* vm.create args */
+	int rc;
+	/* rc 0: the encoded "networks" (NULL: absent); -1: the message */
+	const char *want;
+};
+
+static const struct nic_case nic_cases[] = {
+	/* accepted, and how they encode */
+	{ NETS("[{\"network\":\"default\"}]"), 0, "[{\"network\":\"default\"}]" },
+	{ NETS("[{\"bridge\":\"br0\",\"mac\":\"52:54:00:AB:CD:EF\"}]"), 0,
+	    "[{\"bridge\":\"br0\",\"mac\":\"52:54:00:ab:cd:ef\"}]" },
+	{ NETS("[{\"mac\":\"02:00:00:00:00:01\",\"network\":\"n\"}]"), 0,
+	    "[{\"network\":\"n\",\"mac\":\"02:00:00:00:00:01\"}]" },
+	{ NETS("[{\"network\":\"n\",\"mac\":\"fe:ff:ff:ff:ff:ff\"}]"), 0,
+	    "[{\"network\":\"n\",\"mac\":\"fe:ff:ff:ff:ff:ff\"}]" },
+	{ NETS("[{\"network\":\"a\"},{\"bridge\":\"b\"},{\"network\":\"c\"}]"),
+	    0, "[{\"network\":\"a\"},{\"bridge\":\"b\"},{\"network\":\"c\"}]" },
+	/* two NICs on one network: fine, as long as their MACs differ */
+	{ NETS("[{\"network\":\"a\"},{\"network\":\"a\"}]"), 0,
+	    "[{\"network\":\"a\"},{\"network\":\"a\"}]" },
+	{ NETS("[{\"network\":\"" N64 "\"},{\"bridge\":\"b23456789012345\"}]"),
+	    0, "[{\"network\":\"" N64 "\"},{\"bridge\":\"b23456789012345\"}]" },
+	{ NETS("[{\"network\":\"a\"},{\"network\":\"b\"},{\"network\":\"c\"},"
+	    "{\"network\":\"d\"},{\"network\":\"e\"},{\"network\":\"f\"},"
+	    "{\"network\":\"g\"},{\"network\":\"h\"}]"), 0,
+	    "[{\"network\":\"a\"},{\"network\":\"b\"},{\"network\":\"c\"},"
+	    "{\"network\":\"d\"},{\"network\":\"e\"},{\"network\":\"f\"},"
+	    "{\"network\":\"g\"},{\"network\":\"h\"}]" },
+	{ NETS("[]"), 0, NULL },
+	{ NETS("null"), 0, NULL },
+	{ CREATE("\"disk_gib\":1"), 0, NULL },
+
+	/* the list */
+	{ NETS("{\"network\":\"a\"}"), -1, "networks must be an array of objects" },
+	{ NETS("\"default\""), -1, "networks must be an array of objects" },
+	{ NETS("[{\"network\":\"a\"},{\"network\":\"b\"},{\"network\":\"c\"},"
+	    "{\"network\":\"d\"},{\"network\":\"e\"},{\"network\":\"f\"},"
+	    "{\"network\":\"g\"},{\"network\":\"h\"},{\"network\":\"i\"}]"), -1,
+	    "networks has 9 entries; at most 8 are allowed" },
+	/* an entry's shape */
+	{ NETS("[1]"), -1, "networks[0] must be a JSON object" },
+	{ NETS("[{\"network\":\"a\"},null]"), -1,
+	    "networks[1] must be a JSON object" },
+	{ NETS("[{}]"), -1, ONEOF("0") },
+	{ NETS("[{\"network\":\"a\",\"bridge\":\"b\"}]"), -1, ONEOF("0") },
+	{ NETS("[{\"mac\":\"52:54:00:00:00:01\"}]"), -1, ONEOF("0") },
+	{ NETS("[{\"network\":\"a\",\"vlan\":5}]"), -1,
+	    "networks[0]: unknown key \"vlan\"" },
+	{ NETS("[{\"network\":\"a\",\"Mac\":\"52:54:00:00:00:01\"}]"), -1,
+	    "networks[0]: unknown key \"Mac\"" },
+	/* names */
+	{ NETS("[{\"network\":5}]"), -1, "networks[0]: network must be a string" },
+	{ NETS("[{\"network\":null}]"), -1, "networks[0]: network is required" },
+	{ NETS("[{\"network\":\"\"}]"), -1,
+	    "networks[0]: network must not be empty" },
+	{ NETS("[{\"network\":\"a b\"}]"), -1, "networks[0]: network may only "
+	    "contain letters, digits, '.', '_' and '-' (found byte 0x20 at "
+	    "offset 1)" },
+	{ NETS("[{\"network\":\"-a\"}]"), -1,
+	    "networks[0]: network must start with a letter or digit" },
+	{ NETS("[{\"network\":\"" N64 "x\"}]"), -1,
+	    "networks[0]: network is 65 bytes long; at most 64 are allowed" },
+	{ NETS("[{\"network\":\"a\"},{\"bridge\":\"\"}]"), -1,
+	    "networks[1]: bridge must not be empty" },
+	{ NETS("[{\"bridge\":\"br0;reboot\"}]"), -1, "networks[0]: bridge may "
+	    "only contain letters, digits, '.', '_' and '-' (found byte 0x3b at "
+	    "offset 3)" },
+	{ NETS("[{\"bridge\":\"<br/>\"}]"), -1,
+	    "networks[0]: bridge must start with a letter or digit" },
+	{ NETS("[{\"bridge\":\"b234567890123456\"}]"), -1,
+	    "networks[0]: bridge is 16 bytes long; a bridge name has at most 15" },
+	{ NETS("[{\"bridge\":\"a\\u0000b\"}]"), -1,
+	    "networks[0]: bridge must not contain NUL characters" },
+	/* MACs */
+	{ NETS("[{\"network\":\"a\",\"mac\":5}]"), -1,
+	    "networks[0]: mac must be a string" },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"\"}]"), -1, MACSYN("0", "") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52:54:00:00:00\"}]"), -1,
+	    MACSYN("0", "52:54:00:00:00") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52:54:00:00:00:001\"}]"), -1,
+	    MACSYN("0", "52:54:00:00:00:001") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52-54-00-00-00-01\"}]"), -1,
+	    MACSYN("0", "52-54-00-00-00-01") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52:54:00:00:00:0g\"}]"), -1,
+	    MACSYN("0", "52:54:00:00:00:0g") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"525:4:00:00:00:01\"}]"), -1,
+	    MACSYN("0", "525:4:00:00:00:01") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\" 52:54:00:00:00:1\"}]"), -1,
+	    MACSYN("0", " 52:54:00:00:00:1") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"+2:54:00:00:00:01\"}]"), -1,
+	    MACSYN("0", "+2:54:00:00:00:01") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52:54:00:00:0\\\"\\n\"}]"), -1,
+	    MACSYN("0", "52:54:00:00:0??") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"01:00:5e:00:00:01\"}]"), -1,
+	    "networks[0]: mac \"01:00:5e:00:00:01\" is a multicast address (the "
+	    "first octet must be even)" },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"FF:FF:FF:FF:FF:FF\"}]"), -1,
+	    "networks[0]: mac \"FF:FF:FF:FF:FF:FF\" is a multicast address (the "
+	    "first octet must be even)" },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"00:00:00:00:00:00\"}]"), -1,
+	    "networks[0]: mac must not be all zero" },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52:54:00:aa:00:01\"},"
+	    "{\"network\":\"b\"},{\"bridge\":\"c\",\"mac\":\"52:54:00:AA:00:01\"}]"),
+	    -1, "networks[2]: mac 52:54:00:aa:00:01 is also the mac of "
+	    "networks[0]" },
+};
+
+static void
+test_decode_networks(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(nic_cases); i++) {
+		const struct nic_case *c = &nic_cases[i];
+		struct carve_error err = { 0 };
+		struct vm_spec spec, again, copy;
+		json_object *o = parse(c->json), *enc, *nets;
+		int rc;
+
+		memset(&spec, 0xa5, sizeof(spec));
+		rc = vm_spec_decode(o, &spec, &err);
+		json_object_put(o);
+		if (rc != c->rc)
+			fail_msg("case %zu <%s>: rc %d want %d (%s)", i, c->json,
+			    rc, c->rc, err.message);
+		if (rc == -1) {
+			assert_int_equal(err.code, CARVE_EINVAL);
+			if (spec.vs_nnics != 0)
+				fail_msg("case %zu: out not cleared", i);
+			if (strcmp(err.message, c->want) != 0)
+				fail_msg("case %zu <%s>:\n got  \"%s\"\n want \"%s\"",
+				    i, c->json, err.message, c->want);
+			continue;
+		}
+		enc = vm_spec_encode(&spec);
+		if (!json_object_object_get_ex(enc, "networks", &nets))
+			nets = NULL;
+		if (c->want == NULL && nets != NULL)
+			fail_msg("case %zu: networks encoded: %s", i,
+			    json_object_to_json_string(nets));
+		if (c->want != NULL) {
+			if (nets == NULL)
+				fail_msg("case %zu: networks not encoded", i);
+			assert_string_equal(json_object_to_json_string_ext(nets,
+			    JSON_C_TO_STRING_PLAIN), c->want);
+		}
+		/* encode -> decode -> the same NICs; a copy too */
+		if (vm_spec_decode(enc, &again, &err) != 0)
+			fail_msg("case %zu: encoded form refused: %s", i,
+			    err.message);
+		json_object_put(enc);
+		assert_true(spec_nics_equal(&spec, &again));
+		vm_spec_copy(&copy, &again);
+		vm_spec_clear(&again);
+		assert_true(spec_nics_equal(&spec, &copy));
+		vm_spec_clear(&copy);
+		vm_spec_clear(&spec);
+	}
+}
+
+/*
+ * The derived MAC is part of the contract (a control plane may compute it
+ * ahead): pinned values for a fixed VM id, the same for the id in upper
+ * case, different per index and per VM, always a valid unicast address.
+ */
+static void
+test_mac_derive(void **state)
+{
+	static const char *const want[] = {
+		"52:54:00:ac:73:65", "52:54:00:95:d1:a1", "52:54:00:9f:d0:ab",
+	};
+	char mac[VM_NICS_MAX][VM_MAC_LEN + 1], again[VM_MAC_LEN + 1];
+	char norm[VM_MAC_LEN + 1];
+	struct carve_error err = { 0 };
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(want); i++) {
+		vm_mac_derive(VM1, i, mac[i]);
+		assert_string_equal(mac[i], want[i]);
+		vm_mac_derive("6F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9", i, again);
+		assert_string_equal(again, want[i]);
+	}
+	for (size_t i = 0; i < VM_NICS_MAX; i++) {
+		vm_mac_derive(VM1, i, mac[i]);
+		assert_int_equal(strlen(mac[i]), VM_MAC_LEN);
+		assert_int_equal(strncmp(mac[i], "52:54:00:", 9), 0);
+		assert_int_equal(vm_mac_parse(mac[i], "mac", norm, &err), 0);
+		assert_string_equal(norm, mac[i]);
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(mac[i], mac[j]);
+		vm_mac_derive(ID1, i, again);
+		assert_string_not_equal(again, mac[i]);
+	}
+}
+
+/* Derived MACs fill the gaps only; the result lists every NIC's. */
+static void
+test_derive_macs_and_interfaces(void **state)
+{
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	json_object *o, *ifs;
+	char m0[VM_MAC_LEN + 1], m2[VM_MAC_LEN + 1], *want;
+
+	(void)state;
+	o = parse(NETS("[{\"network\":\"default\"},{\"bridge\":\"br0\","
+	    "\"mac\":\"52:54:00:0A:0B:0C\"},{\"network\":\"other\"}]"));
+	assert_int_equal(vm_spec_decode(o, &spec, &err), 0);
+	json_object_put(o);
+	assert_int_equal(spec.vs_nnics, 3);
+	assert_string_equal(spec.vs_nics[0].vn_mac, "");
+	vm_spec_derive_macs(&spec, VM1);
+	vm_mac_derive(VM1, 0, m0);
+	vm_mac_derive(VM1, 2, m2);
+	assert_string_equal(spec.vs_nics[0].vn_mac, m0);
+	assert_string_equal(spec.vs_nics[1].vn_mac, "52:54:00:0a:0b:0c");
+	assert_string_equal(spec.vs_nics[2].vn_mac, m2);
+	ifs = vm_nics_encode(spec.vs_nics, spec.vs_nnics);
+	want = xasprintf("[{\"network\":\"default\",\"mac\":\"%s\"},"
+	    "{\"bridge\":\"br0\",\"mac\":\"52:54:00:0a:0b:0c\"},"
+	    "{\"network\":\"other\",\"mac\":\"%s\"}]", m0, m2);
+	assert_string_equal(json_object_to_json_string_ext(ifs,
+	    JSON_C_TO_STRING_PLAIN), want);
+	free(want);
+	json_object_put(ifs);
+	ifs = vm_nics_encode(NULL, 0);
+	assert_string_equal(json_object_to_json_string_ext(ifs,
+	    JSON_C_TO_STRING_PLAIN), "[]");
+	json_object_put(ifs);
+	assert_string_equal(vm_nic_kind_name(VM_NIC_NETWORK), "network");
+	assert_string_equal(vm_nic_kind_name(VM_NIC_BRIDGE), "bridge");
+	assert_string_equal(vm_nic_kind_name((enum vm_nic_kind)7), "unknown");
+	vm_spec_clear(&spec);
+}
+
 /* ------------------------------------------------------------ data disks */
 
 #define DISKS(list) CREATE("\"data_disks\":" list)
@@ -1602,6 +1863,9 @@ main(void)
 		cmocka_unit_test(test_vm_image_parse),
 		cmocka_unit_test(test_command_round_trip),
 		cmocka_unit_test(test_command_encode_form),
+		cmocka_unit_test(test_decode_networks),
+		cmocka_unit_test(test_mac_derive),
+		cmocka_unit_test(test_derive_macs_and_interfaces),
 		cmocka_unit_test(test_result_table),
 		cmocka_unit_test(test_result_round_trip),
 		cmocka_unit_test(test_vm_state),

@@ -286,6 +286,13 @@ static const struct valid_case valid_cases[] = {
 	{ K_VM_CREATE, "{\"name\":\"k\",\"vcpus\":1,\"memory_mib\":64,"
 	    "\"disk_gib\":0,\"kernel\":\"vmlinuz\",\"initrd\":\"initrd.img\","
 	    "\"cmdline\":\"console=ttyS0\",\"node\":\"n1\"}", NULL },
+	/* the admin API takes a VM's NICs (carve-cp passes them on) */
+	{ K_VM_CREATE, "{\"name\":\"n\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"networks\":[{\"network\":\"default\"},{\"bridge\":\"br0\","
+	    "\"mac\":\"52:54:00:AA:BB:CC\"}],\"node\":\"n1\"}",
+	    "{\"name\":\"n\",\"vcpus\":1,\"memory_mib\":64,\"disk_gib\":0,"
+	    "\"networks\":[{\"network\":\"default\"},{\"bridge\":\"br0\","
+	    "\"mac\":\"52:54:00:aa:bb:cc\"}],\"node\":\"n1\"}" },
 	{ K_VM_CREATED, "{\"id\":\"" U2 "\",\"node\":\"host-1\",\"command_id\":\""
 	    U1 "\"}", NULL },
 	{ K_COMMAND_REF, "{\"command_id\":\"" U1_UPPER "\"}",
@@ -580,6 +587,9 @@ static const struct invalid_case invalid_cases[] = {
 	    "\"zone\":\"a\"}", "VM create request: unknown key \"zone\"" },
 	{ K_VM_CREATE, "{\"name\":\"w\",\"vcpus\":1,\"memory_mib\":64,"
 	    "\"initrd\":\"i\"}", "initrd requires kernel" },
+	{ K_VM_CREATE, "{\"name\":\"w\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"networks\":[{\"network\":\"a\",\"mac\":\"01:00:00:00:00:01\"}]}",
+	    "networks[0]: mac \"01:00:00:00:00:01\" is a multicast address" },
 	{ K_VM_CREATE, "{\"vcpus\":1,\"memory_mib\":64,\"node\":\"n\"}",
 	    "name is required" },
 	/* admin: responses */

@@ -588,6 +588,200 @@ test_libvirt_disks(void **state)
 	virConnectClose(conn);
 }
 
+/* ------------------------------------------------------- NICs */
+
+static void
+nic_set(struct vm_spec *spec, enum vm_nic_kind kind, const char *name,
+    const char *mac)
+{
+	struct vm_nic *n = &spec->vs_nics[spec->vs_nnics++];
+
+	n->vn_kind = kind;
+	snprintf(n->vn_name, sizeof(n->vn_name), "%s", name);
+	snprintf(n->vn_mac, sizeof(n->vn_mac), "%s", mac);
+}
+
+/* Three NICs, in the spec's order, each fully described. */
+static void
+assert_nics(xmlDocPtr doc)
+{
+	assert_xp_count(doc, "/domain/devices/interface", 3);
+	assert_xp(doc, "/domain/devices/interface[1]/@type", "network");
+	assert_xp(doc, "/domain/devices/interface[1]/mac/@address",
+	    "52:54:00:12:34:56");
+	assert_xp(doc, "/domain/devices/interface[1]/source/@network",
+	    "default");
+	assert_xp_count(doc, "/domain/devices/interface[1]/source/@bridge", 0);
+	assert_xp(doc, "/domain/devices/interface[1]/model/@type", "virtio");
+	assert_xp(doc, "/domain/devices/interface[2]/@type", "bridge");
+	assert_xp(doc, "/domain/devices/interface[2]/mac/@address",
+	    "02:00:00:00:00:01");
+	assert_xp(doc, "/domain/devices/interface[2]/source/@bridge",
+	    "br-ex.100");
+	assert_xp_count(doc, "/domain/devices/interface[2]/source/@network", 0);
+	assert_xp(doc, "/domain/devices/interface[2]/model/@type", "virtio");
+	assert_xp(doc, "/domain/devices/interface[3]/@type", "network");
+	/* Written lower-case whatever the spec held. */
+	assert_xp(doc, "/domain/devices/interface[3]/mac/@address",
+	    "52:54:00:ab:cd:ef");
+	assert_xp(doc, "/domain/devices/interface[3]/source/@network",
+	    "tenant_1");
+}
+
+static void
+nics_spec(struct vm_spec *spec, const char *name)
+{
+	spec_init(spec, name, 1, 256, 0);
+	nic_set(spec, VM_NIC_NETWORK, "default", "52:54:00:12:34:56");
+	nic_set(spec, VM_NIC_BRIDGE, "br-ex.100", "02:00:00:00:00:01");
+	nic_set(spec, VM_NIC_NETWORK, "tenant_1", "52:54:00:AB:CD:EF");
+}
+
+static void
+test_domain_nics(void **state)
+{
+	static const char *const types[] = { "qemu", "kvm", "test" };
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	xmlDocPtr doc;
+	char *xml;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		struct virt_xml_opts o = opts_init(types[i]);
+
+		nics_spec(&spec, "web");
+		o.root_disk = ROOT;
+		xml = virt_xml_domain(&spec, &o, &err);
+		if (xml == NULL)
+			fail_msg("%s: %s", types[i], err.message);
+		doc = parse_doc(xml);
+		assert_nics(doc);
+		/* After the disks: the disks keep their PCI slots. */
+		assert_xp_count(doc, "/domain/devices/disk/following-sibling::"
+		    "interface", 3);
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+
+	/* The test type gets <devices> for NICs alone. */
+	{
+		struct virt_xml_opts o = opts_init("test");
+
+		nics_spec(&spec, "web");
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		doc = parse_doc(xml);
+		assert_xp_count(doc, "/domain/devices/*", 3);
+		assert_nics(doc);
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+
+	/* No NICs, no interface. */
+	{
+		struct virt_xml_opts o = opts_init("qemu");
+
+		spec_init(&spec, "web", 1, 256, 0);
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		doc = parse_doc(xml);
+		assert_xp_count(doc, "//interface", 0);
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+}
+
+static const struct {
+	const char *what;
+	int kind;
+	const char *name, *mac;
+	const char *msg;
+} bad_nics[] = {
+	{ "no MAC", VM_NIC_NETWORK, "default", "",
+	    "networks[1] has no MAC address" },
+	{ "multicast MAC", VM_NIC_NETWORK, "default", "01:00:5e:00:00:01",
+	    "networks[1].mac \"01:00:5e:00:00:01\" is a multicast address" },
+	{ "zero MAC", VM_NIC_BRIDGE, "br0", "00:00:00:00:00:00",
+	    "networks[1].mac must not be all zero" },
+	{ "MAC with markup", VM_NIC_NETWORK, "default", "52:54:00:00:00'/",
+	    "networks[1].mac \"52:54:00:00:00'/\" must be six pairs" },
+	{ "name with markup", VM_NIC_NETWORK, "a'/><x", "52:54:00:00:00:02",
+	    "networks[1] may only contain letters" },
+	{ "empty name", VM_NIC_BRIDGE, "", "52:54:00:00:00:02",
+	    "networks[1] must not be empty" },
+	{ "long bridge", VM_NIC_BRIDGE, "b234567890123456", "52:54:00:00:00:02",
+	    "networks[1]: a bridge name has at most 15 bytes" },
+	{ "unknown kind", 7, "x", "52:54:00:00:00:02",
+	    "networks[1] is neither a network nor a bridge" },
+};
+
+static void
+test_domain_nic_rejects(void **state)
+{
+	struct carve_error err = { 0 };
+	struct virt_xml_opts o = opts_init("qemu");
+	struct vm_spec spec;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_nics) / sizeof(bad_nics[0]); i++) {
+		spec_init(&spec, "web", 1, 256, 0);
+		nic_set(&spec, VM_NIC_NETWORK, "ok", "52:54:00:00:00:01");
+		nic_set(&spec, VM_NIC_NETWORK, bad_nics[i].name, bad_nics[i].mac);
+		spec.vs_nics[1].vn_kind = (enum vm_nic_kind)bad_nics[i].kind;
+		error_clear(&err);
+		if (virt_xml_domain(&spec, &o, &err) != NULL)
+			fail_msg("%s: accepted", bad_nics[i].what);
+		assert_int_equal(err.code, CARVE_EINVAL);
+		if (strstr(err.message, bad_nics[i].msg) == NULL)
+			fail_msg("%s: \"%s\" lacks \"%s\"", bad_nics[i].what,
+			    err.message, bad_nics[i].msg);
+	}
+	spec_init(&spec, "web", 1, 256, 0);
+	for (int i = 0; i < VM_NICS_MAX; i++)
+		nic_set(&spec, VM_NIC_NETWORK, "n", "52:54:00:00:00:01");
+	spec.vs_nnics = VM_NICS_MAX + 1;
+	error_clear(&err);
+	assert_null(virt_xml_domain(&spec, &o, &err));
+	assert_non_null(strstr(err.message, "at most 8 network interfaces"));
+}
+
+/* libvirt (test driver, both domain types) keeps every NIC as written. */
+static void
+test_libvirt_nics(void **state)
+{
+	static const char *const types[] = { "qemu", "test" };
+	virConnectPtr conn = test_conn();
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	virDomainPtr dom;
+	xmlDocPtr doc;
+	char *xml, *desc;
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		struct virt_xml_opts o = opts_init(types[i]);
+
+		nics_spec(&spec, "carve-n1");
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		dom = virDomainDefineXML(conn, xml);
+		if (dom == NULL)
+			fail_msg("test driver refused the XML: %s\n%s",
+			    virGetLastErrorMessage(), xml);
+		free(xml);
+		desc = virDomainGetXMLDesc(dom, 0);
+		assert_non_null(desc);
+		doc = parse_doc(desc);
+		assert_nics(doc);
+		xmlFreeDoc(doc);
+		free(desc);
+		assert_int_equal(virDomainUndefine(dom), 0);
+		virDomainFree(dom);
+	}
+	virConnectClose(conn);
+}
+
 #define DATA0 "/var/lib/carve/disks/" VM_ID "-data0.qcow2"
 #define DATA1 "/var/lib/carve/disks/" VM_ID "-data1.qcow2"
 
@@ -1562,6 +1756,9 @@ main(void)
 		cmocka_unit_test(test_libvirt_disks),
 		cmocka_unit_test(test_domain_data_disks),
 		cmocka_unit_test(test_libvirt_data_disks),
+		cmocka_unit_test(test_domain_nics),
+		cmocka_unit_test(test_domain_nic_rejects),
+		cmocka_unit_test(test_libvirt_nics),
 		cmocka_unit_test(test_storage_xml),
 		cmocka_unit_test(test_metadata_roundtrip),
 		cmocka_unit_test(test_metadata_rebuild_roundtrip),
