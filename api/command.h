@@ -44,6 +44,8 @@
 #define VM_BRIDGE_NAME_MAX  15      /* IFNAMSIZ - 1 */
 #define VM_MAC_LEN          17      /* "xx:xx:xx:xx:xx:xx" */
 #define VM_DATA_DISKS_MAX   8
+/* The most DISK_GIB one VM can take: its root and every data disk. */
+#define VM_DISK_GIB_TOTAL_MAX (VM_DISK_GIB_MAX * (1 + VM_DATA_DISKS_MAX))
 /*
  * Room for the largest valid vm.create: 32 keys of 8 KiB plus 64 KiB of
  * user data whose every byte is escaped (2 bytes in JSON), with margin; still

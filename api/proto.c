@@ -1175,7 +1175,7 @@ proto_heartbeat_resp_encode(const struct proto_heartbeat_resp *msg)
 static const char *const proto_vm_create_keys[] = {
 	"name", "vcpus", "memory_mib", "disk_gib", "node", "kernel", "initrd",
 	"cmdline", "image", "ssh_authorized_keys", "user_data", "networks",
-	NULL
+	"data_disks", NULL
 };
 
 int
@@ -1449,8 +1449,9 @@ proto_vm_decode(json_object *obj, struct proto_vm *out,
 	    (int64_t)VM_MEMORY_MIB_MAX, &v, err) == -1)
 		return -1;
 	m.pv_memory_mib = (uint64_t)v;
-	if (jsonx_get_int(obj, "disk_gib", true, 0, (int64_t)VM_DISK_GIB_MAX,
-	    &v, err) == -1)
+	/* carve-cp's record counts the data disks in (what the VM takes). */
+	if (jsonx_get_int(obj, "disk_gib", true, 0,
+	    (int64_t)VM_DISK_GIB_TOTAL_MAX, &v, err) == -1)
 		return -1;
 	m.pv_disk_gib = (uint64_t)v;
 	if (jsonx_get_string(obj, "desired_state", true, 16, &desired,

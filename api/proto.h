@@ -333,7 +333,9 @@ json_object *proto_heartbeat_resp_encode(
 
 /*
  * POST /v1/vms  {"name","vcpus","memory_mib","disk_gib"?,"node"?,"kernel"?,
- * "initrd"?,"cmdline"?}: vm_spec_decode's form plus an optional node name.
+ * "initrd"?,"cmdline"?,"image"?,"ssh_authorized_keys"?,"user_data"?,
+ * "networks"?,"data_disks"?}: vm_spec_decode's form plus an optional node
+ * name.
  * vc_node is "" when absent (the scheduler picks).
  */
 struct proto_vm_create_req {
@@ -406,7 +408,8 @@ json_object *proto_vm_action_req_encode(const struct proto_vm_action_req *msg);
 void proto_vm_action_req_clear(struct proto_vm_action_req *msg);
 
 /*
- * The VM record of GET /v1/vms and GET /v1/vms/{id}:
+ * The VM record of GET /v1/vms and GET /v1/vms/{id} (disk_gib: what the VM
+ * takes of DISK_GIB, its root and data disks):
  *   {"id","name","node","vcpus","memory_mib","disk_gib",
  *    "desired_state":"running"|"stopped"|"deleted",
  *    "state":"<vm_state name>"|"pending","last_command_id","updated_at"}

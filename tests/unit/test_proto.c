@@ -293,6 +293,10 @@ static const struct valid_case valid_cases[] = {
 	    "{\"name\":\"n\",\"vcpus\":1,\"memory_mib\":64,\"disk_gib\":0,"
 	    "\"networks\":[{\"network\":\"default\"},{\"bridge\":\"br0\","
 	    "\"mac\":\"52:54:00:aa:bb:cc\"}],\"node\":\"n1\"}" },
+	/* and its data disks */
+	{ K_VM_CREATE, "{\"name\":\"d\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"disk_gib\":0,\"data_disks\":[{\"size_gib\":20},{\"size_gib\":1}]}",
+	    NULL },
 	{ K_VM_CREATED, "{\"id\":\"" U2 "\",\"node\":\"host-1\",\"command_id\":\""
 	    U1 "\"}", NULL },
 	{ K_COMMAND_REF, "{\"command_id\":\"" U1_UPPER "\"}",
@@ -314,6 +318,11 @@ static const struct valid_case valid_cases[] = {
 	    "{\"url\":\"file:///i/b.raw\",\"sha256\":\"" ASUM "\","
 	    "\"format\":\"raw\"}}" },
 	{ K_VM, VMREC, NULL },
+	/* disk_gib of a record is root + data disks: up to 9 x 65536 */
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":589824,"
+	    "\"desired_state\":\"running\",\"state\":\"running\","
+	    "\"last_command_id\":\"" U1 "\",\"updated_at\":1}", NULL },
 	{ K_VM_LIST, "[]", NULL },
 	{ K_VM_LIST, "[" VMREC "," VMREC "]", NULL },
 	{ K_NODE, NODEREC, NULL },
@@ -627,6 +636,14 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_VM_ACTION, "{\"action\":\"stop\",\"timeout_s\":5}",
 	    "VM action request: unknown key \"timeout_s\"" },
 	/* admin: VM record */
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":589825,"
+	    "\"desired_state\":\"running\",\"state\":\"running\","
+	    "\"last_command_id\":\"" U1 "\",\"updated_at\":1}",
+	    "disk_gib must be between 0 and 589824" },
+	{ K_VM_CREATE, "{\"name\":\"d\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"data_disks\":[{\"size_gib\":0}]}",
+	    "data_disks[0].size_gib must be at least 1 GiB" },
 	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
 	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"desired_state\":"
 	    "\"running\",\"state\":\"bogus\",\"last_command_id\":\"" U1 "\","
