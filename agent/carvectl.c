@@ -705,6 +705,35 @@ print_command_result(json_object *result)
 	return ctl_command_failed(result) ? CTL_EXIT_FAILED : CTL_EXIT_OK;
 }
 
+/* A resize says what the VM has now and when the guest gets it. */
+static int
+print_resize_result(json_object *result)
+{
+	json_object *r = ctl_field(result, "result");
+	char *name, *vcpus, *mem, *applied, *warning;
+
+	if (ctl_command_failed(result) || !json_object_is_type(r,
+	    json_type_object) || ctl_field(r, "applied") == NULL)
+		return print_command_result(result);
+	name = ctl_field_text(r, "name");
+	vcpus = ctl_field_text(r, "vcpus");
+	mem = ctl_field_text(r, "memory_mib");
+	applied = ctl_field_text(r, "applied");
+	printf("vm %s resized to %s vCPUs, %s MiB: %s\n", name, vcpus, mem,
+	    strcmp(applied, "live") == 0 ? "applied live" :
+	    "applies at the next boot");
+	if (ctl_field(r, "warning") != NULL) {
+		warning = ctl_field_text(r, "warning");
+		printf("warning: %s\n", warning);
+		free(warning);
+	}
+	free(name);
+	free(vcpus);
+	free(mem);
+	free(applied);
+	return CTL_EXIT_OK;
+}
+
 static int
 print_commands(json_object *result)
 {
@@ -802,6 +831,13 @@ static const struct ctl_opt opts_stop[] = {
 	{ NULL, NULL, 0, NULL, false }
 };
 
+static const struct ctl_opt opts_resize[] = {
+	{ "vcpus", "vcpus", CTL_OPT_UINT, "N", false },
+	{ "memory", "memory_mib", CTL_OPT_UINT, "MIB", false },
+	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
+	{ NULL, NULL, 0, NULL, false }
+};
+
 static const struct ctl_opt opts_commands[] = {
 	{ "limit", "limit", CTL_OPT_UINT, "N", false },
 	{ NULL, NULL, 0, NULL, false }
@@ -886,6 +922,17 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "stop a VM, undefine it and delete its disks",
 	  CTL_COMMAND_ID_HELP,
 	  pos_id, 1, 1, opts_vm_op, print_command_result },
+	{ "vm resize", "vm.resize",
+	  "ID [--vcpus N] [--memory MIB] [--command-id UUID]",
+	  "change a VM's vCPUs and memory (live where the guest allows it)",
+	  "  --vcpus N          the new number of vCPUs\n"
+	  "  --memory MIB       the new memory size in MiB\n"
+	  "  (at least one of them; growth must fit the host's capacity)\n"
+	  "  A running guest gets it at once when it stays within the\n"
+	  "  maximum the VM was started with (vCPU hot-plug, memory balloon);\n"
+	  "  fewer vCPUs, or more than that maximum, apply at the next boot.\n"
+	  CTL_COMMAND_ID_HELP,
+	  pos_id, 1, 1, opts_resize, print_resize_result },
 	{ "commands", "commands", "[--limit N]",
 	  "list recent command results, newest first",
 	  "  --limit N          at most N results\n",

@@ -159,6 +159,20 @@ static const struct conf_key conf_keys[] = {
 	    "CA certificates https image URLs must chain to; unset uses the "
 	    "system's CA store. Images are verified by sha256 either way." },
 
+	{ "resize", "max_vcpus_factor", CONF_UINT, CONF_AT(max_vcpus_factor),
+	    1, 16, 0, "2",
+	    "New domains are defined with room to grow: at most this many times "
+	    "their vCPUs (capped by the host's CPUs), so `vm.resize` can add "
+	    "vCPUs to a running guest up to it; 1 leaves no room (growth then "
+	    "waits for the next boot)." },
+	{ "resize", "max_memory_factor", CONF_UINT, CONF_AT(max_memory_factor),
+	    1, 16, 0, "2",
+	    "Likewise for memory: the domain's maximum memory is this many "
+	    "times its size and the balloon holds it at the size, so memory "
+	    "can grow live up to the maximum. The guest kernel sees the "
+	    "maximum at boot (its page tables cost about 1.5% of it) and can "
+	    "use it until its balloon driver starts." },
+
 	{ "metrics", "listen", CONF_STRING, CONF_AT(metrics_listen), 0, 0,
 	    CK_OPTIONAL, NULL,
 	    "host:port of the Prometheus metrics endpoint; unset turns it "

@@ -55,6 +55,9 @@ struct carved_conf {
 	unsigned long long max_image_gib;   /* default: 50 */
 	unsigned download_timeout_s;        /* default: 3600 */
 	char *image_ca_file;        /* default: none = the system CA store */
+	/* [resize] */
+	unsigned max_vcpus_factor;  /* default: 2 (maximum = factor x vcpus) */
+	unsigned max_memory_factor; /* default: 2 (maximum = factor x memory) */
 	/* [metrics] */
 	char *metrics_listen;       /* host:port, default: none = off */
 	/* [network]: what VMs may attach to (default: nothing) */

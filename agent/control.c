@@ -423,6 +423,41 @@ verb_vm_stop(struct ctl_client *cl, json_object *args)
 }
 
 static void
+verb_vm_resize(struct ctl_client *cl, json_object *args)
+{
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { "id", "command_id", "vcpus",
+	    "memory_mib", NULL };
+	static const char *const size_keys[] = { "vcpus", "memory_mib", NULL };
+	char vm_id[IDS_UUID_LEN + 1];
+	struct command cmd;
+	json_object *o, *sizes, *v;
+	int rc;
+
+	if (jsonx_check_object(args, "vm.resize arguments", allowed, &err) < 0 ||
+	    !resolve_vm(cl, args, vm_id, &err))
+		return client_err(cl, &err);
+	/*
+	 * Through the command decoder, so the operator meets the same rules
+	 * and messages as the control plane; submit() sets the real id.
+	 */
+	o = json_object_new_object();
+	sizes = json_object_new_object();
+	for (const char *const *k = size_keys; *k; k++)
+		if (json_object_object_get_ex(args, *k, &v))
+			json_object_object_add(sizes, *k, json_object_get(v));
+	jsonx_add_string(o, "id", vm_id);
+	jsonx_add_string(o, "type", command_type_name(CMD_VM_RESIZE));
+	jsonx_add_string(o, "vm_id", vm_id);
+	json_object_object_add(o, "args", sizes);
+	rc = command_decode(o, &cmd, &err);
+	json_object_put(o);
+	if (rc < 0)
+		return client_err(cl, &err);
+	submit(cl, args, &cmd);
+}
+
+static void
 verb_commands(struct ctl_client *cl, json_object *args)
 {
 	struct carve_error err = { 0 };
@@ -473,6 +508,7 @@ static const struct ctl_verb verbs[] = {
 	{ "vm.stop",    true,  verb_vm_stop },
 	{ "vm.reboot",  true,  verb_vm_reboot },
 	{ "vm.destroy", true,  verb_vm_destroy },
+	{ "vm.resize",  true,  verb_vm_resize },
 	{ "vm.rebuild", true,  verb_vm_rebuild },
 	{ "log.level",  true,  verb_log_level },
 };

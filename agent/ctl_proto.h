@@ -19,6 +19,7 @@
  *   vm.start|vm.reboot|vm.destroy {id,command_id?}          (mutating)
  *   vm.rebuild  {id,image?,command_id?}                     (mutating)
  *   vm.stop     {id,force?,timeout_s?,command_id?}          (mutating)
+ *   vm.resize   {id,vcpus?,memory_mib?,command_id?}         (mutating)
  *                              -> command result (api/command.h wire form)
  *   commands    {limit?}       -> [command result, ...] newest first
  *   log.level   {level}        -> {"level"}                 (mutating)

@@ -58,8 +58,9 @@ struct ecmd {
 	const struct handler *h;
 	bool recovering;
 	bool preparing;               /* h_prepare running (ADMITTING) */
-	struct cap_request claim;
+	struct cap_request claim;     /* a resize's: its target size */
 	bool claimed;
+	bool growing;                 /* a resize on e->growing */
 	unsigned virt_gen;            /* libvirt connection it ran on */
 	unsigned finish_tries;        /* journal_finish failures so far */
 	struct carve_error reject;    /* set when admission refused it */
@@ -73,6 +74,7 @@ struct ecmd {
 	TAILQ_ENTRY(ecmd) q_link;
 	TAILQ_ENTRY(ecmd) all_link;
 	TAILQ_ENTRY(ecmd) retry_link;  /* waiting to retry journal_finish */
+	TAILQ_ENTRY(ecmd) grow_link;   /* on e->growing */
 };
 
 /* The commands of one VM, run strictly in order. */
@@ -105,6 +107,8 @@ struct engine {
 	TAILQ_HEAD(, vmq) ready_q;
 	TAILQ_HEAD(ecmd_all, ecmd) all;
 	TAILQ_HEAD(, ecmd) retry;
+	/* Resizes admitted and not finished: their growth is claimed. */
+	TAILQ_HEAD(ecmd_growing, ecmd) growing;
 	struct engine_type_stats stats[CMD_TYPE_MAX];
 	/* Set on drain: long waits (graceful stop) give up, the command
 	 * stays accepted and is recovered at the next start. */
@@ -211,6 +215,7 @@ engine_new(struct agent *a, unsigned max_concurrent)
 	TAILQ_INIT(&e->ready_q);
 	TAILQ_INIT(&e->all);
 	TAILQ_INIT(&e->retry);
+	TAILQ_INIT(&e->growing);
 	uv_timer_init(a->a_loop, &e->timer);
 	e->timer.data = e;
 	/* The housekeeping timer alone must not keep the loop alive. */
@@ -333,7 +338,72 @@ ecmd_release_claim(struct engine *e, struct ecmd *c)
 	if (c->h != NULL && c->h->h_creates_vm &&
 	    strmap_get(e->creating, c->cmd.cmd_vm_id) == c)
 		strmap_del(e->creating, c->cmd.cmd_vm_id);
+	/* The view already shows the size it left (engine_apply_view). */
+	if (c->growing) {
+		TAILQ_REMOVE(&e->growing, c, grow_link);
+		c->growing = false;
+	}
 	c->claimed = false;
+}
+
+/*
+ * The size a VM counts at now: the view's, or while its create is in
+ * flight, what the create claims. False when neither knows it.
+ */
+static bool
+engine_vm_size(struct engine *e, const char *vm_id, struct cap_request *out)
+{
+	const struct vm_info *vm = strmap_get(e->a->a_vms, vm_id);
+	const struct ecmd *cr;
+
+	memset(out, 0, sizeof(*out));
+	if (vm != NULL) {
+		out->amount[CAP_VCPU] = vm->vm_vcpus;
+		out->amount[CAP_MEMORY_MIB] = vm->vm_memory_mib;
+		out->amount[CAP_DISK_GIB] = vm->vm_disk_gib;
+		return true;
+	}
+	if ((cr = strmap_get(e->creating, vm_id)) != NULL && cr->claimed) {
+		*out = cr->claim;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The growth the resizes in flight on vm_id claim, with extra (a resize
+ * being admitted, or NULL) counted among them.
+ */
+static void
+engine_vm_growth(struct engine *e, const char *vm_id,
+    const struct cap_request *extra, struct cap_request *out)
+{
+	struct cap_request cur, *targets;
+	struct ecmd *c;
+	size_t n = 0, max = 1;
+
+	memset(out, 0, sizeof(*out));
+	if (!engine_vm_size(e, vm_id, &cur))
+		return;
+	TAILQ_FOREACH(c, &e->growing, grow_link)
+		max++;
+	targets = xcalloc(max, sizeof(*targets));
+	TAILQ_FOREACH(c, &e->growing, grow_link)
+		if (strcmp(c->cmd.cmd_vm_id, vm_id) == 0)
+			targets[n++] = c->claim;
+	if (extra != NULL)
+		targets[n++] = *extra;
+	capacity_growth(&cur, targets, n, out);
+	free(targets);
+}
+
+static void
+engine_add_growing(struct engine *e, struct ecmd *c)
+{
+	c->h->h_resize(&c->cmd, &c->claim);
+	TAILQ_INSERT_TAIL(&e->growing, c, grow_link);
+	c->growing = true;
+	c->claimed = true;
 }
 
 static void
@@ -551,6 +621,10 @@ engine_start(struct engine *e, struct ecmd *c)
 	j->hj_pool = xstrdup(conf->storage_pool);
 	j->hj_seed_dir = xasprintf("%s/seeds", conf->state_dir);
 	j->hj_stop_timeout_s = conf->stop_timeout_s;
+	j->hj_max_vcpus_factor = conf->max_vcpus_factor;
+	j->hj_max_memory_factor = conf->max_memory_factor;
+	j->hj_host_cpus = e->a->a_inv.cpus;
+	j->hj_host_memory_mib = e->a->a_inv.memory_mib;
 	j->hj_now_ms = time_now_ms();
 	j->hj_cancel = &e->cancel;
 	j->hj_test_delay_mid_ms = e->delay_mid_ms;
@@ -657,6 +731,23 @@ engine_admit(struct engine *e, struct ecmd *c, struct carve_error *err)
 	if (c->h->h_admit && c->h->h_admit(a, cmd, err) < 0)
 		return -1;
 	memset(&c->claim, 0, sizeof(c->claim));
+	if (c->h->h_resize) {
+		struct cap_request target, before, after, need;
+		struct capacity cap;
+
+		/* Only what this resize adds to the VM's claim must fit. */
+		c->h->h_resize(cmd, &target);
+		engine_vm_growth(e, cmd->cmd_vm_id, NULL, &before);
+		engine_vm_growth(e, cmd->cmd_vm_id, &target, &after);
+		for (int i = 0; i < CAP_NCLASSES; i++)
+			need.amount[i] = after.amount[i] - before.amount[i];
+		if (!agent_capacity(a, &cap))
+			return error_set(err, CARVE_EUNAVAIL,
+			    "host capacity is not known yet; try again");
+		if (capacity_admit_growth(&cap, &target, &need, err) < 0)
+			return -1;
+		engine_add_growing(e, c);
+	}
 	if (c->h->h_claim) {
 		struct capacity cap;
 
@@ -902,6 +993,9 @@ engine_load_entry(const struct journal_entry *je, void *arg)
 		strmap_put(e->creating, c->cmd.cmd_vm_id, c);
 		c->claimed = true;
 	}
+	/* A resize's growth stays claimed until recovery settles it too. */
+	if (c->h->h_resize)
+		engine_add_growing(e, c);
 	ecmd_enqueue(e, c);
 	log_warn("engine", "command %s (%s) was accepted but never finished: "
 	    "it will be recovered", c->cmd.cmd_id,
@@ -922,15 +1016,31 @@ engine_claims(struct engine *e, struct cap_request *sum)
 {
 	struct strmap_iter it = strmap_iter(e->creating);
 	const char *vm_id;
+	struct ecmd *c;
 	void *v;
 
 	memset(sum, 0, sizeof(*sum));
 	while (strmap_next(e->creating, &it, &vm_id, &v)) {
-		struct ecmd *c = v;
+		c = v;
 		if (!c->claimed || strmap_get(e->a->a_vms, vm_id) != NULL)
 			continue;
 		for (int i = 0; i < CAP_NCLASSES; i++)
 			sum->amount[i] += c->claim.amount[i];
+	}
+	/* Resizes: each VM's growth once, at its first resize in flight. */
+	TAILQ_FOREACH(c, &e->growing, grow_link) {
+		struct cap_request g;
+		struct ecmd *p;
+
+		for (p = TAILQ_PREV(c, ecmd_growing, grow_link); p != NULL;
+		    p = TAILQ_PREV(p, ecmd_growing, grow_link))
+			if (strcmp(p->cmd.cmd_vm_id, c->cmd.cmd_vm_id) == 0)
+				break;
+		if (p != NULL)
+			continue;
+		engine_vm_growth(e, c->cmd.cmd_vm_id, NULL, &g);
+		for (int i = 0; i < CAP_NCLASSES; i++)
+			sum->amount[i] += g.amount[i];
 	}
 }
 

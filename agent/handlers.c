@@ -17,6 +17,7 @@
 #include "agent/images.h"
 #include "agent/seed.h"
 #include "agent/virt_ops.h"
+#include "agent/virt_resize.h"
 #include "agent/virt_storage.h"
 #include "agent/virt_xml.h"
 #include "common/log.h"
@@ -80,6 +81,22 @@ handler_resolve_boot_file(const char *dir, const char *name, const char *what,
 		return NULL;
 	}
 	return xstrdup(rfile);
+}
+
+/*
+ * What a domain's maximum vCPUs may reach: the host's CPUs, and for QEMU
+ * the 255 its i440fx "pc" machine can address (more needs x2APIC and an
+ * IOMMU, which carve's domains do not have).
+ */
+#define HANDLER_QEMU_PC_VCPUS_MAX 255
+
+static unsigned
+handler_vcpus_cap(const struct handler_job *j)
+{
+	if (strcmp(j->hj_domain_type, "test") != 0 &&
+	    (j->hj_host_cpus == 0 || j->hj_host_cpus > HANDLER_QEMU_PC_VCPUS_MAX))
+		return HANDLER_QEMU_PC_VCPUS_MAX;
+	return j->hj_host_cpus;
 }
 
 /* ---- vm.create ---- */
@@ -334,6 +351,11 @@ create_run(struct handler_job *j)
 	}
 	memset(&opts, 0, sizeof(opts));
 	opts.domain_type = j->hj_domain_type;
+	/* Room to grow live: vm.resize up to these without a reboot. */
+	opts.max_vcpus = virt_xml_max_vcpus(s->vs_vcpus,
+	    j->hj_max_vcpus_factor, handler_vcpus_cap(j));
+	opts.max_memory_mib = virt_xml_max_memory_mib(s->vs_memory_mib,
+	    j->hj_max_memory_factor, j->hj_host_memory_mib);
 	opts.vm_id = cmd->cmd_vm_id;
 	opts.command_id = cmd->cmd_id;
 	opts.created_at_ms = j->hj_now_ms;
@@ -467,6 +489,55 @@ destroy_run(struct handler_job *j)
 	jsonx_add_string(j->hj_data, "vm_id", j->hj_cmd->cmd_vm_id);
 	jsonx_add_bool(j->hj_data, "destroyed", true);
 	jsonx_add_int(j->hj_data, "volumes_deleted", n);
+}
+
+/* ---- vm.resize ---- */
+
+static void
+resize_target(const struct command *cmd, struct cap_request *target)
+{
+	const struct command_resize_args *ra = &cmd->cmd_args.resize;
+
+	memset(target, 0, sizeof(*target));
+	target->amount[CAP_VCPU] = ra->vcpus;
+	target->amount[CAP_MEMORY_MIB] = ra->memory_mib;
+}
+
+/*
+ * Also the recovery step: virt_resize converges, and what it reports is
+ * what libvirt shows afterwards.
+ */
+static void
+resize_run(struct handler_job *j)
+{
+	const struct command_resize_args *ra = &j->hj_cmd->cmd_args.resize;
+	struct virt_resize_req req;
+	struct virt_resize_result out;
+
+	memset(&req, 0, sizeof(req));
+	req.vcpus = ra->vcpus;
+	req.memory_mib = ra->memory_mib;
+	req.max_vcpus_factor = j->hj_max_vcpus_factor;
+	req.max_memory_factor = j->hj_max_memory_factor;
+	req.host_cpus = handler_vcpus_cap(j);
+	req.host_memory_mib = j->hj_host_memory_mib;
+	if (virt_resize(j->hj_conn, j->hj_cmd->cmd_vm_id, &req, &out,
+	    &j->hj_err) < 0) {
+		handler_note_gone(j);
+		return;
+	}
+	j->hj_vm = out.vm;
+	j->hj_has_vm = true;
+	j->hj_data = handler_vm_data(&j->hj_vm);
+	jsonx_add_int(j->hj_data, "vcpus", out.vm.vm_vcpus);
+	jsonx_add_int(j->hj_data, "memory_mib", (int64_t)out.vm.vm_memory_mib);
+	jsonx_add_string(j->hj_data, "applied", out.live ? "live" :
+	    "next_boot");
+	jsonx_add_int(j->hj_data, "max_vcpus", out.max_vcpus);
+	jsonx_add_int(j->hj_data, "max_memory_mib",
+	    (int64_t)out.max_memory_mib);
+	if (out.warning[0] != '\0')
+		jsonx_add_string(j->hj_data, "warning", out.warning);
 }
 
 /* ---- vm.rebuild ---- */
@@ -695,6 +766,10 @@ static const struct handler handlers[CMD_TYPE_MAX] = {
 	[CMD_VM_DESTROY] = {
 		.h_type = CMD_VM_DESTROY, .h_absent_ok = true,
 		.h_run = destroy_run, .h_recover = destroy_run,
+	},
+	[CMD_VM_RESIZE] = {
+		.h_type = CMD_VM_RESIZE, .h_resize = resize_target,
+		.h_run = resize_run, .h_recover = resize_run,
 	},
 	[CMD_VM_REBUILD] = {
 		.h_type = CMD_VM_REBUILD,

@@ -33,6 +33,12 @@ struct handler_job {
 	char *hj_pool;                      /* owned: the storage pool's name */
 	char *hj_seed_dir;                  /* owned: where seeds are built */
 	unsigned hj_stop_timeout_s;
+	/* Room to grow ([resize] factors) and the host's size, for new
+	 * domains' maxima and for raising them. */
+	unsigned hj_max_vcpus_factor;
+	unsigned hj_max_memory_factor;
+	unsigned hj_host_cpus;
+	uint64_t hj_host_memory_mib;
 	int64_t hj_now_ms;
 	const atomic_bool *hj_cancel;       /* set when carved shuts down */
 	/*
@@ -62,6 +68,14 @@ struct handler {
 	bool h_absent_ok;
 	/* What the command claims of the host's capacity (creates), or NULL. */
 	void (*h_claim)(const struct command *cmd, struct cap_request *claim);
+	/*
+	 * Commands that change an existing VM's size (vm.resize), or NULL:
+	 * the size the VM has once the command is done, 0 in a class it
+	 * leaves alone. The growth over the VM's size in the view is
+	 * admitted against capacity and claimed while the command is in
+	 * flight (capacity_growth); a shrink claims nothing.
+	 */
+	void (*h_resize)(const struct command *cmd, struct cap_request *target);
 	/*
 	 * Loop thread, before the command is journaled: type-specific checks
 	 * against the view (the engine checks existence and capacity).

@@ -86,7 +86,7 @@ virt_ops_read_meta(virConnectPtr c, virDomainPtr d, const char *vm_id,
  * Look the domain up by UUID and check it is one of ours. Returns NULL with
  * err CARVE_ENOTFOUND when absent or unmanaged; *meta filled when non-NULL.
  */
-static virDomainPtr
+virDomainPtr
 virt_ops_lookup(virConnectPtr c, const char *vm_id, struct vm_info *meta,
     struct carve_error *err)
 {
@@ -110,7 +110,7 @@ virt_ops_lookup(virConnectPtr c, const char *vm_id, struct vm_info *meta,
 	return d;
 }
 
-static int
+int
 virt_ops_state(virConnectPtr c, virDomainPtr d, struct vm_info *vm,
     struct carve_error *err)
 {

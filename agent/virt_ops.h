@@ -35,6 +35,16 @@
 int virt_ops_fail(virConnectPtr c, struct carve_error *err, const char *what);
 /* True when the thread's last libvirt error has this virErrorNumber. */
 bool virt_ops_errcode_is(int code);
+/*
+ * The managed domain vm_id (for modules with operations of their own, such
+ * as virt_resize): NULL with err CARVE_ENOTFOUND when absent or not carve's;
+ * *meta filled from its metadata when not NULL. The caller frees it.
+ */
+virDomainPtr virt_ops_lookup(virConnectPtr c, const char *vm_id,
+    struct vm_info *meta, struct carve_error *err);
+/* Fill vm->vm_state from libvirt. */
+int virt_ops_state(virConnectPtr c, virDomainPtr d, struct vm_info *vm,
+    struct carve_error *err);
 
 /* Define (if absent) and start the domain described by xml. */
 int virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,

@@ -273,6 +273,36 @@ virt_xml_metadata(const struct vm_spec *spec, const struct virt_xml_opts *opts)
 	return xw_finish(&x);
 }
 
+unsigned
+virt_xml_max_vcpus(unsigned vcpus, unsigned factor, unsigned host_cpus)
+{
+	uint64_t m = (uint64_t)vcpus * (factor > 0 ? factor : 1);
+
+	if (host_cpus != 0 && m > host_cpus)
+		m = host_cpus;
+	if (m > VM_VCPUS_MAX)
+		m = VM_VCPUS_MAX;
+	/* A host overcommitted on purpose still gets the size it asked. */
+	return m < vcpus ? vcpus : (unsigned)m;
+}
+
+uint64_t
+virt_xml_max_memory_mib(uint64_t memory_mib, unsigned factor,
+    uint64_t host_memory_mib)
+{
+	uint64_t f = factor > 0 ? factor : 1;
+	uint64_t m = memory_mib > VM_MEMORY_MIB_MAX / f ? VM_MEMORY_MIB_MAX :
+	    memory_mib * f;
+
+	/* More than the host has could only ever be used by ballooning the
+	 * host into swap. */
+	if (host_memory_mib != 0 && m > host_memory_mib)
+		m = host_memory_mib;
+	if (m > VM_MEMORY_MIB_MAX)
+		m = VM_MEMORY_MIB_MAX;
+	return m < memory_mib ? memory_mib : m;
+}
+
 char *
 virt_xml_metadata_vm(const struct vm_info *vm,
     const struct virt_xml_rebuild *rb, struct carve_error *err)
@@ -438,6 +468,18 @@ domain_check(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 	if (opts->created_at_ms < 0)
 		return error_set(err, CARVE_EINVAL,
 		    "created_at must not be negative");
+	if (opts->max_vcpus != 0 && (opts->max_vcpus < spec->vs_vcpus ||
+	    opts->max_vcpus > VM_VCPUS_MAX))
+		return error_set(err, CARVE_EINVAL, "the maximum vCPUs must be "
+		    "between the vCPUs (%u) and %d", spec->vs_vcpus,
+		    VM_VCPUS_MAX);
+	if (opts->max_memory_mib != 0 &&
+	    (opts->max_memory_mib < spec->vs_memory_mib ||
+	    opts->max_memory_mib > VM_MEMORY_MIB_MAX))
+		return error_set(err, CARVE_EINVAL, "the maximum memory must be "
+		    "between the memory (%llu MiB) and %llu MiB",
+		    (unsigned long long)spec->vs_memory_mib,
+		    (unsigned long long)VM_MEMORY_MIB_MAX);
 
 	if (opts->ndata_disks != spec->vs_ndata_disks ||
 	    opts->ndata_disks > VM_DATA_DISKS_MAX)
@@ -660,6 +702,8 @@ virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 	struct xw x;
 	char num[24], norm[IDS_UUID_LEN + 1];
 	bool full = false, devices;
+	uint64_t mem_max;
+	unsigned vcpus_max;
 	char *out;
 
 	if (domain_check(spec, opts, &full, err) < 0)
@@ -676,21 +720,34 @@ virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 	metadata_write(&x, spec, opts);
 	xw_end(&x);
 
-	snprintf(num, sizeof(num), "%" PRIu64, spec->vs_memory_mib);
+	/*
+	 * Room to grow: the maximum is what the guest could be given live
+	 * (<memory>, <vcpu>), the size is what it gets (<currentMemory>, kept
+	 * there by the balloon, and <vcpu current=...>).
+	 */
+	mem_max = opts->max_memory_mib != 0 ? opts->max_memory_mib :
+	    spec->vs_memory_mib;
+	vcpus_max = opts->max_vcpus != 0 ? opts->max_vcpus : spec->vs_vcpus;
+	snprintf(num, sizeof(num), "%" PRIu64, mem_max);
 	xw_start(&x, "memory");
 	xw_attr(&x, "unit", "MiB");
 	if (!x.failed)
 		xw_check(&x, xmlTextWriterWriteString(x.w, BAD_CAST num));
 	xw_end(&x);
+	snprintf(num, sizeof(num), "%" PRIu64, spec->vs_memory_mib);
 	xw_start(&x, "currentMemory");
 	xw_attr(&x, "unit", "MiB");
 	if (!x.failed)
 		xw_check(&x, xmlTextWriterWriteString(x.w, BAD_CAST num));
 	xw_end(&x);
 
-	snprintf(num, sizeof(num), "%u", spec->vs_vcpus);
 	xw_start(&x, "vcpu");
 	xw_attr(&x, "placement", "static");
+	if (vcpus_max > spec->vs_vcpus) {
+		snprintf(num, sizeof(num), "%u", spec->vs_vcpus);
+		xw_attr(&x, "current", num);
+	}
+	snprintf(num, sizeof(num), "%u", vcpus_max);
 	if (!x.failed)
 		xw_check(&x, xmlTextWriterWriteString(x.w, BAD_CAST num));
 	xw_end(&x);
@@ -750,8 +807,16 @@ virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 			xw_attr(&x, "type", "pty");
 			xw_end(&x);
 		}
+		/*
+		 * The balloon holds the guest at its size below the maximum;
+		 * its statistics tell vm.resize what the guest uses.
+		 */
 		xw_start(&x, "memballoon");
 		xw_attr(&x, "model", "virtio");
+		xw_start(&x, "stats");
+		snprintf(num, sizeof(num), "%d", VIRT_XML_BALLOON_STATS_S);
+		xw_attr(&x, "period", num);
+		xw_end(&x);
 		xw_end(&x);
 	}
 	if (devices)
@@ -1234,6 +1299,178 @@ virt_xml_parse_pool_path(const char *xml, char **path, struct carve_error *err)
 	xmlFree(text);
 	xmlFreeDoc(doc);
 	return 0;
+}
+
+/* ------------------------------------------------------------ resize */
+
+/* Domain definitions grow with devices; none of carve's comes near this. */
+#define VIRT_XML_DOMAIN_MAX (4 * 1024 * 1024)
+
+int
+virt_xml_metadata_set_size(const char *xml, unsigned vcpus,
+    uint64_t memory_mib, char **out, struct carve_error *err)
+{
+	struct md_parsed tmp;
+	xmlDocPtr doc;
+	xmlNode *root;
+	xmlBufferPtr buf = NULL;
+	char num[24];
+	int rc = -1;
+
+	*out = NULL;
+	if (vcpus < md_fields[MD_VCPUS].min || vcpus > md_fields[MD_VCPUS].max)
+		return error_set(err, CARVE_EINVAL,
+		    "vcpus must be between 1 and %d", VM_VCPUS_MAX);
+	if (memory_mib < md_fields[MD_MEMORY_MIB].min ||
+	    memory_mib > md_fields[MD_MEMORY_MIB].max)
+		return error_set(err, CARVE_EINVAL,
+		    "memory_mib must be between %d and %llu", VM_MEMORY_MIB_MIN,
+		    (unsigned long long)VM_MEMORY_MIB_MAX);
+	doc = xml_parse(xml, VIRT_XML_METADATA_MAX, "metadata", err);
+	if (doc == NULL)
+		return -1;
+	root = xmlDocGetRootElement(doc);
+	/*
+	 * Only a record carve would read back is rewritten; the other fields
+	 * (image, data disks, rebuild bookkeeping) stay as they are.
+	 */
+	memset(&tmp, 0, sizeof(tmp));
+	rc = md_parse_root(root, &tmp, err);
+	free(tmp.image_url);
+	free(tmp.image_sha256);
+	free(tmp.image_format);
+	if (rc < 0)
+		goto out;
+	rc = -1;
+	for (xmlNode *n = root->children; n != NULL; n = n->next) {
+		if (name_is(n, md_fields[MD_VCPUS].name))
+			snprintf(num, sizeof(num), "%u", vcpus);
+		else if (name_is(n, md_fields[MD_MEMORY_MIB].name))
+			snprintf(num, sizeof(num), "%" PRIu64, memory_mib);
+		else
+			continue;
+		xmlNodeSetContent(n, BAD_CAST num);
+	}
+	if ((buf = xmlBufferCreate()) == NULL ||
+	    xmlNodeDump(buf, doc, root, 0, 0) < 0) {
+		error_set(err, CARVE_EINTERNAL, "could not write the metadata");
+		goto out;
+	}
+	*out = xstrdup((const char *)xmlBufferContent(buf));
+	rc = 0;
+out:
+	if (buf != NULL)
+		xmlBufferFree(buf);
+	xmlFreeDoc(doc);
+	return rc;
+}
+
+/*
+ * A libvirt scaled integer (<memory unit='KiB'>...) in KiB. libvirt writes
+ * KiB; the other units its schema allows are read too, so a definition made
+ * by hand reads right. Fractions of a KiB round down.
+ */
+static int
+sizes_kib(xmlNode *n, uint64_t *out)
+{
+	static const struct {
+		const char *unit;
+		uint64_t bytes;
+	} units[] = {
+		{ "b", 1 }, { "bytes", 1 },
+		{ "KB", 1000ULL }, { "k", 1024ULL }, { "KiB", 1024ULL },
+		{ "MB", 1000000ULL }, { "M", 1ULL << 20 }, { "MiB", 1ULL << 20 },
+		{ "GB", 1000000000ULL }, { "G", 1ULL << 30 }, { "GiB", 1ULL << 30 },
+		{ "TB", 1000000000000ULL }, { "T", 1ULL << 40 },
+		{ "TiB", 1ULL << 40 },
+	};
+	xmlChar *unit, *text;
+	uint64_t v, mult = 1024;
+	int rc;
+
+	unit = xmlGetNoNsProp(n, BAD_CAST "unit");
+	if (unit != NULL) {
+		size_t i;
+
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+			if (xmlStrcmp(unit, BAD_CAST units[i].unit) == 0)
+				break;
+		if (i == sizeof(units) / sizeof(units[0])) {
+			xmlFree(unit);
+			return -1;
+		}
+		mult = units[i].bytes;
+		xmlFree(unit);
+	}
+	if ((text = xmlNodeGetContent(n)) == NULL)
+		return -1;
+	rc = parse_uint((const char *)text, 0, UINT64_MAX, &v);
+	xmlFree(text);
+	if (rc < 0 || (mult > 1 && v > UINT64_MAX / mult))
+		return -1;
+	*out = v * mult / 1024;
+	return 0;
+}
+
+int
+virt_xml_parse_sizes(const char *xml, struct virt_xml_sizes *out,
+    struct carve_error *err)
+{
+	struct virt_xml_sizes sz;
+	xmlDocPtr doc;
+	xmlNode *root, *n;
+	xmlChar *text;
+	uint64_t v;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	memset(&sz, 0, sizeof(sz));
+	doc = xml_parse(xml, VIRT_XML_DOMAIN_MAX, "domain XML", err);
+	if (doc == NULL)
+		return -1;
+	root = xmlDocGetRootElement(doc);
+	if (!name_is(root, "domain")) {
+		error_set(err, CARVE_EINVAL, "domain XML has no <domain> root");
+		goto out;
+	}
+	n = child_elem(root, "vcpu");
+	text = n != NULL ? xmlNodeGetContent(n) : NULL;
+	if (text == NULL || parse_uint((const char *)text, 1, UINT32_MAX,
+	    &v) < 0) {
+		xmlFree(text);
+		error_set(err, CARVE_EINVAL, "domain XML has no valid <vcpu>");
+		goto out;
+	}
+	xmlFree(text);
+	sz.vcpus_max = sz.vcpus = (unsigned)v;
+	if ((text = xmlGetNoNsProp(n, BAD_CAST "current")) != NULL) {
+		rc = parse_uint((const char *)text, 1, sz.vcpus_max, &v);
+		xmlFree(text);
+		if (rc < 0) {
+			error_set(err, CARVE_EINVAL, "domain XML has an invalid "
+			    "<vcpu current=...>");
+			goto out;
+		}
+		rc = -1;
+		sz.vcpus = (unsigned)v;
+	}
+	n = child_elem(root, "memory");
+	if (n == NULL || sizes_kib(n, &sz.memory_max_kib) < 0) {
+		error_set(err, CARVE_EINVAL, "domain XML has no valid <memory>");
+		goto out;
+	}
+	sz.memory_kib = sz.memory_max_kib;
+	n = child_elem(root, "currentMemory");
+	if (n != NULL && sizes_kib(n, &sz.memory_kib) < 0) {
+		error_set(err, CARVE_EINVAL,
+		    "domain XML has an invalid <currentMemory>");
+		goto out;
+	}
+	*out = sz;
+	rc = 0;
+out:
+	xmlFreeDoc(doc);
+	return rc;
 }
 
 /* ------------------------------------------------------- capabilities */

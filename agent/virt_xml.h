@@ -14,6 +14,9 @@
 #include "api/vm.h"
 #include "common/error.h"
 
+/* How often the balloon driver refreshes the guest's memory statistics. */
+#define VIRT_XML_BALLOON_STATS_S 5
+
 /* Namespace of carve's <metadata> child element. */
 #define VIRT_XML_NS      "https://carve.dev/xmlns/vm/1"
 #define VIRT_XML_PREFIX  "carve"
@@ -56,6 +59,14 @@ struct virt_xml_opts {
 	const char *root_disk;
 	const char *seed_iso;
 	/*
+	 * Room to grow (vm.resize): the domain's maximum vCPUs and memory,
+	 * at least the spec's size; 0 means the size itself. The spec's size
+	 * is what the guest gets (<vcpu current=...>, <currentMemory>, held
+	 * there by the balloon) and what the metadata records.
+	 */
+	unsigned max_vcpus;
+	uint64_t max_memory_mib;
+	/*
 	 * The data disk volumes (absolute paths), one per spec data disk,
 	 * attached as virtio vdb, vdc, ... with serial "carve-data<i>" (what
 	 * a guest finds them by: /dev/disk/by-id/virtio-carve-data<i>).
@@ -67,9 +78,20 @@ struct virt_xml_opts {
 };
 
 /*
+ * The maximum a domain of this size is defined with: factor x the size,
+ * vCPUs capped by host_cpus (when not 0) and VM_VCPUS_MAX, memory by
+ * host_memory_mib (when not 0) and VM_MEMORY_MIB_MAX; never below the size.
+ */
+unsigned virt_xml_max_vcpus(unsigned vcpus, unsigned factor,
+    unsigned host_cpus);
+uint64_t virt_xml_max_memory_mib(uint64_t memory_mib, unsigned factor,
+    uint64_t host_memory_mib);
+
+/*
  * The full <domain> XML for spec; a new string the caller frees, or NULL with
  * err set. The metadata element (see virt_xml_metadata) is embedded.
- * For "kvm"/"qemu": ACPI (graceful shutdown), a virtio balloon, a serial
+ * For "kvm"/"qemu": ACPI (graceful shutdown), a virtio balloon (with guest
+ * memory statistics every VIRT_XML_BALLOON_STATS_S seconds), a serial
  * console logged to console_log, on_poweroff=destroy, on_crash=destroy;
  * direct kernel boot when kernel_path is set. Every NIC of the spec (for
  * every domain type) becomes <interface type='network'|'bridge'> with its
@@ -140,6 +162,28 @@ int virt_xml_parse_metadata(const char *xml, struct vm_info *vm,
 /* The same, and the rebuild bookkeeping into *rb (zeroed when absent). */
 int virt_xml_parse_metadata_rebuild(const char *xml, struct vm_info *vm,
     struct virt_xml_rebuild *rb, struct carve_error *err);
+
+/*
+ * A metadata element (as virDomainGetMetadata returns it) with its vcpus
+ * and memory_mib replaced, everything else kept as it was: *out is a new
+ * string to hand to virDomainSetMetadata. The input must be valid carve
+ * metadata (virt_xml_parse_metadata) and the sizes in range; else
+ * CARVE_EINVAL and *out is NULL.
+ */
+int virt_xml_metadata_set_size(const char *xml, unsigned vcpus,
+    uint64_t memory_mib, char **out, struct carve_error *err);
+
+/* The sizes a domain definition (virDomainGetXMLDesc) declares. */
+struct virt_xml_sizes {
+	unsigned vcpus_max;           /* <vcpu>MAX</vcpu> */
+	unsigned vcpus;               /* its current='' attribute, else MAX */
+	uint64_t memory_max_kib;      /* <memory>: what the balloon may reach */
+	uint64_t memory_kib;          /* <currentMemory>, else <memory> */
+};
+
+/* Read them (any unit libvirt writes); CARVE_EINVAL when missing or odd. */
+int virt_xml_parse_sizes(const char *xml, struct virt_xml_sizes *out,
+    struct carve_error *err);
 
 #define VIRT_CPU_FEATURES_MAX 256
 

@@ -44,6 +44,9 @@ static void command_create_clear(struct command *);
 static int command_stop_decode(json_object *, struct command *,
     struct carve_error *);
 static json_object *command_stop_encode(const struct command *);
+static int command_resize_decode(json_object *, struct command *,
+    struct carve_error *);
+static json_object *command_resize_encode(const struct command *);
 static int command_rebuild_decode(json_object *, struct command *,
     struct carve_error *);
 static json_object *command_rebuild_encode(const struct command *);
@@ -86,6 +89,13 @@ static const struct command_entry command_table[CMD_TYPE_MAX] = {
 		.ce_needs_vm = true,
 		.ce_decode = command_noargs_decode,
 		.ce_encode = command_noargs_encode,
+	},
+	[CMD_VM_RESIZE] = {
+		.ce_name = "vm.resize",
+		.ce_needs_vm = true,
+		.ce_args_required = true,
+		.ce_decode = command_resize_decode,
+		.ce_encode = command_resize_encode,
 	},
 	[CMD_VM_REBUILD] = {
 		.ce_name = "vm.rebuild",
@@ -1077,6 +1087,47 @@ command_stop_encode(const struct command *cmd)
 
 	jsonx_add_bool(o, "force", cmd->cmd_args.stop.force);
 	jsonx_add_int(o, "timeout_s", cmd->cmd_args.stop.timeout_s);
+	return o;
+}
+
+static const char *const command_resize_keys[] = { "vcpus", "memory_mib",
+	NULL };
+
+static int
+command_resize_decode(json_object *args, struct command *cmd,
+    struct carve_error *err)
+{
+	struct command_resize_args *ra = &cmd->cmd_args.resize;
+	int64_t vcpus = 0, mem = 0;
+	int rv, rm;
+
+	memset(ra, 0, sizeof(*ra));
+	if (jsonx_check_object(args, "vm.resize args", command_resize_keys,
+	    err) == -1 ||
+	    (rv = jsonx_get_int(args, "vcpus", false, 1, VM_VCPUS_MAX, &vcpus,
+	    err)) == -1 ||
+	    (rm = command_get_size(args, "memory_mib", false, VM_MEMORY_MIB_MIN,
+	    (int64_t)VM_MEMORY_MIB_MAX, "MiB", &mem, err)) == -1)
+		return -1;
+	/* A resize that names nothing to change is a mistake, not a no-op. */
+	if (rv == 0 && rm == 0)
+		return error_set(err, CARVE_EINVAL,
+		    "vm.resize needs vcpus, memory_mib or both");
+	ra->vcpus = (unsigned)vcpus;
+	ra->memory_mib = (uint64_t)mem;
+	return 0;
+}
+
+static json_object *
+command_resize_encode(const struct command *cmd)
+{
+	const struct command_resize_args *ra = &cmd->cmd_args.resize;
+	json_object *o = command_new_object();
+
+	if (ra->vcpus != 0)
+		jsonx_add_int(o, "vcpus", ra->vcpus);
+	if (ra->memory_mib != 0)
+		jsonx_add_int(o, "memory_mib", (int64_t)ra->memory_mib);
 	return o;
 }
 

@@ -14,6 +14,7 @@
  *   vm.rebuild {"image"?:{"url","sha256","format"}}   (default: the VM's own)
  *   vm.start   {}            vm.reboot {}            vm.destroy {}
  *   vm.stop    {"force"?: bool, "timeout_s"?: 1..3600 (default 60)}
+ *   vm.resize  {"vcpus"?: 1..VM_VCPUS_MAX, "memory_mib"?: 64..} (at least one)
  * ("args" may be omitted where no field is required.)
  */
 #ifndef CARVE_API_COMMAND_H
@@ -59,6 +60,7 @@ enum command_type {
 	CMD_VM_STOP,
 	CMD_VM_REBOOT,
 	CMD_VM_DESTROY,
+	CMD_VM_RESIZE,
 	CMD_VM_REBUILD,
 	CMD_TYPE_MAX
 };
@@ -195,6 +197,12 @@ struct command_stop_args {
 	unsigned timeout_s;
 };
 
+/* The new size; 0 leaves that dimension as it is (at least one is set). */
+struct command_resize_args {
+	unsigned vcpus;
+	uint64_t memory_mib;
+};
+
 /* vm.rebuild: the image of the new root disk (vi_url NULL: the VM's own). */
 struct command_rebuild_args {
 	struct vm_image image;
@@ -207,6 +215,7 @@ struct command {
 	union {
 		struct vm_spec create;
 		struct command_stop_args stop;
+		struct command_resize_args resize;
 		struct command_rebuild_args rebuild;
 	} cmd_args;
 };

@@ -1299,14 +1299,16 @@ struct proto_action_entry {
 	const char *pa_name;
 	enum command_type pa_command;
 	bool pa_force;          /* takes "force" */
+	bool pa_sizes;          /* takes "vcpus" and "memory_mib" */
 	bool pa_image;          /* takes "image" */
 };
 
 static const struct proto_action_entry proto_actions[PROTO_VM_ACTION_MAX] = {
-	[PROTO_VM_START] = { "start", CMD_VM_START, false, false },
-	[PROTO_VM_STOP] = { "stop", CMD_VM_STOP, true, false },
-	[PROTO_VM_REBOOT] = { "reboot", CMD_VM_REBOOT, false, false },
-	[PROTO_VM_REBUILD] = { "rebuild", CMD_VM_REBUILD, false, true },
+	[PROTO_VM_START] = { "start", CMD_VM_START, false, false, false },
+	[PROTO_VM_STOP] = { "stop", CMD_VM_STOP, true, false, false },
+	[PROTO_VM_REBOOT] = { "reboot", CMD_VM_REBOOT, false, false, false },
+	[PROTO_VM_RESIZE] = { "resize", CMD_VM_RESIZE, false, true, false },
+	[PROTO_VM_REBUILD] = { "rebuild", CMD_VM_REBUILD, false, false, true },
 };
 
 const char *
@@ -1325,8 +1327,40 @@ proto_vm_action_command(enum proto_vm_action a)
 	return proto_actions[a].pa_command;
 }
 
-static const char *const proto_action_keys[] = { "action", "force", "image",
-	NULL };
+static const char *const proto_action_keys[] = { "action", "force", "vcpus",
+	"memory_mib", "image", NULL };
+
+/*
+ * vcpus and memory_mib of a resize, checked by the command's own decoder
+ * (the same bounds and messages as vm.resize from any other source).
+ */
+static int
+proto_action_sizes(json_object *obj, struct command_resize_args *out,
+    struct carve_error *err)
+{
+	static const char *const keys[] = { "vcpus", "memory_mib", NULL };
+	struct command cmd;
+	json_object *o, *args, *v;
+	int rc;
+
+	o = proto_new_object();
+	args = proto_new_object();
+	for (const char *const *k = keys; *k != NULL; k++)
+		if (json_object_object_get_ex(obj, *k, &v))
+			json_object_object_add(args, *k, json_object_get(v));
+	/* Placeholder ids: only the arguments are being checked. */
+	jsonx_add_string(o, "id", "00000000-0000-4000-8000-000000000000");
+	jsonx_add_string(o, "type", command_type_name(CMD_VM_RESIZE));
+	jsonx_add_string(o, "vm_id", "00000000-0000-4000-8000-000000000000");
+	json_object_object_add(o, "args", args);
+	rc = command_decode(o, &cmd, err);
+	json_object_put(o);
+	if (rc == 0) {
+		*out = cmd.cmd_args.resize;
+		command_clear(&cmd);
+	}
+	return rc;
+}
 
 int
 proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
@@ -1348,8 +1382,9 @@ proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
 			break;
 	if (a == PROTO_VM_ACTION_MAX) {
 		text_quote(name, PROTO_QUOTE_MAX, q, sizeof(q));
-		return error_set(err, CARVE_EINVAL, "action \"%s\" is unknown "
-		    "(expected start, stop, reboot or rebuild)", q);
+		return error_set(err, CARVE_EINVAL,
+		    "action \"%s\" is unknown (expected start, stop, reboot, "
+		    "resize or rebuild)", q);
 	}
 	m.va_action = (enum proto_vm_action)a;
 	if ((rc = jsonx_get_bool(obj, "force", false, &m.va_force, err)) == -1)
@@ -1357,12 +1392,22 @@ proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
 	if (rc == 1 && !proto_actions[a].pa_force)
 		return error_set(err, CARVE_EINVAL,
 		    "force applies to the stop action only");
-	if (json_object_object_get_ex(obj, "image", NULL) &&
-	    !proto_actions[a].pa_image)
+	/* A JSON null counts as absent, as everywhere. */
+	if (proto_actions[a].pa_sizes) {
+		if (proto_action_sizes(obj, &m.va_resize, err) == -1)
+			return -1;
+	} else if (json_object_object_get(obj, "vcpus") != NULL ||
+	    json_object_object_get(obj, "memory_mib") != NULL) {
+		return error_set(err, CARVE_EINVAL,
+		    "vcpus and memory_mib apply to the resize action only");
+	}
+	if (proto_actions[a].pa_image) {
+		if (vm_image_get(obj, &m.va_image, err) == -1)
+			return -1;
+	} else if (json_object_object_get(obj, "image") != NULL) {
 		return error_set(err, CARVE_EINVAL,
 		    "image applies to the rebuild action only");
-	if (vm_image_get(obj, &m.va_image, err) == -1)
-		return -1;
+	}
 	*out = m;
 	return 0;
 }
@@ -1374,14 +1419,21 @@ json_object *
 proto_vm_action_req_encode(const struct proto_vm_action_req *msg)
 {
 	json_object *o = proto_new_object();
+	const struct proto_action_entry *pa = NULL;
 
 	jsonx_add_string(o, "action", proto_vm_action_name(msg->va_action));
-	if ((int)msg->va_action >= 0 && msg->va_action < PROTO_VM_ACTION_MAX &&
-	    proto_actions[msg->va_action].pa_force)
+	if ((int)msg->va_action >= 0 && msg->va_action < PROTO_VM_ACTION_MAX)
+		pa = &proto_actions[msg->va_action];
+	if (pa != NULL && pa->pa_force)
 		jsonx_add_bool(o, "force", msg->va_force);
-	if ((int)msg->va_action >= 0 && msg->va_action < PROTO_VM_ACTION_MAX &&
-	    proto_actions[msg->va_action].pa_image &&
-	    msg->va_image.vi_url != NULL)
+	if (pa != NULL && pa->pa_sizes) {
+		if (msg->va_resize.vcpus != 0)
+			jsonx_add_int(o, "vcpus", msg->va_resize.vcpus);
+		if (msg->va_resize.memory_mib != 0)
+			jsonx_add_int(o, "memory_mib",
+			    (int64_t)msg->va_resize.memory_mib);
+	}
+	if (pa != NULL && pa->pa_image && msg->va_image.vi_url != NULL)
 		json_object_object_add(o, "image",
 		    vm_image_encode(&msg->va_image));
 	return o;

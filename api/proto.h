@@ -375,16 +375,20 @@ int proto_command_ref_decode_buf(const char *buf, size_t len,
 json_object *proto_command_ref_encode(const struct proto_command_ref *msg);
 
 /*
- * POST /v1/vms/{id}/actions
- *   {"action":"start"|"stop"|"reboot"|"rebuild","force"?:bool,
- *    "image"?:{"url","sha256","format"}}
- * force applies to stop only, image to rebuild only (given with another
- * action either is refused); the encoder writes force for stop only.
+ * POST /v1/vms/{id}/actions  {"action":"start"|"stop"|"reboot"|"resize"|
+ *                             "rebuild", "force"?:bool, "vcpus"?,
+ *                             "memory_mib"?, "image"?:{"url","sha256",
+ *                             "format"}}
+ * force applies to stop only, vcpus and memory_mib (same bounds as
+ * vm.resize, at least one of them) to resize only, image to rebuild only:
+ * given with another action they are refused. The encoder writes each for
+ * its action only.
  */
 enum proto_vm_action {
 	PROTO_VM_START = 0,
 	PROTO_VM_STOP,
 	PROTO_VM_REBOOT,
+	PROTO_VM_RESIZE,
 	PROTO_VM_REBUILD,
 	PROTO_VM_ACTION_MAX
 };
@@ -392,13 +396,14 @@ enum proto_vm_action {
 struct proto_vm_action_req {
 	enum proto_vm_action va_action;
 	bool va_force;
+	struct command_resize_args va_resize;   /* resize: 0 = unchanged */
 	/* rebuild: the new image (vi_url NULL: the VM's own); owned. */
 	struct vm_image va_image;
 };
 
-/* "start", "stop", "reboot", "rebuild" */
+/* "start", "stop", "reboot", "resize", "rebuild" */
 const char *proto_vm_action_name(enum proto_vm_action a);
-/* CMD_VM_START, CMD_VM_STOP, CMD_VM_REBOOT, CMD_VM_REBUILD */
+/* CMD_VM_START, CMD_VM_STOP, CMD_VM_REBOOT, CMD_VM_RESIZE, CMD_VM_REBUILD */
 enum command_type proto_vm_action_command(enum proto_vm_action a);
 int proto_vm_action_req_decode(json_object *obj,
     struct proto_vm_action_req *out, struct carve_error *err);

@@ -285,6 +285,40 @@ cleanup:
 	return rc;
 }
 
+/*
+ * The growth of a resize must fit the VM's node as the scheduler sees it
+ * (its last report, less the claims of commands in flight, this VM's other
+ * resizes included); a shrink always fits. The node's agent checks again.
+ */
+static int
+admin_resize_fits(struct cp *cp, const struct cp_vm_rec *vm,
+    const struct command_resize_args *ra, struct carve_error *err)
+{
+	struct cp_node_rec node;
+	struct cp_sched_node *sn;
+	int64_t need[PROTO_CAP_NCLASSES] = { 0 };
+	int rc = 0;
+
+	if (ra->vcpus > vm->vr_vcpus)
+		need[PROTO_CAP_VCPU] = (int64_t)ra->vcpus - vm->vr_vcpus;
+	if (ra->memory_mib > vm->vr_memory_mib)
+		need[PROTO_CAP_MEMORY_MIB] = (int64_t)(ra->memory_mib -
+		    vm->vr_memory_mib);
+	if (need[PROTO_CAP_VCPU] == 0 && need[PROTO_CAP_MEMORY_MIB] == 0)
+		return 0;
+	if (cp_store_node_get(cp->cp_store, vm->vr_node, &node, err) < 0)
+		return -1;
+	sn = admin_sched_nodes(&node, 1);
+	if (!cp_sched_fits(sn, need))
+		rc = error_set(err, CARVE_ECAPACITY, "node %s has no room to "
+		    "grow VM %s by %lld vCPUs and %lld MiB", vm->vr_node,
+		    vm->vr_id, (long long)need[PROTO_CAP_VCPU],
+		    (long long)need[PROTO_CAP_MEMORY_MIB]);
+	free(sn);
+	cp_node_rec_clear(&node);
+	return rc;
+}
+
 int
 cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 {
@@ -303,11 +337,11 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 		proto_vm_action_req_clear(&act);
 		return -1;
 	}
+	memset(&cmd, 0, sizeof(cmd));
 	if (vm.vr_desired == PROTO_DESIRED_DELETED) {
 		error_set(err, CARVE_ECONFLICT, "VM %s is being deleted", id);
 		goto cleanup;
 	}
-	memset(&cmd, 0, sizeof(cmd));
 	ids_uuid_new(cmd.cmd_id);
 	memcpy(cmd.cmd_vm_id, vm.vr_id, sizeof(cmd.cmd_vm_id));
 	cmd.cmd_type = proto_vm_action_command(act.va_action);
@@ -315,20 +349,26 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 		cmd.cmd_args.stop.force = act.va_force;
 		cmd.cmd_args.stop.timeout_s = VM_STOP_TIMEOUT_DEFAULT;
 	}
+	if (cmd.cmd_type == CMD_VM_RESIZE) {
+		cmd.cmd_args.resize = act.va_resize;
+		if (admin_resize_fits(cp, &vm, &act.va_resize, err) < 0)
+			goto cleanup;
+	}
 	if (cmd.cmd_type == CMD_VM_REBUILD) {
 		/* Moved, not copied: act is cleared below either way. */
 		cmd.cmd_args.rebuild.image = act.va_image;
 		memset(&act.va_image, 0, sizeof(act.va_image));
 	}
-	/* A rebuild leaves the VM running or stopped as it was. */
+	/* A resize or a rebuild leaves the desired state as it is. */
 	rc = admin_store_command(cp, &cmd, vm.vr_node, NULL,
 	    act.va_action == PROTO_VM_STOP ? PROTO_DESIRED_STOPPED :
+	    act.va_action == PROTO_VM_RESIZE ||
 	    act.va_action == PROTO_VM_REBUILD ? vm.vr_desired :
 	    PROTO_DESIRED_RUNNING, err);
 	if (rc == 0)
 		admin_reply_command(r, cmd.cmd_id);
-	command_clear(&cmd);
 cleanup:
+	command_clear(&cmd);
 	proto_vm_action_req_clear(&act);
 	cp_vm_rec_clear(&vm);
 	return rc;

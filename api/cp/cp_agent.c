@@ -508,6 +508,27 @@ agent_effect_gone(struct cp *cp, const struct cp_cmd_rec *cmd,
 	    err);
 }
 
+/* A resize: the size it reports (what the VM has from now on), and state. */
+static int
+agent_effect_resized(struct cp *cp, const struct cp_cmd_rec *cmd,
+    const struct command_result *res, int64_t now_ms, struct carve_error *err)
+{
+	struct carve_error verr = { 0 };
+	int64_t vcpus, mem;
+
+	if (agent_effect_state(cp, cmd, res, now_ms, err) < 0)
+		return -1;
+	/* A result without a readable size changes nothing more. */
+	if (res->res_data == NULL ||
+	    jsonx_get_int(res->res_data, "vcpus", true, 1, VM_VCPUS_MAX, &vcpus,
+	    &verr) < 0 ||
+	    jsonx_get_int(res->res_data, "memory_mib", true, VM_MEMORY_MIB_MIN,
+	    (int64_t)VM_MEMORY_MIB_MAX, &mem, &verr) < 0)
+		return 0;
+	return cp_store_vm_set_size(cp->cp_store, cmd->cr_vm_id,
+	    (unsigned)vcpus, (uint64_t)mem, now_ms, err);
+}
+
 static const struct {
 	agent_effect_fn	succeeded;
 	agent_effect_fn	failed;
@@ -517,6 +538,7 @@ static const struct {
 	[CMD_VM_STOP] = { agent_effect_state, NULL },
 	[CMD_VM_REBOOT] = { agent_effect_state, NULL },
 	[CMD_VM_DESTROY] = { agent_effect_gone, NULL },
+	[CMD_VM_RESIZE] = { agent_effect_resized, NULL },
 };
 
 /* Store the result and its effect on the VM in one transaction. */

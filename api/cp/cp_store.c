@@ -23,6 +23,7 @@
 
 #include <sqlite3.h>
 
+#include "api/command.h"
 #include "api/cp/cp_store.h"
 #include "api/vm.h"
 #include "common/jsonx.h"
@@ -399,6 +400,79 @@ store_node_row(sqlite3_stmt *s, struct cp_node_rec *r)
 	r->nr_vms = sqlite3_column_int64(s, 8);
 }
 
+/* Add a VM's resize growth (peak target over its size) to its node. */
+static void
+store_add_growth(struct cp_node_rec *recs, size_t n, const char *node,
+    const int64_t cur[2], const int64_t peak[2])
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(recs[i].nr_name, node) != 0)
+			continue;
+		recs[i].nr_claimed[PROTO_CAP_VCPU] += peak[0] - cur[0];
+		recs[i].nr_claimed[PROTO_CAP_MEMORY_MIB] += peak[1] - cur[1];
+	}
+}
+
+/*
+ * Claims of vm.resize commands without a result: per VM, how far the
+ * largest target exceeds the size on record (shrinks claim nothing, queued
+ * resizes their peak), like the agent's own claims (capacity_growth).
+ * Once a result is in, the VM's record has the new size.
+ */
+static int
+store_resize_claims(struct cp_store *st, struct cp_node_rec *recs, size_t n,
+    struct carve_error *err)
+{
+	char vm[IDS_UUID_LEN + 1] = "", node[IDS_NAME_MAX + 1] = "";
+	int64_t cur[2] = { 0, 0 }, peak[2] = { 0, 0 };
+	sqlite3_stmt *s;
+	int rc;
+
+	s = store_prepare(st,
+	    "SELECT c.node, c.vm_id, c.command, v.vcpus, v.memory_mib"
+	    " FROM commands c JOIN vms v ON v.id = c.vm_id"
+	    " WHERE c.type = 'vm.resize' AND c.finished_at IS NULL"
+	    " ORDER BY c.vm_id", err);
+	if (s == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *cn = (const char *)sqlite3_column_text(s, 0);
+		const char *cv = (const char *)sqlite3_column_text(s, 1);
+		const char *js = (const char *)sqlite3_column_text(s, 2);
+		struct carve_error derr = { 0 };
+		struct command cmd;
+
+		if (cn == NULL || cv == NULL || js == NULL)
+			continue;
+		if (strcmp(cv, vm) != 0) {
+			if (vm[0] != '\0')
+				store_add_growth(recs, n, node, cur, peak);
+			snprintf(vm, sizeof(vm), "%s", cv);
+			snprintf(node, sizeof(node), "%s", cn);
+			peak[0] = cur[0] = sqlite3_column_int64(s, 3);
+			peak[1] = cur[1] = sqlite3_column_int64(s, 4);
+		}
+		/* Stored by this process from a decoded command. */
+		if (command_decode_buf(js, strlen(js), &cmd, &derr) < 0 ||
+		    cmd.cmd_type != CMD_VM_RESIZE)
+			continue;
+		if ((int64_t)cmd.cmd_args.resize.vcpus > peak[0])
+			peak[0] = cmd.cmd_args.resize.vcpus;
+		if ((int64_t)cmd.cmd_args.resize.memory_mib > peak[1])
+			peak[1] = (int64_t)cmd.cmd_args.resize.memory_mib;
+		command_clear(&cmd);
+	}
+	if (vm[0] != '\0')
+		store_add_growth(recs, n, node, cur, peak);
+	if (rc != SQLITE_DONE) {
+		store_sqlerr(st, "resize claims", err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
 /*
  * Claims: vm.create commands of the node without a result, and those that
  * succeeded after the node's capacity report arrived (the report predates
@@ -440,7 +514,7 @@ store_node_claims(struct cp_store *st, struct cp_node_rec *recs, size_t n,
 		return -1;
 	}
 	sqlite3_finalize(s);
-	return 0;
+	return store_resize_claims(st, recs, n, err);
 }
 
 int
@@ -885,6 +959,23 @@ cp_store_vm_set_state(struct cp_store *st, const char *id, const char *state,
 		store_bind_text(s, 1, id);
 		store_bind_text(s, 2, state);
 		sqlite3_bind_int64(s, 3, now_ms);
+	}
+	return store_vm_update(st, s, id, err);
+}
+
+int
+cp_store_vm_set_size(struct cp_store *st, const char *id, unsigned vcpus,
+    uint64_t memory_mib, int64_t now_ms, struct carve_error *err)
+{
+	sqlite3_stmt *s = store_prepare(st, "UPDATE vms SET vcpus = ?2,"
+	    " memory_mib = ?3, updated_at = ?4"
+	    " WHERE id = ?1 AND deleted_at IS NULL", err);
+
+	if (s != NULL) {
+		store_bind_text(s, 1, id);
+		sqlite3_bind_int64(s, 2, vcpus);
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)memory_mib);
+		sqlite3_bind_int64(s, 4, now_ms);
 	}
 	return store_vm_update(st, s, id, err);
 }

@@ -33,7 +33,8 @@ struct cp_node_rec {
 	char		*nr_capacity;		/* JSON object text */
 	int64_t		 nr_capacity_at_ms;	/* when capacity arrived */
 	int64_t		 nr_vms;		/* VMs in the node's last report */
-	/* Resources of vm.create commands the capacity report misses. */
+	/* Resources of vm.create commands the capacity report misses, and
+	 * the growth of vm.resize commands without a result. */
 	int64_t		 nr_claimed[PROTO_CAP_NCLASSES];
 };
 
@@ -145,6 +146,9 @@ int cp_store_vm_set_desired(struct cp_store *st, const char *id,
 /* The state a command result reported (a vm_state name). */
 int cp_store_vm_set_state(struct cp_store *st, const char *id,
     const char *state, int64_t now_ms, struct carve_error *err);
+/* The size a vm.resize result reported. */
+int cp_store_vm_set_size(struct cp_store *st, const char *id, unsigned vcpus,
+    uint64_t memory_mib, int64_t now_ms, struct carve_error *err);
 /* The VM is gone: its name is free again and it is no longer listed. */
 int cp_store_vm_mark_deleted(struct cp_store *st, const char *id,
     int64_t now_ms, struct carve_error *err);

@@ -37,6 +37,15 @@
 #     runs /etc/acpi/PWRF/00000080 = "poweroff -f" (unless "noacpid" is on
 #     the command line: a guest that ignores graceful shutdown);
 #   - prints "READY";
+#   - with "memfill=<MiB>" on the command line (1..4999), fills that much
+#     of its memory before READY (a file in its tmpfs root, which it can
+#     neither reclaim nor give to the balloon) and prints "MEMFILL <MiB>":
+#     a guest using more than a shrink leaves it;
+#   - with "sizemon" on the command line, in the background: brings every
+#     hot-added CPU online (what a distribution's udev rule does) and
+#     prints "SIZE cpus=<online CPUs> memtotal_kb=<MemTotal>" at start and
+#     whenever either changes (checked every second), so a test sees a
+#     vCPU hot-plug or a balloon resize from inside the guest;
 #   - with "tick" on the command line prints "tick N" every second,
 #     otherwise sleeps forever.
 #
@@ -336,6 +345,39 @@ if has noacpid; then
 	echo "NOACPID: ignoring the power button"
 else
 	acpid -l /var/log/acpid.log
+fi
+memfill=\$(arg memfill || :)
+case "\$memfill" in
+[1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-4][0-9][0-9][0-9])
+	dd if=/dev/zero of=/memfill bs=1048576 count="\$memfill" 2>/dev/null &&
+	    echo "MEMFILL \$memfill" ;;
+esac
+# What the guest has: online CPUs and MemTotal (the balloon lowers it).
+sizemon() {
+	last=
+	while :; do
+		for f in /sys/devices/system/cpu/cpu[0-9]*/online; do
+			[ -f "\$f" ] || continue
+			[ "\$(cat "\$f")" = 1 ] || echo 1 >"\$f" 2>/dev/null
+		done
+		n=0
+		for f in /sys/devices/system/cpu/cpu[0-9]*; do
+			[ -d "\$f" ] || continue
+			if [ ! -f "\$f/online" ] || [ "\$(cat "\$f/online")" = 1 ]; then
+				n=\$((n + 1))
+			fi
+		done
+		mt=\$(sed -n 's/^MemTotal: *\\([0-9]*\\).*/\\1/p' /proc/meminfo)
+		cur="cpus=\$n memtotal_kb=\$mt"
+		if [ "\$cur" != "\$last" ]; then
+			echo "SIZE \$cur"
+			last=\$cur
+		fi
+		sleep 1
+	done
+}
+if has sizemon; then
+	sizemon &
 fi
 echo "READY"
 if has tick; then

@@ -101,6 +101,10 @@ command_equal(const struct command *a, const struct command *b)
 	case CMD_VM_STOP:
 		return a->cmd_args.stop.force == b->cmd_args.stop.force &&
 		    a->cmd_args.stop.timeout_s == b->cmd_args.stop.timeout_s;
+	case CMD_VM_RESIZE:
+		return a->cmd_args.resize.vcpus == b->cmd_args.resize.vcpus &&
+		    a->cmd_args.resize.memory_mib ==
+		    b->cmd_args.resize.memory_mib;
 	case CMD_VM_REBUILD:
 		return streq_null(a->cmd_args.rebuild.image.vi_url,
 		    b->cmd_args.rebuild.image.vi_url) &&
@@ -138,6 +142,7 @@ test_names(void **state)
 		{ CMD_VM_STOP, "vm.stop", true },
 		{ CMD_VM_REBOOT, "vm.reboot", true },
 		{ CMD_VM_DESTROY, "vm.destroy", true },
+		{ CMD_VM_RESIZE, "vm.resize", true },
 		{ CMD_VM_REBUILD, "vm.rebuild", true },
 	};
 	static const struct {
@@ -368,6 +373,56 @@ static const struct decode_case decode_cases[] = {
 	    "timeout_s must be at most 3600" },
 	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"timeout_s\":1.5}}", -1,
 	    "timeout_s must be an integer" },
+
+	/* vm.resize: either size or both, strictly typed and bounded */
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":4}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"memory_mib\":64}}", 0,
+	    NULL },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":1024,"
+	    "\"memory_mib\":16777216}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":1,"
+	    "\"memory_mib\":null}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.resize\"}", -1,
+	    "args is required for vm.resize" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":null}", -1,
+	    "args is required for vm.resize" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":[4]}", -1,
+	    "args must be a JSON object" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{}}", -1,
+	    "vm.resize needs vcpus, memory_mib or both" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":null,"
+	    "\"memory_mib\":null}}", -1,
+	    "vm.resize needs vcpus, memory_mib or both" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":2,"
+	    "\"disk_gib\":10}}", -1, "vm.resize args: unknown key \"disk_gib\"" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"memory\":512}}", -1,
+	    "vm.resize args: unknown key \"memory\"" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":0}}", -1,
+	    "vcpus must be between 1 and 1024" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":1025}}", -1,
+	    "vcpus must be between 1 and 1024" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":-2}}", -1,
+	    "vcpus must be between 1 and 1024" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":2.0}}", -1,
+	    "vcpus must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":\"2\"}}", -1,
+	    "vcpus must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":true}}", -1,
+	    "vcpus must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"memory_mib\":63}}", -1,
+	    "memory_mib must be at least 64 MiB" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"memory_mib\":0}}", -1,
+	    "memory_mib must be at least 64 MiB" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{"
+	    "\"memory_mib\":16777217}}", -1,
+	    "memory_mib must be at most 16777216 MiB" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{"
+	    "\"memory_mib\":18446744073709551615}}", -1,
+	    "memory_mib must be at most" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"memory_mib\":512.5}}",
+	    -1, "memory_mib must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":2,"
+	    "\"memory_mib\":\"1024\"}}", -1, "memory_mib must be an integer" },
 };
 
 static void
@@ -844,6 +899,47 @@ test_decode_image_max(void **state)
 	free(k);
 	free(ud);
 	(void)o;
+}
+
+/* vm.resize: what was given is set, what was not stays 0 and is not sent. */
+static void
+test_decode_resize(void **state)
+{
+	static const struct {
+		const char *args;
+		unsigned vcpus;
+		uint64_t memory_mib;
+		const char *encoded;
+	} cases[] = {
+		{ "{\"vcpus\":3}", 3, 0, "{\"vcpus\":3}" },
+		{ "{\"memory_mib\":1536}", 0, 1536, "{\"memory_mib\":1536}" },
+		{ "{\"memory_mib\":128,\"vcpus\":2}", 2, 128,
+		    "{\"vcpus\":2,\"memory_mib\":128}" },
+		{ "{\"vcpus\":8,\"memory_mib\":null}", 8, 0, "{\"vcpus\":8}" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		struct carve_error err = { 0 };
+		struct command cmd;
+		json_object *enc, *args;
+		char *js = xasprintf("{" HEAD "\"type\":\"vm.resize\",\"args\":%s}",
+		    cases[i].args);
+
+		assert_int_equal(command_decode_buf(js, strlen(js), &cmd, &err),
+		    0);
+		assert_int_equal(cmd.cmd_type, CMD_VM_RESIZE);
+		assert_int_equal(cmd.cmd_args.resize.vcpus, cases[i].vcpus);
+		assert_int_equal(cmd.cmd_args.resize.memory_mib,
+		    cases[i].memory_mib);
+		enc = command_encode(&cmd);
+		assert_true(json_object_object_get_ex(enc, "args", &args));
+		assert_string_equal(json_object_to_json_string_ext(args,
+		    JSON_C_TO_STRING_PLAIN), cases[i].encoded);
+		json_object_put(enc);
+		command_clear(&cmd);
+		free(js);
+	}
 }
 
 /* vm_spec_decode on its own (the admin API uses it directly). */
@@ -1852,6 +1948,7 @@ main(void)
 		cmocka_unit_test(test_decode_lengths),
 		cmocka_unit_test(test_decode_buf),
 		cmocka_unit_test(test_decode_values),
+		cmocka_unit_test(test_decode_resize),
 		cmocka_unit_test(test_vm_spec),
 		cmocka_unit_test(test_decode_image),
 		cmocka_unit_test(test_decode_image_values),

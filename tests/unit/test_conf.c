@@ -100,6 +100,8 @@ assert_defaults(const struct carved_conf *c)
 	assert_null(c->cp_key_file);
 	assert_null(c->cp_bootstrap_token_file);
 	assert_null(c->metrics_listen);
+	assert_int_equal(c->max_vcpus_factor, 2);
+	assert_int_equal(c->max_memory_factor, 2);
 	assert_int_equal(c->networks.cn_count, 0);
 	assert_null(c->networks.cn_names);
 	assert_int_equal(c->bridges.cn_count, 0);
@@ -310,7 +312,9 @@ test_reference(void **state UNUSED)
 {
 	static const char *const want[] = {
 		"### [agent]\n", "### [libvirt]\n", "### [capacity]\n",
-		"### [control_plane]\n", "### [metrics]\n",
+		"### [control_plane]\n", "### [resize]\n", "### [metrics]\n",
+		"| `max_vcpus_factor` | `2` | an integer between 1 and 16 |",
+		"| `max_memory_factor` | `2` | an integer between 1 and 16 |",
 		"| `node_name` | the host name |",
 		"| `state_dir` | `/var/lib/carve` | an absolute path |",
 		"| `socket` | `/run/carve/carved.sock` |",
@@ -587,6 +591,21 @@ static const struct value_case value_cases[] = {
 	    "ca_file = ca.pem\n",
 	    "t.conf:3: [control_plane] ca_file: must be an absolute path, or "
 	    "empty for none, got \"ca.pem\""),
+
+	/* [resize] */
+	OKU("max_vcpus_factor 1", "[resize]\nmax_vcpus_factor = 1\n",
+	    max_vcpus_factor, 1),
+	OKU("max_memory_factor 16", "[resize]\nmax_memory_factor = 16\n",
+	    max_memory_factor, 16),
+	BAD("max_vcpus_factor 0", "[resize]\nmax_vcpus_factor = 0\n",
+	    "t.conf:2: [resize] max_vcpus_factor: must be an integer between 1 "
+	    "and 16, got \"0\""),
+	BAD("max_memory_factor 17", "[resize]\nmax_memory_factor = 17\n",
+	    "t.conf:2: [resize] max_memory_factor: must be an integer between 1 "
+	    "and 16, got \"17\""),
+	BAD("max_memory_factor 1.5", "[resize]\nmax_memory_factor = 1.5\n",
+	    "t.conf:2: [resize] max_memory_factor: must be an integer between 1 "
+	    "and 16, got \"1.5\""),
 
 	/* [metrics] */
 	OKS("metrics listen", "[metrics]\nlisten = [::1]:9464\n", metrics_listen,

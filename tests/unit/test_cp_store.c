@@ -20,6 +20,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "api/command.h"
 #include "api/cp/cp_store.h"
 #include "api/proto.h"
 #include "common/jsonx.h"
@@ -573,6 +574,111 @@ test_claims(void **state)
 	cp_node_list_free(recs, n);
 }
 
+/* Queue a vm.resize of vm_id on node; its command id goes to cmd_id. */
+static void
+resize_vm(struct fixture *f, const char *node, const char *vm_id,
+    unsigned vcpus, uint64_t mem, char cmd_id[IDS_UUID_LEN + 1], int64_t now)
+{
+	struct carve_error err = { 0 };
+	struct cp_cmd_rec cmd;
+	struct command c;
+	json_object *o;
+	int64_t seq = 0;
+
+	memset(&c, 0, sizeof(c));
+	ids_uuid_new(c.cmd_id);
+	memcpy(c.cmd_vm_id, vm_id, sizeof(c.cmd_vm_id));
+	c.cmd_type = CMD_VM_RESIZE;
+	c.cmd_args.resize.vcpus = vcpus;
+	c.cmd_args.resize.memory_mib = mem;
+	memset(&cmd, 0, sizeof(cmd));
+	memcpy(cmd.cr_id, c.cmd_id, sizeof(cmd.cr_id));
+	memcpy(cmd_id, c.cmd_id, IDS_UUID_LEN + 1);
+	snprintf(cmd.cr_node, sizeof(cmd.cr_node), "%s", node);
+	memcpy(cmd.cr_vm_id, vm_id, sizeof(cmd.cr_vm_id));
+	cmd.cr_type = CMD_VM_RESIZE;
+	o = command_encode(&c);
+	cmd.cr_command = jsonx_to_string(o);
+	json_object_put(o);
+	if (cp_store_cmd_insert(f->st, &cmd, now, &seq, &err) < 0)
+		fail_msg("insert: %s", err.message);
+	free(cmd.cr_command);
+}
+
+static void
+assert_claimed(struct fixture *f, const char *node, int64_t vcpus,
+    int64_t mem)
+{
+	struct carve_error err = { 0 };
+	struct cp_node_rec rec;
+
+	assert_int_equal(cp_store_node_get(f->st, node, &rec, &err), 0);
+	if (rec.nr_claimed[PROTO_CAP_VCPU] != vcpus ||
+	    rec.nr_claimed[PROTO_CAP_MEMORY_MIB] != mem)
+		fail_msg("%s claims %lld vCPUs %lld MiB, want %lld %lld", node,
+		    (long long)rec.nr_claimed[PROTO_CAP_VCPU],
+		    (long long)rec.nr_claimed[PROTO_CAP_MEMORY_MIB],
+		    (long long)vcpus, (long long)mem);
+	cp_node_rec_clear(&rec);
+}
+
+/*
+ * Resizes without a result claim their growth over the VM's size on
+ * record: peak per VM, nothing for a shrink; the result's size replaces
+ * the record's and the claim goes.
+ */
+static void
+test_resize_claims(void **state)
+{
+	struct fixture *f = *state;
+	char vm1[IDS_UUID_LEN + 1], vm2[IDS_UUID_LEN + 1];
+	char c1[IDS_UUID_LEN + 1], c2[IDS_UUID_LEN + 1];
+	char r1[IDS_UUID_LEN + 1], r2[IDS_UUID_LEN + 1], r3[IDS_UUID_LEN + 1];
+	struct carve_error err = { 0 };
+	struct cp_vm_rec vm;
+
+	register_node(f, "a", T0);
+	register_node(f, "b", T0);
+	assert_true(create_vm(f, "a", "web1", vm1, c1, T0) > 0);
+	assert_true(create_vm(f, "b", "web2", vm2, c2, T0) > 0);
+	/* The creates are reported by a later heartbeat: no claims left. */
+	assert_int_equal(cp_store_cmd_finish(f->st, c1, CMD_STATUS_SUCCEEDED,
+	    "{}", T0 + 1, &err), 1);
+	assert_int_equal(cp_store_cmd_finish(f->st, c2, CMD_STATUS_SUCCEEDED,
+	    "{}", T0 + 1, &err), 1);
+	heartbeat(f, "a", 1, true, NULL, NULL, NULL, T0 + 2, false);
+	heartbeat(f, "b", 1, true, NULL, NULL, NULL, T0 + 2, false);
+	assert_claimed(f, "a", 0, 0);
+
+	/* web1 (2 vCPUs, 1024 MiB): +2 vCPUs, then to 6 (peak, not sum). */
+	resize_vm(f, "a", vm1, 4, 0, r1, T0 + 3);
+	assert_claimed(f, "a", 2, 0);
+	resize_vm(f, "a", vm1, 6, 512, r2, T0 + 3);
+	assert_claimed(f, "a", 4, 0);
+	/* web2 on b: a shrink of vCPUs, growth of memory. */
+	resize_vm(f, "b", vm2, 1, 3072, r3, T0 + 3);
+	assert_claimed(f, "b", 0, 2048);
+	assert_claimed(f, "a", 4, 0);
+
+	/* r1 done: the record has its size, r2 still claims over it. */
+	assert_int_equal(cp_store_cmd_finish(f->st, r1, CMD_STATUS_SUCCEEDED,
+	    "{}", T0 + 4, &err), 1);
+	assert_int_equal(cp_store_vm_set_size(f->st, vm1, 4, 1024, T0 + 4,
+	    &err), 0);
+	assert_claimed(f, "a", 2, 0);
+	assert_int_equal(cp_store_cmd_finish(f->st, r2, CMD_STATUS_FAILED,
+	    "{}", T0 + 5, &err), 1);
+	assert_claimed(f, "a", 0, 0);
+	assert_int_equal(cp_store_vm_get(f->st, vm1, &vm, &err), 0);
+	assert_int_equal(vm.vr_vcpus, 4);
+	assert_int_equal(vm.vr_memory_mib, 1024);
+	assert_int_equal(vm.vr_disk_gib, 10);
+	assert_int_equal(vm.vr_updated_at_ms, T0 + 4);
+	cp_vm_rec_clear(&vm);
+	assert_int_equal(cp_store_vm_set_size(f->st, r3, 1, 64, T0, &err), -1);
+	assert_int_equal(err.code, CARVE_ENOTFOUND);
+}
+
 /* Set the schema version behind the store's back. */
 static void
 set_user_version(const char *path, int v)
@@ -622,6 +728,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_heartbeat_sequence, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resize_claims, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_refuse_newer_schema, setup,
 		    teardown),
 	};

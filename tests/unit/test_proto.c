@@ -309,6 +309,8 @@ static const struct valid_case valid_cases[] = {
 	{ K_VM_ACTION, "{\"action\":\"rebuild\"}", NULL },
 	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":null}",
 	    "{\"action\":\"rebuild\"}" },
+	{ K_VM_ACTION, "{\"action\":\"stop\",\"image\":null}",
+	    "{\"action\":\"stop\",\"force\":false}" },
 	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":{\"url\":"
 	    "\"https://img.example/d13.qcow2\",\"sha256\":\"" ASUM "\","
 	    "\"format\":\"qcow2\"}}", NULL },
@@ -317,6 +319,13 @@ static const struct valid_case valid_cases[] = {
 	    "\"format\":\"raw\"}}", "{\"action\":\"rebuild\",\"image\":"
 	    "{\"url\":\"file:///i/b.raw\",\"sha256\":\"" ASUM "\","
 	    "\"format\":\"raw\"}}" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":4,\"memory_mib\":2048}",
+	    NULL },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"memory_mib\":64}", NULL },
+	{ K_VM_ACTION, "{\"vcpus\":1024,\"action\":\"resize\"}",
+	    "{\"action\":\"resize\",\"vcpus\":1024}" },
+	{ K_VM_ACTION, "{\"action\":\"start\",\"vcpus\":null}",
+	    "{\"action\":\"start\"}" },
 	{ K_VM, VMREC, NULL },
 	/* disk_gib of a record is root + data disks: up to 9 x 65536 */
 	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
@@ -612,14 +621,16 @@ static const struct invalid_case invalid_cases[] = {
 	    "command reference: unknown key \"id\"" },
 	/* admin: actions */
 	{ K_VM_ACTION, "{\"action\":\"pause\"}",
-	    "action \"pause\" is unknown (expected start, stop, reboot or "
-	    "rebuild)" },
+	    "action \"pause\" is unknown (expected start, stop, reboot, "
+	    "resize or rebuild)" },
 	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"force\":true}",
 	    "force applies to the stop action only" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"vcpus\":2}",
+	    "vcpus and memory_mib apply to the resize action only" },
 	{ K_VM_ACTION, "{\"action\":\"start\",\"image\":{\"url\":"
 	    "\"https://a/x\",\"sha256\":\"" ASUM "\",\"format\":\"raw\"}}",
 	    "image applies to the rebuild action only" },
-	{ K_VM_ACTION, "{\"action\":\"stop\",\"image\":null}",
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":2,\"image\":{}}",
 	    "image applies to the rebuild action only" },
 	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":{\"url\":"
 	    "\"ftp://a/x\",\"sha256\":\"" ASUM "\",\"format\":\"raw\"}}",
@@ -628,6 +639,24 @@ static const struct invalid_case invalid_cases[] = {
 	    "\"https://a/x\",\"format\":\"raw\"}}", "sha256 is required" },
 	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":\"https://a/x\"}",
 	    "image must be a JSON object" },
+	{ K_VM_ACTION, "{\"action\":\"resize\"}",
+	    "vm.resize needs vcpus, memory_mib or both" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":0}",
+	    "vcpus must be between 1 and 1024" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":\"4\"}",
+	    "vcpus must be an integer" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"memory_mib\":32}",
+	    "memory_mib must be at least 64 MiB" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"memory_mib\":16777217}",
+	    "memory_mib must be at most 16777216 MiB" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":2,\"force\":true}",
+	    "force applies to the stop action only" },
+	{ K_VM_ACTION, "{\"action\":\"stop\",\"vcpus\":2}",
+	    "vcpus and memory_mib apply to the resize action only" },
+	{ K_VM_ACTION, "{\"action\":\"reboot\",\"memory_mib\":512}",
+	    "vcpus and memory_mib apply to the resize action only" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"disk_gib\":5}",
+	    "VM action request: unknown key \"disk_gib\"" },
 	{ K_VM_ACTION, "{\"action\":\"start\",\"force\":true}",
 	    "force applies to the stop action only" },
 	{ K_VM_ACTION, "{\"action\":\"stop\",\"force\":\"yes\"}",
@@ -1100,6 +1129,9 @@ test_names(void **state)
 	assert_int_equal(proto_vm_action_command(PROTO_VM_STOP), CMD_VM_STOP);
 	assert_int_equal(proto_vm_action_command(PROTO_VM_REBOOT),
 	    CMD_VM_REBOOT);
+	assert_int_equal(proto_vm_action_command(PROTO_VM_RESIZE),
+	    CMD_VM_RESIZE);
+	assert_string_equal(proto_vm_action_name(PROTO_VM_RESIZE), "resize");
 	assert_int_equal(proto_vm_action_command(PROTO_VM_REBUILD),
 	    CMD_VM_REBUILD);
 	assert_string_equal(proto_vm_action_name(PROTO_VM_REBUILD), "rebuild");

@@ -492,6 +492,219 @@ test_libvirt_qemu_xml(void **state)
 	virConnectClose(conn);
 }
 
+/* ------------------------------------------------------- room to grow */
+
+/* The maximum a VM is defined with: factor x size, capped, never below it. */
+static void
+test_max_sizes(void **state)
+{
+	static const struct {
+		unsigned vcpus, factor, host, want;
+	} vc[] = {
+		{ 2, 2, 16, 4 },
+		{ 2, 1, 16, 2 },
+		{ 1, 16, 8, 8 },          /* capped by the host's CPUs */
+		{ 4, 2, 6, 6 },
+		{ 8, 2, 4, 8 },           /* overcommitted host: never below */
+		{ 3, 2, 0, 6 },           /* host unknown: no cap */
+		{ 600, 2, 0, VM_VCPUS_MAX },
+		{ VM_VCPUS_MAX, 16, 4096, VM_VCPUS_MAX },
+		{ 2, 0, 16, 2 },          /* a factor of 0 counts as 1 */
+	};
+	static const struct {
+		uint64_t mem;
+		unsigned factor;
+		uint64_t host, want;
+	} mc[] = {
+		{ 512, 2, 16384, 1024 },
+		{ 512, 1, 16384, 512 },
+		{ 4096, 16, 16384, 16384 },   /* capped by the host's memory */
+		{ 20000, 2, 16384, 20000 },   /* never below the size */
+		{ 1024, 3, 0, 3072 },
+		{ VM_MEMORY_MIB_MAX / 2 + 1, 2, 0, VM_MEMORY_MIB_MAX },
+		{ VM_MEMORY_MIB_MAX, 16, 0, VM_MEMORY_MIB_MAX },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(vc) / sizeof(vc[0]); i++)
+		if (virt_xml_max_vcpus(vc[i].vcpus, vc[i].factor, vc[i].host) !=
+		    vc[i].want)
+			fail_msg("vcpus case %zu: got %u want %u", i,
+			    virt_xml_max_vcpus(vc[i].vcpus, vc[i].factor,
+			    vc[i].host), vc[i].want);
+	for (size_t i = 0; i < sizeof(mc) / sizeof(mc[0]); i++)
+		if (virt_xml_max_memory_mib(mc[i].mem, mc[i].factor,
+		    mc[i].host) != mc[i].want)
+			fail_msg("memory case %zu: got %llu want %llu", i,
+			    (unsigned long long)virt_xml_max_memory_mib(
+			    mc[i].mem, mc[i].factor, mc[i].host),
+			    (unsigned long long)mc[i].want);
+}
+
+/* <vcpu current='N'>MAX</vcpu>, <memory>MAX</memory><currentMemory>N. */
+static void
+test_domain_room_to_grow(void **state)
+{
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("qemu");
+	struct carve_error err = { 0 };
+	char *xml;
+	xmlDocPtr doc;
+
+	(void)state;
+	spec_init(&spec, "grow", 2, 1024, 0);
+	o.max_vcpus = 8;
+	o.max_memory_mib = 2048;
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	doc = parse_doc(xml);
+	assert_xp(doc, "/domain/vcpu", "8");
+	assert_xp(doc, "/domain/vcpu/@current", "2");
+	assert_xp(doc, "/domain/memory", "2048");
+	assert_xp(doc, "/domain/currentMemory", "1024");
+	assert_xp(doc, "/domain/devices/memballoon/stats/@period", "5");
+	/* The metadata keeps the size, not the maximum. */
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:vcpus", "2");
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:memory_mib", "1024");
+	xmlFreeDoc(doc);
+	free(xml);
+
+	/* Maxima equal to the size: the plain form, no current=. */
+	o.max_vcpus = 2;
+	o.max_memory_mib = 1024;
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	doc = parse_doc(xml);
+	assert_xp(doc, "/domain/vcpu", "2");
+	assert_xp_count(doc, "/domain/vcpu/@current", 0);
+	assert_xp(doc, "/domain/memory", "1024");
+	xmlFreeDoc(doc);
+	free(xml);
+
+	/* A maximum below the size or beyond the limits is a bug. */
+	o.max_vcpus = 1;
+	assert_null(virt_xml_domain(&spec, &o, &err));
+	assert_int_equal(err.code, CARVE_EINVAL);
+	o.max_vcpus = VM_VCPUS_MAX + 1;
+	assert_null(virt_xml_domain(&spec, &o, &err));
+	o.max_vcpus = 0;
+	o.max_memory_mib = 1023;
+	assert_null(virt_xml_domain(&spec, &o, &err));
+	o.max_memory_mib = VM_MEMORY_MIB_MAX + 1;
+	assert_null(virt_xml_domain(&spec, &o, &err));
+}
+
+/* libvirt takes the definition: size current, maxima as the ceiling. */
+static void
+test_libvirt_room_to_grow(void **state)
+{
+	static const char *const types[] = { "test", "qemu" };
+	virConnectPtr conn = test_conn();
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		struct vm_spec spec;
+		struct virt_xml_opts o = opts_init(types[i]);
+		struct carve_error err = { 0 };
+		struct virt_xml_sizes sz;
+		virDomainInfo info;
+		virDomainPtr dom;
+		char *xml;
+
+		spec_init(&spec, "carve-grow", 3, 768, 0);
+		o.max_vcpus = 6;
+		o.max_memory_mib = 1536;
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		dom = virDomainDefineXML(conn, xml);
+		if (dom == NULL)
+			fail_msg("%s: refused: %s\n%s", types[i],
+			    virGetLastErrorMessage(), xml);
+		free(xml);
+		assert_int_equal(virDomainGetInfo(dom, &info), 0);
+		assert_int_equal(info.nrVirtCpu, 3);
+		assert_int_equal(info.maxMem, 1536 * 1024);
+		assert_int_equal(info.memory, 768 * 1024);
+		assert_int_equal(virDomainGetVcpusFlags(dom,
+		    VIR_DOMAIN_AFFECT_CONFIG | VIR_DOMAIN_VCPU_MAXIMUM), 6);
+		xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+		assert_non_null(xml);
+		assert_int_equal(virt_xml_parse_sizes(xml, &sz, &err), 0);
+		assert_int_equal(sz.vcpus, 3);
+		assert_int_equal(sz.vcpus_max, 6);
+		assert_int_equal(sz.memory_kib, 768 * 1024);
+		assert_int_equal(sz.memory_max_kib, 1536 * 1024);
+		free(xml);
+		assert_int_equal(virDomainUndefine(dom), 0);
+		virDomainFree(dom);
+	}
+	virConnectClose(conn);
+}
+
+static void
+test_parse_sizes(void **state)
+{
+	static const struct {
+		const char *xml;
+		int rc;
+		unsigned vcpus, vcpus_max;
+		uint64_t mem, mem_max;
+	} cases[] = {
+		{ "<domain><vcpu>4</vcpu><memory unit='KiB'>1048576</memory>"
+		    "</domain>", 0, 4, 4, 1048576, 1048576 },
+		{ "<domain><vcpu placement='static' current='1'>2</vcpu>"
+		    "<memory unit='MiB'>256</memory><currentMemory unit='MiB'>"
+		    "128</currentMemory></domain>", 0, 1, 2, 131072, 262144 },
+		{ "<domain><memory>1024</memory><vcpu current='2'>2</vcpu>"
+		    "</domain>", 0, 2, 2, 1024, 1024 },   /* default unit KiB */
+		{ "<domain><vcpu>1</vcpu><memory unit='G'>1</memory>"
+		    "<currentMemory unit='b'>536870912</currentMemory></domain>",
+		    0, 1, 1, 524288, 1048576 },
+		{ "<domain><vcpu>1</vcpu><memory unit='MB'>1</memory></domain>",
+		    0, 1, 1, 976, 976 },
+		{ "<domain><memory>1</memory></domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu>0</vcpu><memory>1</memory></domain>", -1,
+		    0, 0, 0, 0 },
+		{ "<domain><vcpu>x</vcpu><memory>1</memory></domain>", -1,
+		    0, 0, 0, 0 },
+		{ "<domain><vcpu current='3'>2</vcpu><memory>1</memory>"
+		    "</domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu current='-1'>2</vcpu><memory>1</memory>"
+		    "</domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu>2</vcpu></domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu>2</vcpu><memory unit='parsec'>1</memory>"
+		    "</domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu>2</vcpu><memory unit='TiB'>"
+		    "99999999999</memory></domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu>2</vcpu><memory>1</memory><currentMemory>"
+		    "-5</currentMemory></domain>", -1, 0, 0, 0, 0 },
+		{ "<pool><vcpu>2</vcpu><memory>1</memory></pool>", -1,
+		    0, 0, 0, 0 },
+		{ "<domain>", -1, 0, 0, 0, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct carve_error err = { 0 };
+		struct virt_xml_sizes sz;
+		int rc = virt_xml_parse_sizes(cases[i].xml, &sz, &err);
+
+		if (rc != cases[i].rc)
+			fail_msg("case %zu: rc %d (%s)", i, rc, err.message);
+		if (rc < 0) {
+			assert_int_equal(err.code, CARVE_EINVAL);
+			continue;
+		}
+		if (sz.vcpus != cases[i].vcpus ||
+		    sz.vcpus_max != cases[i].vcpus_max ||
+		    sz.memory_kib != cases[i].mem ||
+		    sz.memory_max_kib != cases[i].mem_max)
+			fail_msg("case %zu: %u/%u %llu/%llu", i, sz.vcpus,
+			    sz.vcpus_max, (unsigned long long)sz.memory_kib,
+			    (unsigned long long)sz.memory_max_kib);
+	}
+}
+
 /* ------------------------------------------------------- disks */
 
 #define ROOT "/var/lib/carve/disks/" VM_ID "-root.qcow2"
@@ -1527,6 +1740,98 @@ test_metadata_size_cap(void **state)
 	assert_int_equal(err.code, CARVE_EINVAL);
 }
 
+/*
+ * Rewriting the size in metadata read back from libvirt: the new size
+ * reads back, every other field is as it was, and libvirt stores it.
+ */
+static void
+test_metadata_set_size(void **state)
+{
+	virConnectPtr conn = test_conn();
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("test");
+	struct carve_error err = { 0 };
+	struct vm_info vm;
+	virDomainPtr dom;
+	char *xml, *md, *md2;
+
+	(void)state;
+	spec_init(&spec, "carve-md", 2, 512, 7);
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	dom = virDomainDefineXML(conn, xml);
+	assert_non_null(dom);
+	free(xml);
+	md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+	    VIRT_XML_NS, 0);
+	assert_non_null(md);
+	assert_int_equal(virt_xml_metadata_set_size(md, 5, 1536, &md2, &err),
+	    0);
+	assert_int_equal(virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+	    md2, VIRT_XML_PREFIX, VIRT_XML_NS, VIR_DOMAIN_AFFECT_CONFIG), 0);
+	free(md);
+	free(md2);
+	md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+	    VIRT_XML_NS, 0);
+	assert_non_null(md);
+	memset(&vm, 0, sizeof(vm));
+	assert_int_equal(virt_xml_parse_metadata(md, &vm, &err), 0);
+	spec.vs_vcpus = 5;
+	spec.vs_memory_mib = 1536;
+	assert_vm_matches(&vm, &spec, &o);
+	free(md);
+	assert_int_equal(virDomainUndefine(dom), 0);
+	virDomainFree(dom);
+	virConnectClose(conn);
+
+	/* The prefixed form is rewritten in place too. */
+	assert_int_equal(virt_xml_metadata_set_size(MD(ALL), 1, 64, &md,
+	    &err), 0);
+	memset(&vm, 0, sizeof(vm));
+	assert_int_equal(virt_xml_parse_metadata(md, &vm, &err), 0);
+	assert_int_equal(vm.vm_vcpus, 1);
+	assert_int_equal(vm.vm_memory_mib, 64);
+	assert_int_equal(vm.vm_disk_gib, 10);
+	assert_string_equal(vm.vm_name, "web-1");
+	free(md);
+
+	/* A resize keeps the image, data disks and rebuild bookkeeping. */
+	{
+		struct virt_xml_rebuild rb;
+
+		assert_int_equal(virt_xml_metadata_set_size(MD(ALL F_IURL F_ISUM
+		    F_IFMT F_DD F_DD F_RBY F_WASRUN), 3, 256, &md, &err), 0);
+		memset(&vm, 0, sizeof(vm));
+		assert_int_equal(virt_xml_parse_metadata_rebuild(md, &vm, &rb,
+		    &err), 0);
+		assert_int_equal(vm.vm_vcpus, 3);
+		assert_int_equal(vm.vm_memory_mib, 256);
+		assert_string_equal(vm.vm_image_url, "file:///srv/i/b.qcow2");
+		assert_int_equal(vm.vm_ndata_disks, 2);
+		assert_string_equal(rb.rb_rebuilt_by, RB_ID);
+		assert_int_equal(rb.rb_was_running, VIRT_XML_RUN_YES);
+		free(md);
+	}
+
+	/* Only valid metadata and sizes. */
+	md = (char *)"x";
+	assert_int_equal(virt_xml_metadata_set_size(MD(F_ID F_NAME), 1, 64,
+	    &md, &err), -1);
+	assert_null(md);
+	assert_int_equal(err.code, CARVE_EINVAL);
+	assert_int_equal(virt_xml_metadata_set_size(MD(ALL), 0, 64, &md, &err),
+	    -1);
+	assert_int_equal(virt_xml_metadata_set_size(MD(ALL), VM_VCPUS_MAX + 1,
+	    64, &md, &err), -1);
+	assert_int_equal(virt_xml_metadata_set_size(MD(ALL), 1, 63, &md, &err),
+	    -1);
+	assert_int_equal(virt_xml_metadata_set_size(MD(ALL), 1,
+	    VM_MEMORY_MIB_MAX + 1, &md, &err), -1);
+	assert_int_equal(virt_xml_metadata_set_size("<vm>", 1, 64, &md, &err),
+	    -1);
+	assert_null(md);
+}
+
 /* --------------------------------------------------- capabilities */
 
 /* Abridged from a 2-socket Intel host under libvirt 9 (virsh capabilities). */
@@ -1752,6 +2057,10 @@ main(void)
 		cmocka_unit_test(test_domain_utf8),
 		cmocka_unit_test(test_libvirt_test_driver),
 		cmocka_unit_test(test_libvirt_qemu_xml),
+		cmocka_unit_test(test_max_sizes),
+		cmocka_unit_test(test_domain_room_to_grow),
+		cmocka_unit_test(test_libvirt_room_to_grow),
+		cmocka_unit_test(test_parse_sizes),
 		cmocka_unit_test(test_domain_disks),
 		cmocka_unit_test(test_libvirt_disks),
 		cmocka_unit_test(test_domain_data_disks),
@@ -1765,6 +2074,7 @@ main(void)
 		cmocka_unit_test(test_metadata_accepts),
 		cmocka_unit_test(test_metadata_rejects),
 		cmocka_unit_test(test_metadata_size_cap),
+		cmocka_unit_test(test_metadata_set_size),
 		cmocka_unit_test(test_caps_sample),
 		cmocka_unit_test(test_caps_test_driver),
 		cmocka_unit_test(test_caps_edges),
