@@ -360,7 +360,7 @@ engine_vm_size(struct engine *e, const char *vm_id, struct cap_request *out)
 	if (vm != NULL) {
 		out->amount[CAP_VCPU] = vm->vm_vcpus;
 		out->amount[CAP_MEMORY_MIB] = vm->vm_memory_mib;
-		out->amount[CAP_DISK_GIB] = vm->vm_disk_gib;
+		out->amount[CAP_DISK_GIB] = vm_info_disk_gib_total(vm);
 		return true;
 	}
 	if ((cr = strmap_get(e->creating, vm_id)) != NULL && cr->claimed) {
