@@ -75,7 +75,13 @@ agent_vm_same(const struct vm_info *x, const struct vm_info *y)
 	    x->vm_disk_gib == y->vm_disk_gib &&
 	    strcmp(x->vm_command_id, y->vm_command_id) == 0 &&
 	    x->vm_state == y->vm_state &&
-	    x->vm_created_at_ms == y->vm_created_at_ms;
+	    x->vm_created_at_ms == y->vm_created_at_ms &&
+	    strcmp(x->vm_image_url, y->vm_image_url) == 0 &&
+	    strcmp(x->vm_image_sha256, y->vm_image_sha256) == 0 &&
+	    x->vm_image_format == y->vm_image_format &&
+	    x->vm_ndata_disks == y->vm_ndata_disks &&
+	    memcmp(x->vm_data_disks, y->vm_data_disks,
+	    sizeof(x->vm_data_disks)) == 0;
 }
 
 /* Put without noting a change; returns the entry. */
@@ -177,7 +183,7 @@ agent_capacity(struct agent *a, struct capacity *out)
 		const struct vm_info *vm = v;
 		out->cap[CAP_VCPU].allocated += vm->vm_vcpus;
 		out->cap[CAP_MEMORY_MIB].allocated += vm->vm_memory_mib;
-		out->cap[CAP_DISK_GIB].allocated += vm->vm_disk_gib;
+		out->cap[CAP_DISK_GIB].allocated += vm_info_disk_gib_total(vm);
 	}
 	engine_claims(a->a_engine, &claims);
 	for (int i = 0; i < CAP_NCLASSES; i++)

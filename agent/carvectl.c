@@ -58,6 +58,8 @@ enum ctl_opt_type {
 	CTL_OPT_FILE,     /* --user-data-file F -> "key": "<contents of F>" */
 	CTL_OPT_NIC,      /* --network N[,mac=M] (repeatable) ->
 	                     "networks": [..., {"key": "N", "mac": "M"}] */
+	CTL_OPT_DISK,     /* --data-disk 10 (repeatable) ->
+	                     "key": [{"size_gib": 10}, ...] */
 };
 
 /* The largest file --user-data-file reads (the server allows 64 KiB). */
@@ -929,12 +931,22 @@ static const struct ctl_opt opts_create[] = {
 	{ "user-data-file", "user_data", CTL_OPT_FILE, "FILE", false },
 	{ "network", "network", CTL_OPT_NIC, "NAME[,mac=MAC]", false },
 	{ "bridge", "bridge", CTL_OPT_NIC, "NAME[,mac=MAC]", false },
+	{ "data-disk", "data_disks", CTL_OPT_DISK, "GIB", false },
 	{ "id", "vm_id", CTL_OPT_STRING, "UUID", false },
 	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
 	{ NULL, NULL, 0, NULL, false }
 };
 
 static const struct ctl_opt opts_vm_op[] = {
+	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
+	{ NULL, NULL, 0, NULL, false }
+};
+
+static const struct ctl_opt opts_rebuild[] = {
+	/* image.*: nested by ctl_nest_image */
+	{ "image-url", "image.url", CTL_OPT_STRING, "URL", false },
+	{ "image-sha256", "image.sha256", CTL_OPT_STRING, "HEX", false },
+	{ "image-format", "image.format", CTL_OPT_STRING, "qcow2|raw", false },
 	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
 	{ NULL, NULL, 0, NULL, false }
 };
@@ -981,7 +993,7 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "    [--image-url URL --image-sha256 HEX --image-format qcow2|raw\n"
 	  "     [--ssh-key KEY]... [--user-data-file FILE]]\n"
 	  "    [--network NAME[,mac=MAC]]... [--bridge NAME[,mac=MAC]]...\n"
-	  "    [--id UUID] [--command-id UUID]",
+	  "    [--data-disk GIB]... [--id UUID] [--command-id UUID]",
 	  "define and start a VM",
 	  "  --vcpus N          virtual CPUs\n"
 	  "  --memory MIB       memory in MiB\n"
@@ -1002,6 +1014,8 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "                     from the VM id (52:54:00:...)\n"
 	  "  --bridge NAME[,mac=MAC]\n"
 	  "                     a NIC on this host bridge (repeatable)\n"
+	  "  --data-disk GIB    an extra empty disk of GIB GiB (repeatable, at\n"
+	  "                     most 8; vdb, vdc, ...; survives vm rebuild)\n"
 	  "  --id UUID          the VM's id (default: a new one)\n"
 	  CTL_COMMAND_ID_HELP,
 	  pos_name, 1, 1, opts_create, print_command_result },
@@ -1020,6 +1034,17 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "reboot a running VM",
 	  CTL_COMMAND_ID_HELP,
 	  pos_id, 1, 1, opts_vm_op, print_command_result },
+	{ "vm rebuild", "vm.rebuild",
+	  "ID [--image-url URL --image-sha256 HEX --image-format qcow2|raw]\n"
+	  "    [--command-id UUID]",
+	  "give a VM a fresh root disk from its image (or another one)",
+	  "  --image-url URL    rebuild from this image instead of the VM's own\n"
+	  "  --image-sha256 HEX its sha256 (checked before use)\n"
+	  "  --image-format F   qcow2 or raw (never guessed)\n"
+	  "The VM keeps its id, name, size, data disks and cloud-init seed; a\n"
+	  "running VM is forced off and started again on the new disk.\n"
+	  CTL_COMMAND_ID_HELP,
+	  pos_id, 1, 1, opts_rebuild, print_command_result },
 	{ "vm destroy", "vm.destroy", "ID [--command-id UUID]",
 	  "stop a VM, undefine it and delete its disks",
 	  CTL_COMMAND_ID_HELP,
@@ -1276,6 +1301,26 @@ ctl_opt_value(const struct ctl_verb *v, const struct ctl_opt *o,
 	case CTL_OPT_STRING:
 		jsonx_add_string(args, o->o_key, val);
 		break;
+	case CTL_OPT_DISK: {
+		json_object *arr, *d;
+
+		if ((rc = ctl_parse_uint(val, &n)) == -2)
+			return error_set(err, CARVE_EINVAL,
+			    "%s: --%s: %s is too large", v->v_name, o->o_name,
+			    val);
+		if (rc < 0)
+			return error_set(err, CARVE_EINVAL,
+			    "%s: --%s: expected a size in GiB, got '%s'",
+			    v->v_name, o->o_name, val);
+		if (!json_object_object_get_ex(args, o->o_key, &arr)) {
+			arr = json_object_new_array();
+			json_object_object_add(args, o->o_key, arr);
+		}
+		d = json_object_new_object();
+		jsonx_add_int(d, "size_gib", n);
+		json_object_array_add(arr, d);
+		break;
+	}
 	case CTL_OPT_LIST: {
 		json_object *arr;
 
@@ -1414,6 +1459,7 @@ ctl_parse_args(const struct ctl_verb *v, int argc, char **argv, bool *json,
 				    (int)nlen, name);
 			if (o->o_type != CTL_OPT_LIST &&
 			    o->o_type != CTL_OPT_NIC &&
+			    o->o_type != CTL_OPT_DISK &&
 			    json_object_object_get_ex(args, o->o_key, NULL))
 				return error_set(err, CARVE_EINVAL,
 				    "%s: --%s given twice", v->v_name,

@@ -300,11 +300,11 @@ verb_vm_create(struct ctl_client *cl, json_object *args)
 	struct carve_error err = { 0 };
 	static const char *const allowed[] = { "name", "vcpus", "memory_mib",
 	    "disk_gib", "kernel", "initrd", "cmdline", "image",
-	    "ssh_authorized_keys", "user_data", "networks", "command_id",
-	    "vm_id", NULL };
+	    "ssh_authorized_keys", "user_data", "networks", "data_disks",
+	    "command_id", "vm_id", NULL };
 	static const char *const spec_keys[] = { "name", "vcpus", "memory_mib",
 	    "disk_gib", "kernel", "initrd", "cmdline", "image",
-	    "ssh_authorized_keys", "user_data", "networks", NULL };
+	    "ssh_authorized_keys", "user_data", "networks", "data_disks", NULL };
 	struct command cmd;
 	json_object *spec, *v;
 	const char *vm_id = NULL;
@@ -379,6 +379,25 @@ static void
 verb_vm_destroy(struct ctl_client *cl, json_object *args)
 {
 	verb_vm_simple(cl, args, CMD_VM_DESTROY);
+}
+
+static void
+verb_vm_rebuild(struct ctl_client *cl, json_object *args)
+{
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { "id", "image", "command_id",
+	    NULL };
+	struct command cmd;
+
+	memset(&cmd, 0, sizeof(cmd));
+	if (jsonx_check_object(args, "vm.rebuild arguments", allowed,
+	    &err) < 0 ||
+	    !resolve_vm(cl, args, cmd.cmd_vm_id, &err))
+		return client_err(cl, &err);
+	cmd.cmd_type = CMD_VM_REBUILD;
+	if (vm_image_get(args, &cmd.cmd_args.rebuild.image, &err) < 0)
+		return client_err(cl, &err);
+	submit(cl, args, &cmd);
 }
 
 static void
@@ -619,6 +638,7 @@ static const struct ctl_verb verbs[] = {
 	{ "vm.reboot",  true,  verb_vm_reboot },
 	{ "vm.destroy", true,  verb_vm_destroy },
 	{ "vm.resize",  true,  verb_vm_resize },
+	{ "vm.rebuild", true,  verb_vm_rebuild },
 	{ "log.level",  true,  verb_log_level },
 	{ "images",     false, verb_images_list },
 	{ "images.gc",  true,  verb_images_gc },

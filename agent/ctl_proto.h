@@ -14,8 +14,10 @@
  *   vm.list                    -> [vm, ...]
  *   vm.show     {id}           -> vm          (id: UUID or name)
  *   vm.create   {name,vcpus,memory_mib,disk_gib?,kernel?,initrd?,cmdline?,
+ *                image?,ssh_authorized_keys?,user_data?,data_disks?,
  *                command_id?,vm_id?}                       (mutating)
  *   vm.start|vm.reboot|vm.destroy {id,command_id?}          (mutating)
+ *   vm.rebuild  {id,image?,command_id?}                     (mutating)
  *   vm.stop     {id,force?,timeout_s?,command_id?}          (mutating)
  *   vm.resize   {id,vcpus?,memory_mib?,command_id?}         (mutating)
  *                              -> command result (api/command.h wire form)

@@ -112,8 +112,9 @@ struct vmq {
 struct engine {
 	struct agent *a;
 	/* Fault injection for the crash tests (CARVED_TEST_DELAY_{BEFORE,
-	 * AFTER}_MS): widen the windows in which kill -9 must be survived. */
-	unsigned delay_before_ms, delay_after_ms;
+	 * AFTER,MID}_MS): widen the windows in which kill -9 must be
+	 * survived (MID: inside a handler, see handler_job). */
+	unsigned delay_before_ms, delay_after_ms, delay_mid_ms;
 	unsigned max;
 	unsigned running;
 	unsigned limited;             /* running ones counted against max */
@@ -240,6 +241,7 @@ engine_new(struct agent *a, unsigned max_concurrent)
 	e->max = max_concurrent ? max_concurrent : 1;
 	e->delay_before_ms = engine_env_ms("CARVED_TEST_DELAY_BEFORE_MS");
 	e->delay_after_ms = engine_env_ms("CARVED_TEST_DELAY_AFTER_MS");
+	e->delay_mid_ms = engine_env_ms("CARVED_TEST_DELAY_MID_MS");
 	e->cmds = strmap_new();
 	e->queues = strmap_new();
 	e->creating = strmap_new();
@@ -414,7 +416,7 @@ engine_vm_size(struct engine *e, const char *vm_id, struct cap_request *out)
 	if (vm != NULL) {
 		out->amount[CAP_VCPU] = vm->vm_vcpus;
 		out->amount[CAP_MEMORY_MIB] = vm->vm_memory_mib;
-		out->amount[CAP_DISK_GIB] = vm->vm_disk_gib;
+		out->amount[CAP_DISK_GIB] = vm_info_disk_gib_total(vm);
 		return true;
 	}
 	if ((cr = strmap_get(e->creating, vm_id)) != NULL && cr->claimed) {
@@ -766,6 +768,7 @@ engine_start(struct engine *e, struct ecmd *c)
 		}
 	}
 	j->hj_abort_pending = c->abort_pending;
+	j->hj_test_delay_mid_ms = e->delay_mid_ms;
 	c->virt_gen = virt_generation(e->a->a_virt);
 	c->state = EC_RUNNING;
 	c->started_mono = time_mono_ms();

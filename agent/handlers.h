@@ -57,6 +57,13 @@ struct handler_job {
 	 */
 	void (*hj_progress)(struct handler_job *j, int percent,
 	    const char *message);
+	/*
+	 * Fault injection for the crash tests (CARVED_TEST_DELAY_MID_MS): a
+	 * handler with a multi-step effect sleeps this long at its most
+	 * delicate point (vm.rebuild: the VM stopped, the old root disk not
+	 * yet replaced). 0 in production.
+	 */
+	unsigned hj_test_delay_mid_ms;
 	/* out */
 	struct vm_info hj_vm;               /* valid when hj_has_vm */
 	bool hj_has_vm;

@@ -67,6 +67,16 @@ int virt_op_destroy(virConnectPtr c, const char *vm_id, struct carve_error *err)
 /* One managed domain: CARVE_ENOTFOUND when absent or not managed. */
 int virt_op_get(virConnectPtr c, const char *vm_id, struct vm_info *out,
     struct carve_error *err);
+/* virt_op_get, and the record's rebuild bookkeeping into *rb. */
+int virt_op_get_rebuild(virConnectPtr c, const char *vm_id,
+    struct vm_info *out, struct virt_xml_rebuild *rb, struct carve_error *err);
+/*
+ * Replace the carve metadata element of the managed domain vm_id with xml
+ * (from virt_xml_metadata_vm): in its persistent definition and, while it
+ * runs, in the live one too, so that either reads back the same.
+ */
+int virt_op_set_metadata(virConnectPtr c, const char *vm_id, const char *xml,
+    struct carve_error *err);
 /* All managed domains; *out is an array the caller frees. */
 int virt_op_list(virConnectPtr c, struct vm_info **out, size_t *n,
     struct carve_error *err);

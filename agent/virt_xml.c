@@ -30,13 +30,16 @@
 #define VIRT_XML_CAPS_MAX       (8 * 1024 * 1024)
 
 /*
- * The metadata fields, in the order they are written. Each must appear
- * exactly once when parsed back.
+ * The metadata fields, in the order they are written. The first seven
+ * must appear exactly once when parsed back; the rest are optional (the
+ * image's three go together), data_disk_gib once per data disk.
  */
 enum md_kind {
 	MD_UUID,
 	MD_NAME,
 	MD_UINT,
+	MD_TEXT,        /* checked with the others it goes with */
+	MD_BOOL,        /* "true" or "false" */
 };
 
 enum md_field {
@@ -47,22 +50,40 @@ enum md_field {
 	MD_DISK_GIB,
 	MD_COMMAND_ID,
 	MD_CREATED_AT,
+	MD_IMAGE_URL,
+	MD_IMAGE_SHA256,
+	MD_IMAGE_FORMAT,
+	MD_DATA_DISK_GIB,
+	MD_REBUILDING,
+	MD_REBUILT_BY,
+	MD_WAS_RUNNING,
 	MD_NFIELDS
 };
 
 static const struct md_desc {
 	const char *name;
 	enum md_kind kind;
-	uint64_t min, max;
+	uint64_t min, max;      /* MD_UINT: range; MD_TEXT: max length */
+	unsigned count;         /* how often it may appear */
+	bool required;
 } md_fields[MD_NFIELDS] = {
-	[MD_ID] =         { "id",         MD_UUID, 0, 0 },
-	[MD_VM_NAME] =    { "name",       MD_NAME, 0, 0 },
-	[MD_VCPUS] =      { "vcpus",      MD_UINT, 1, VM_VCPUS_MAX },
+	[MD_ID] =         { "id",         MD_UUID, 0, 0, 1, true },
+	[MD_VM_NAME] =    { "name",       MD_NAME, 0, 0, 1, true },
+	[MD_VCPUS] =      { "vcpus",      MD_UINT, 1, VM_VCPUS_MAX, 1, true },
 	[MD_MEMORY_MIB] = { "memory_mib", MD_UINT, VM_MEMORY_MIB_MIN,
-	    VM_MEMORY_MIB_MAX },
-	[MD_DISK_GIB] =   { "disk_gib",   MD_UINT, 0, VM_DISK_GIB_MAX },
-	[MD_COMMAND_ID] = { "command_id", MD_UUID, 0, 0 },
-	[MD_CREATED_AT] = { "created_at", MD_UINT, 0, INT64_MAX },
+	    VM_MEMORY_MIB_MAX, 1, true },
+	[MD_DISK_GIB] =   { "disk_gib",   MD_UINT, 0, VM_DISK_GIB_MAX, 1, true },
+	[MD_COMMAND_ID] = { "command_id", MD_UUID, 0, 0, 1, true },
+	[MD_CREATED_AT] = { "created_at", MD_UINT, 0, INT64_MAX, 1, true },
+	[MD_IMAGE_URL] =  { "image_url",  MD_TEXT, 0, VM_IMAGE_URL_MAX, 1,
+	    false },
+	[MD_IMAGE_SHA256] = { "image_sha256", MD_TEXT, 0, 64, 1, false },
+	[MD_IMAGE_FORMAT] = { "image_format", MD_TEXT, 0, 16, 1, false },
+	[MD_DATA_DISK_GIB] = { "data_disk_gib", MD_UINT, 1, VM_DISK_GIB_MAX,
+	    VM_DATA_DISKS_MAX, false },
+	[MD_REBUILDING] = { "rebuilding", MD_UUID, 0, 0, 1, false },
+	[MD_REBUILT_BY] = { "rebuilt_by", MD_UUID, 0, 0, 1, false },
+	[MD_WAS_RUNNING] = { "was_running", MD_BOOL, 0, 0, 1, false },
 };
 
 /* ------------------------------------------------------------ writing */
@@ -75,12 +96,15 @@ struct xw {
 	xmlBufferPtr buf;
 	xmlTextWriterPtr w;
 	bool failed;
+	/* carve's metadata without a namespace (for virDomainSetMetadata). */
+	bool plain;
 };
 
 static void
 xw_init(struct xw *x)
 {
 	x->failed = false;
+	x->plain = false;
 	x->buf = xmlBufferCreate();
 	if (x->buf == NULL) {
 		x->w = NULL;
@@ -163,7 +187,9 @@ xw_empty(struct xw *x, const char *name)
 static void
 xw_carve_text(struct xw *x, const char *name, const char *text)
 {
-	if (!x->failed)
+	if (x->plain)
+		xw_text(x, name, text);
+	else if (!x->failed)
 		xw_check(x, xmlTextWriterWriteElementNS(x->w,
 		    BAD_CAST VIRT_XML_PREFIX, BAD_CAST name, NULL, BAD_CAST text));
 }
@@ -195,7 +221,11 @@ static void
 metadata_write(struct xw *x, const struct vm_spec *spec,
     const struct virt_xml_opts *opts)
 {
-	if (!x->failed)
+	const struct virt_xml_rebuild *rb = opts->rebuild;
+
+	if (x->plain)
+		xw_start(x, "vm");
+	else if (!x->failed)
 		xw_check(x, xmlTextWriterStartElementNS(x->w,
 		    BAD_CAST VIRT_XML_PREFIX, BAD_CAST "vm", BAD_CAST VIRT_XML_NS));
 	xw_carve_uuid(x, md_fields[MD_ID].name, opts->vm_id);
@@ -206,6 +236,30 @@ metadata_write(struct xw *x, const struct vm_spec *spec,
 	xw_carve_uuid(x, md_fields[MD_COMMAND_ID].name, opts->command_id);
 	xw_carve_uint(x, md_fields[MD_CREATED_AT].name,
 	    opts->created_at_ms > 0 ? (uint64_t)opts->created_at_ms : 0);
+	if (spec->vs_image.vi_url != NULL) {
+		xw_carve_text(x, md_fields[MD_IMAGE_URL].name,
+		    spec->vs_image.vi_url);
+		xw_carve_text(x, md_fields[MD_IMAGE_SHA256].name,
+		    spec->vs_image.vi_sha256);
+		xw_carve_text(x, md_fields[MD_IMAGE_FORMAT].name,
+		    vm_image_format_name(spec->vs_image.vi_format));
+	}
+	for (size_t i = 0; i < spec->vs_ndata_disks && i < VM_DATA_DISKS_MAX;
+	    i++)
+		xw_carve_uint(x, md_fields[MD_DATA_DISK_GIB].name,
+		    spec->vs_data_disks[i].dd_size_gib);
+	if (rb != NULL) {
+		if (rb->rb_rebuilding[0] != '\0')
+			xw_carve_uuid(x, md_fields[MD_REBUILDING].name,
+			    rb->rb_rebuilding);
+		if (rb->rb_rebuilt_by[0] != '\0')
+			xw_carve_uuid(x, md_fields[MD_REBUILT_BY].name,
+			    rb->rb_rebuilt_by);
+		if (rb->rb_was_running != VIRT_XML_RUN_UNRECORDED)
+			xw_carve_text(x, md_fields[MD_WAS_RUNNING].name,
+			    rb->rb_was_running == VIRT_XML_RUN_YES ? "true" :
+			    "false");
+	}
 	xw_end(x);
 }
 
@@ -247,6 +301,58 @@ virt_xml_max_memory_mib(uint64_t memory_mib, unsigned factor,
 	if (m > VM_MEMORY_MIB_MAX)
 		m = VM_MEMORY_MIB_MAX;
 	return m < memory_mib ? memory_mib : m;
+}
+
+char *
+virt_xml_metadata_vm(const struct vm_info *vm,
+    const struct virt_xml_rebuild *rb, struct carve_error *err)
+{
+	struct virt_xml_opts opts;
+	struct virt_xml_rebuild rb_back;
+	struct vm_spec spec;
+	struct vm_info back;
+	struct xw x;
+	char *xml;
+
+	memset(&spec, 0, sizeof(spec));
+	memset(&opts, 0, sizeof(opts));
+	snprintf(spec.vs_name, sizeof(spec.vs_name), "%s", vm->vm_name);
+	spec.vs_vcpus = vm->vm_vcpus;
+	spec.vs_memory_mib = vm->vm_memory_mib;
+	spec.vs_disk_gib = vm->vm_disk_gib;
+	if (vm->vm_image_url[0] != '\0') {
+		/* Borrowed: spec is never cleared. */
+		spec.vs_image.vi_url = (char *)vm->vm_image_url;
+		memcpy(spec.vs_image.vi_sha256, vm->vm_image_sha256,
+		    sizeof(spec.vs_image.vi_sha256));
+		spec.vs_image.vi_format = vm->vm_image_format;
+	}
+	if (vm->vm_ndata_disks > VM_DATA_DISKS_MAX) {
+		error_set(err, CARVE_EINVAL, "more than %d data disks",
+		    VM_DATA_DISKS_MAX);
+		return NULL;
+	}
+	spec.vs_ndata_disks = vm->vm_ndata_disks;
+	memcpy(spec.vs_data_disks, vm->vm_data_disks,
+	    sizeof(spec.vs_data_disks));
+	opts.vm_id = vm->vm_id;
+	opts.command_id = vm->vm_command_id;
+	opts.created_at_ms = vm->vm_created_at_ms;
+	opts.rebuild = rb;
+	xw_init(&x);
+	x.plain = true;
+	metadata_write(&x, &spec, &opts);
+	if ((xml = xw_finish(&x)) == NULL) {
+		error_set(err, CARVE_EINTERNAL, "could not build the metadata");
+		return NULL;
+	}
+	/* The parser is the one judge of what a record may hold: never
+	 * write what would be refused when read back. */
+	if (virt_xml_parse_metadata_rebuild(xml, &back, &rb_back, err) < 0) {
+		free(xml);
+		return NULL;
+	}
+	return xml;
 }
 
 /*
@@ -375,6 +481,17 @@ domain_check(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 		    (unsigned long long)spec->vs_memory_mib,
 		    (unsigned long long)VM_MEMORY_MIB_MAX);
 
+	if (opts->ndata_disks != spec->vs_ndata_disks ||
+	    opts->ndata_disks > VM_DATA_DISKS_MAX)
+		return error_set(err, CARVE_EINVAL, "%zu data disk volumes for "
+		    "%zu data disks", opts->ndata_disks, spec->vs_ndata_disks);
+	for (size_t i = 0; i < opts->ndata_disks; i++) {
+		if (opts->data_disks == NULL || opts->data_disks[i] == NULL)
+			return error_set(err, CARVE_EINVAL,
+			    "data disk %zu has no volume", i);
+		if (check_path(opts->data_disks[i], "data disk path", err) < 0)
+			return -1;
+	}
 	if (check_path(opts->root_disk, "root disk path", err) < 0 ||
 	    check_path(opts->seed_iso, "seed path", err) < 0 ||
 	    check_path(opts->kernel_path, "kernel path", err) < 0 ||
@@ -393,7 +510,8 @@ domain_check(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 
 static void
 disk_write(struct xw *x, const char *path, const char *device,
-    const char *type, const char *dev, const char *bus, bool readonly)
+    const char *type, const char *dev, const char *bus, const char *serial,
+    bool readonly)
 {
 	xw_start(x, "disk");
 	xw_attr(x, "type", "file");
@@ -409,6 +527,8 @@ disk_write(struct xw *x, const char *path, const char *device,
 	xw_attr(x, "dev", dev);
 	xw_attr(x, "bus", bus);
 	xw_end(x);
+	if (serial != NULL)
+		xw_text(x, "serial", serial);
 	if (readonly)
 		xw_empty(x, "readonly");
 	xw_end(x);
@@ -421,9 +541,22 @@ disks_write(struct xw *x, const struct virt_xml_opts *opts)
 	 * header, pinned when the volume was made. */
 	if (opts->root_disk != NULL)
 		disk_write(x, opts->root_disk, "disk", "qcow2", "vda", "virtio",
-		    false);
+		    NULL, false);
+	/*
+	 * vdb, vdc, ... whether or not there is a root disk: target names
+	 * are only hints to the guest; the serial is what identifies a disk.
+	 */
+	for (size_t i = 0; i < opts->ndata_disks; i++) {
+		char dev[8], serial[32];
+
+		snprintf(dev, sizeof(dev), "vd%c", (char)('b' + i));
+		snprintf(serial, sizeof(serial), "carve-data%zu", i);
+		disk_write(x, opts->data_disks[i], "disk", "qcow2", dev,
+		    "virtio", serial, false);
+	}
 	if (opts->seed_iso != NULL)
-		disk_write(x, opts->seed_iso, "cdrom", "raw", "hdc", "ide", true);
+		disk_write(x, opts->seed_iso, "cdrom", "raw", "hdc", "ide", NULL,
+		    true);
 }
 
 /*
@@ -651,7 +784,7 @@ virt_xml_domain(const struct vm_spec *spec, const struct virt_xml_opts *opts,
 	xw_text(&x, "on_crash", "destroy");
 
 	devices = full || opts->root_disk != NULL || opts->seed_iso != NULL ||
-	    spec->vs_nnics > 0;
+	    opts->ndata_disks > 0 || spec->vs_nnics > 0;
 	if (devices) {
 		xw_start(&x, "devices");
 		disks_write(&x, opts);
@@ -847,19 +980,32 @@ parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+/* What a metadata record parses into before it is accepted whole. */
+struct md_parsed {
+	struct vm_info vm;
+	struct virt_xml_rebuild rb;
+	/* The image's members, checked together once all are seen. */
+	char *image_url, *image_sha256, *image_format;
+};
+
 static int
-md_value(const struct md_desc *f, const char *text, struct vm_info *vm,
+md_value(const struct md_desc *f, const char *text, struct md_parsed *p,
     enum md_field which, struct carve_error *err)
 {
+	struct vm_info *vm = &p->vm;
 	uint64_t v = 0;
+	char *uuid_out;
 
 	switch (f->kind) {
 	case MD_UUID:
 		if (!ids_uuid_valid(text))
 			return error_set(err, CARVE_EINVAL,
 			    "metadata %s is not a valid UUID", f->name);
-		ids_uuid_normalize(text, which == MD_ID ? vm->vm_id :
-		    vm->vm_command_id);
+		uuid_out = which == MD_ID ? vm->vm_id :
+		    which == MD_COMMAND_ID ? vm->vm_command_id :
+		    which == MD_REBUILDING ? p->rb.rb_rebuilding :
+		    p->rb.rb_rebuilt_by;
+		ids_uuid_normalize(text, uuid_out);
 		return 0;
 	case MD_NAME: {
 		char what[32];
@@ -870,6 +1016,27 @@ md_value(const struct md_desc *f, const char *text, struct vm_info *vm,
 		snprintf(vm->vm_name, sizeof(vm->vm_name), "%s", text);
 		return 0;
 	}
+	case MD_TEXT: {
+		char **slot = which == MD_IMAGE_URL ? &p->image_url :
+		    which == MD_IMAGE_SHA256 ? &p->image_sha256 :
+		    &p->image_format;
+
+		if (strlen(text) > f->max)
+			return error_set(err, CARVE_EINVAL,
+			    "metadata %s is longer than %" PRIu64 " bytes",
+			    f->name, f->max);
+		*slot = xstrdup(text);
+		return 0;
+	}
+	case MD_BOOL:
+		if (strcmp(text, "true") == 0)
+			p->rb.rb_was_running = VIRT_XML_RUN_YES;
+		else if (strcmp(text, "false") == 0)
+			p->rb.rb_was_running = VIRT_XML_RUN_NO;
+		else
+			return error_set(err, CARVE_EINVAL,
+			    "metadata %s must be true or false", f->name);
+		return 0;
 	case MD_UINT:
 		if (parse_uint(text, f->min, f->max, &v) < 0)
 			return error_set(err, CARVE_EINVAL,
@@ -891,16 +1058,60 @@ md_value(const struct md_desc *f, const char *text, struct vm_info *vm,
 	case MD_CREATED_AT:
 		vm->vm_created_at_ms = (int64_t)v;
 		break;
+	case MD_DATA_DISK_GIB:
+		/* md_parse_root keeps the count within VM_DATA_DISKS_MAX. */
+		vm->vm_data_disks[vm->vm_ndata_disks++].dd_size_gib = v;
+		break;
 	default:
 		break;
 	}
 	return 0;
 }
 
+/* After every element: the fields that only make sense together. */
 static int
-md_parse_root(xmlNode *root, struct vm_info *vm, struct carve_error *err)
+md_check_whole(struct md_parsed *p, const unsigned seen[MD_NFIELDS],
+    struct carve_error *err)
 {
-	bool seen[MD_NFIELDS] = { false };
+	struct carve_error lerr = { 0 };
+	struct vm_image img;
+	unsigned nimage = seen[MD_IMAGE_URL] + seen[MD_IMAGE_SHA256] +
+	    seen[MD_IMAGE_FORMAT];
+
+	for (int i = 0; i < MD_NFIELDS; i++)
+		if (md_fields[i].required && seen[i] == 0)
+			return error_set(err, CARVE_EINVAL,
+			    "metadata %s is missing", md_fields[i].name);
+	if (nimage != 0 && nimage != 3)
+		return error_set(err, CARVE_EINVAL, "metadata image_url, "
+		    "image_sha256 and image_format go together");
+	if (nimage == 3) {
+		if (vm_image_parse(p->image_url, p->image_sha256,
+		    p->image_format, &img, &lerr) < 0)
+			return error_set(err, CARVE_EINVAL, "metadata %s",
+			    lerr.message);
+		snprintf(p->vm.vm_image_url, sizeof(p->vm.vm_image_url), "%s",
+		    img.vi_url);
+		memcpy(p->vm.vm_image_sha256, img.vi_sha256,
+		    sizeof(p->vm.vm_image_sha256));
+		p->vm.vm_image_format = img.vi_format;
+		vm_image_clear(&img);
+	}
+	if ((seen[MD_REBUILDING] || seen[MD_REBUILT_BY]) &&
+	    !seen[MD_WAS_RUNNING])
+		return error_set(err, CARVE_EINVAL,
+		    "metadata was_running is missing");
+	if (seen[MD_WAS_RUNNING] && !seen[MD_REBUILDING] &&
+	    !seen[MD_REBUILT_BY])
+		return error_set(err, CARVE_EINVAL, "metadata was_running "
+		    "needs rebuilding or rebuilt_by");
+	return 0;
+}
+
+static int
+md_parse_root(xmlNode *root, struct md_parsed *p, struct carve_error *err)
+{
+	unsigned seen[MD_NFIELDS] = { 0 };
 	char shown[48];
 
 	/*
@@ -946,25 +1157,63 @@ md_parse_root(xmlNode *root, struct vm_info *vm, struct carve_error *err)
 			return error_set(err, CARVE_EINVAL,
 			    "unknown metadata element <%s>",
 			    show_name(n, shown));
-		if (seen[which])
-			return error_set(err, CARVE_EINVAL,
-			    "metadata %s appears more than once", f->name);
-		seen[which] = true;
+		if (seen[which] >= f->count)
+			return f->count == 1 ? error_set(err, CARVE_EINVAL,
+			    "metadata %s appears more than once", f->name) :
+			    error_set(err, CARVE_EINVAL, "metadata %s appears "
+			    "more than %u times", f->name, f->count);
+		seen[which]++;
 
 		text = leaf_text(n);
 		if (text == NULL)
 			return error_set(err, CARVE_EINVAL,
 			    "metadata %s must hold plain text only", f->name);
-		rc = md_value(f, (const char *)text, vm, which, err);
+		rc = md_value(f, (const char *)text, p, which, err);
 		xmlFree(text);
 		if (rc < 0)
 			return -1;
 	}
+	return md_check_whole(p, seen, err);
+}
 
-	for (int i = 0; i < MD_NFIELDS; i++)
-		if (!seen[i])
-			return error_set(err, CARVE_EINVAL,
-			    "metadata %s is missing", md_fields[i].name);
+int
+virt_xml_parse_metadata_rebuild(const char *xml, struct vm_info *vm,
+    struct virt_xml_rebuild *rb, struct carve_error *err)
+{
+	struct md_parsed p;
+	xmlDocPtr doc;
+	int rc;
+
+	doc = xml_parse(xml, VIRT_XML_METADATA_MAX, "metadata", err);
+	if (doc == NULL)
+		return -1;
+	memset(&p, 0, sizeof(p));
+	rc = md_parse_root(xmlDocGetRootElement(doc), &p, err);
+	xmlFreeDoc(doc);
+	free(p.image_url);
+	free(p.image_sha256);
+	free(p.image_format);
+	if (rc < 0)
+		return -1;
+
+	/* Only a fully valid record touches vm; its state is not ours. */
+	memcpy(vm->vm_id, p.vm.vm_id, sizeof(vm->vm_id));
+	memcpy(vm->vm_name, p.vm.vm_name, sizeof(vm->vm_name));
+	vm->vm_vcpus = p.vm.vm_vcpus;
+	vm->vm_memory_mib = p.vm.vm_memory_mib;
+	vm->vm_disk_gib = p.vm.vm_disk_gib;
+	memcpy(vm->vm_command_id, p.vm.vm_command_id,
+	    sizeof(vm->vm_command_id));
+	vm->vm_created_at_ms = p.vm.vm_created_at_ms;
+	memcpy(vm->vm_image_url, p.vm.vm_image_url, sizeof(vm->vm_image_url));
+	memcpy(vm->vm_image_sha256, p.vm.vm_image_sha256,
+	    sizeof(vm->vm_image_sha256));
+	vm->vm_image_format = p.vm.vm_image_format;
+	memcpy(vm->vm_data_disks, p.vm.vm_data_disks,
+	    sizeof(vm->vm_data_disks));
+	vm->vm_ndata_disks = p.vm.vm_ndata_disks;
+	if (rb != NULL)
+		*rb = p.rb;
 	return 0;
 }
 
@@ -972,28 +1221,7 @@ int
 virt_xml_parse_metadata(const char *xml, struct vm_info *vm,
     struct carve_error *err)
 {
-	struct vm_info tmp;
-	xmlDocPtr doc;
-	int rc;
-
-	doc = xml_parse(xml, VIRT_XML_METADATA_MAX, "metadata", err);
-	if (doc == NULL)
-		return -1;
-	memset(&tmp, 0, sizeof(tmp));
-	rc = md_parse_root(xmlDocGetRootElement(doc), &tmp, err);
-	xmlFreeDoc(doc);
-	if (rc < 0)
-		return -1;
-
-	/* Only a fully valid record touches vm; its state is not ours. */
-	memcpy(vm->vm_id, tmp.vm_id, sizeof(vm->vm_id));
-	memcpy(vm->vm_name, tmp.vm_name, sizeof(vm->vm_name));
-	vm->vm_vcpus = tmp.vm_vcpus;
-	vm->vm_memory_mib = tmp.vm_memory_mib;
-	vm->vm_disk_gib = tmp.vm_disk_gib;
-	memcpy(vm->vm_command_id, tmp.vm_command_id, sizeof(vm->vm_command_id));
-	vm->vm_created_at_ms = tmp.vm_created_at_ms;
-	return 0;
+	return virt_xml_parse_metadata_rebuild(xml, vm, NULL, err);
 }
 
 /* ------------------------------------------------------------ volumes */
@@ -1082,7 +1310,7 @@ int
 virt_xml_metadata_set_size(const char *xml, unsigned vcpus,
     uint64_t memory_mib, char **out, struct carve_error *err)
 {
-	struct vm_info tmp;
+	struct md_parsed tmp;
 	xmlDocPtr doc;
 	xmlNode *root;
 	xmlBufferPtr buf = NULL;
@@ -1102,10 +1330,18 @@ virt_xml_metadata_set_size(const char *xml, unsigned vcpus,
 	if (doc == NULL)
 		return -1;
 	root = xmlDocGetRootElement(doc);
-	/* Only a record carve would read back is rewritten. */
+	/*
+	 * Only a record carve would read back is rewritten; the other fields
+	 * (image, data disks, rebuild bookkeeping) stay as they are.
+	 */
 	memset(&tmp, 0, sizeof(tmp));
-	if (md_parse_root(root, &tmp, err) < 0)
+	rc = md_parse_root(root, &tmp, err);
+	free(tmp.image_url);
+	free(tmp.image_sha256);
+	free(tmp.image_format);
+	if (rc < 0)
 		goto out;
+	rc = -1;
 	for (xmlNode *n = root->children; n != NULL; n = n->next) {
 		if (name_is(n, md_fields[MD_VCPUS].name))
 			snprintf(num, sizeof(num), "%u", vcpus);

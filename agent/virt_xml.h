@@ -21,6 +21,27 @@
 #define VIRT_XML_NS      "https://carve.dev/xmlns/vm/1"
 #define VIRT_XML_PREFIX  "carve"
 
+/* Whether a VM ran before a rebuild stopped it, as the metadata records it. */
+enum virt_xml_run {
+	VIRT_XML_RUN_UNRECORDED = 0,
+	VIRT_XML_RUN_NO,
+	VIRT_XML_RUN_YES,
+};
+
+/*
+ * carve's vm.rebuild bookkeeping in the metadata, so that a rebuild cut
+ * short by carved's death is finished from libvirt's state:
+ *   rebuilding   the rebuild under way (set before the VM is stopped);
+ *   rebuilt_by   the rebuild whose new root disk is in place;
+ *   was_running  whether the VM ran before that rebuild stopped it (with
+ *                either of the two, never alone).
+ */
+struct virt_xml_rebuild {
+	char rb_rebuilding[IDS_UUID_LEN + 1];   /* "" when none */
+	char rb_rebuilt_by[IDS_UUID_LEN + 1];   /* "" when never rebuilt */
+	enum virt_xml_run rb_was_running;
+};
+
 struct virt_xml_opts {
 	const char *domain_type;   /* "kvm", "qemu" or "test" */
 	const char *vm_id;         /* validated UUID: becomes the domain UUID */
@@ -45,6 +66,15 @@ struct virt_xml_opts {
 	 */
 	unsigned max_vcpus;
 	uint64_t max_memory_mib;
+	/*
+	 * The data disk volumes (absolute paths), one per spec data disk,
+	 * attached as virtio vdb, vdc, ... with serial "carve-data<i>" (what
+	 * a guest finds them by: /dev/disk/by-id/virtio-carve-data<i>).
+	 */
+	const char *const *data_disks;
+	size_t ndata_disks;
+	/* Rebuild bookkeeping for the metadata, or NULL for none. */
+	const struct virt_xml_rebuild *rebuild;
 };
 
 /*
@@ -75,10 +105,26 @@ char *virt_xml_domain(const struct vm_spec *spec,
  * The metadata element alone:
  * <carve:vm xmlns:carve="..."><carve:id>..</carve:id><carve:name>..
  *  <carve:vcpus>..<carve:memory_mib>..<carve:disk_gib>..<carve:command_id>..
- *  <carve:created_at>..</carve:vm>
+ *  <carve:created_at>..
+ *  [<carve:image_url>..<carve:image_sha256>..<carve:image_format>..]
+ *  [<carve:data_disk_gib>..]... (one per data disk, in order)
+ *  [<carve:rebuilding>..] [<carve:rebuilt_by>..] [<carve:was_running>..]
+ * </carve:vm>
+ * disk_gib is the root disk's size; the image is the root disk's base.
  */
 char *virt_xml_metadata(const struct vm_spec *spec,
     const struct virt_xml_opts *opts);
+
+/*
+ * The metadata element of an existing VM from its record as read back (vm;
+ * its state is not part of it) and rb (NULL: no rebuild bookkeeping): how
+ * a command that changes a managed VM's record rewrites it without losing
+ * a field. Written without a namespace (<vm><id>..), the form
+ * virDomainSetMetadata takes (it puts the element in VIRT_XML_NS itself).
+ * NULL with err on a record that does not validate.
+ */
+char *virt_xml_metadata_vm(const struct vm_info *vm,
+    const struct virt_xml_rebuild *rb, struct carve_error *err);
 
 /*
  * Storage XML for carve's dir pool and its volumes (values escaped like
@@ -105,14 +151,17 @@ int virt_xml_parse_pool_path(const char *xml, char **path,
 
 /*
  * Parse a metadata element as returned by virDomainGetMetadata into vm
- * (id, name, vcpus, memory_mib, disk_gib, command_id, created_at; state is
- * left alone). Strictly validated: CARVE_EINVAL on anything off, and vm is
+ * (id, name, vcpus, memory_mib, disk_gib, command_id, created_at, image,
+ * data disks; state is left alone). Strictly validated: CARVE_EINVAL on anything off, and vm is
  * untouched then. The element may be in VIRT_XML_NS or, as libvirt returns
  * it, in no namespace; any other namespace is refused, as is any DTD.
  * UUIDs come back lower-case.
  */
 int virt_xml_parse_metadata(const char *xml, struct vm_info *vm,
     struct carve_error *err);
+/* The same, and the rebuild bookkeeping into *rb (zeroed when absent). */
+int virt_xml_parse_metadata_rebuild(const char *xml, struct vm_info *vm,
+    struct virt_xml_rebuild *rb, struct carve_error *err);
 
 /*
  * A metadata element (as virDomainGetMetadata returns it) with its vcpus

@@ -47,6 +47,11 @@ static json_object *command_stop_encode(const struct command *);
 static int command_resize_decode(json_object *, struct command *,
     struct carve_error *);
 static json_object *command_resize_encode(const struct command *);
+static int command_rebuild_decode(json_object *, struct command *,
+    struct carve_error *);
+static json_object *command_rebuild_encode(const struct command *);
+static void command_rebuild_copy(struct command *, const struct command *);
+static void command_rebuild_clear(struct command *);
 static int command_noargs_decode(json_object *, struct command *,
     struct carve_error *);
 static json_object *command_noargs_encode(const struct command *);
@@ -131,6 +136,14 @@ static const struct command_entry command_table[CMD_TYPE_MAX] = {
 		.ce_needs_vm = true,
 		.ce_decode = command_noargs_decode,
 		.ce_encode = command_noargs_encode,
+	},
+	[CMD_VM_REBUILD] = {
+		.ce_name = "vm.rebuild",
+		.ce_needs_vm = true,
+		.ce_decode = command_rebuild_decode,
+		.ce_encode = command_rebuild_encode,
+		.ce_copy = command_rebuild_copy,
+		.ce_clear = command_rebuild_clear,
 	},
 };
 
@@ -416,25 +429,17 @@ command_check_url(const char *url, struct carve_error *err)
 	return 0;
 }
 
-static const char *const vm_image_keys[] = { "url", "sha256", "format", NULL };
-
-static int
-command_get_image(json_object *args, struct vm_image *out,
-    struct carve_error *err)
+int
+vm_image_parse(const char *url, const char *sum, const char *fmt,
+    struct vm_image *out, struct carve_error *err)
 {
-	json_object *img = NULL;
-	const char *url, *sum, *fmt;
 	char q[COMMAND_QUOTE_MAX + 8];
-	int rc;
+	char hex[65];
 
-	if ((rc = jsonx_get_object(args, "image", false, &img, err)) != 1)
-		return rc;
-	if (jsonx_check_object(img, "image", vm_image_keys, err) == -1 ||
-	    jsonx_get_string(img, "url", true, VM_IMAGE_URL_MAX, &url,
-	    err) == -1 ||
-	    jsonx_get_string(img, "sha256", true, SIZE_MAX, &sum, err) == -1 ||
-	    jsonx_get_string(img, "format", true, SIZE_MAX, &fmt, err) == -1)
-		return -1;
+	memset(out, 0, sizeof(*out));
+	if (strlen(url) > VM_IMAGE_URL_MAX)
+		return error_set(err, CARVE_EINVAL, "image.url is longer than "
+		    "%d bytes", VM_IMAGE_URL_MAX);
 	if (command_check_url(url, err) == -1)
 		return -1;
 	if (strlen(sum) != 64)
@@ -446,17 +451,154 @@ command_get_image(json_object *args, struct vm_image *out,
 		    (c >= 'A' && c <= 'F')))
 			return error_set(err, CARVE_EINVAL,
 			    "image.sha256 must be 64 hexadecimal digits");
-		out->vi_sha256[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' +
-		    'a') : c;
+		hex[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' + 'a') : c;
 	}
-	out->vi_sha256[64] = '\0';
+	hex[64] = '\0';
 	if (vm_image_format_parse(fmt, &out->vi_format) == -1) {
 		text_quote(fmt, COMMAND_QUOTE_MAX, q, sizeof(q));
 		return error_set(err, CARVE_EINVAL, "image.format \"%s\" must "
 		    "be \"qcow2\" or \"raw\"", q);
 	}
+	memcpy(out->vi_sha256, hex, sizeof(out->vi_sha256));
 	out->vi_url = xstrdup(url);
+	return 0;
+}
+
+void
+vm_image_clear(struct vm_image *img)
+{
+	if (img == NULL)
+		return;
+	free(img->vi_url);
+	memset(img, 0, sizeof(*img));
+}
+
+void
+vm_image_copy(struct vm_image *dst, const struct vm_image *src)
+{
+	*dst = *src;
+	if (src->vi_url != NULL)
+		dst->vi_url = xstrdup(src->vi_url);
+}
+
+static const char *const vm_image_keys[] = { "url", "sha256", "format", NULL };
+
+int
+vm_image_get(json_object *args, struct vm_image *out,
+    struct carve_error *err)
+{
+	json_object *img = NULL;
+	const char *url, *sum, *fmt;
+	int rc;
+
+	if ((rc = jsonx_get_object(args, "image", false, &img, err)) != 1)
+		return rc;
+	if (jsonx_check_object(img, "image", vm_image_keys, err) == -1 ||
+	    jsonx_get_string(img, "url", true, VM_IMAGE_URL_MAX, &url,
+	    err) == -1 ||
+	    jsonx_get_string(img, "sha256", true, SIZE_MAX, &sum, err) == -1 ||
+	    jsonx_get_string(img, "format", true, SIZE_MAX, &fmt, err) == -1)
+		return -1;
+	if (vm_image_parse(url, sum, fmt, out, err) == -1)
+		return -1;
 	return 1;
+}
+
+json_object *
+vm_image_encode(const struct vm_image *img)
+{
+	json_object *o = command_new_object();
+
+	jsonx_add_string(o, "url", img->vi_url);
+	jsonx_add_string(o, "sha256", img->vi_sha256);
+	jsonx_add_string(o, "format", vm_image_format_name(img->vi_format));
+	return o;
+}
+
+/* ------------------------------------------------------------ data disks */
+
+static const char *const vm_data_disk_keys[] = { "size_gib", NULL };
+
+/*
+ * "data_disks": [{"size_gib": N}, ...]. The messages name the entry
+ * ("data_disks[1].size_gib ..."), which jsonx's getters could not.
+ */
+int
+vm_data_disks_get(json_object *args, struct vm_data_disk *out, size_t *nout,
+    struct carve_error *err)
+{
+	json_object *arr, *d, *v;
+	char what[48];
+	size_t n;
+	int64_t size;
+
+	*nout = 0;
+	if (!json_object_object_get_ex(args, "data_disks", &arr) || arr == NULL)
+		return 0;
+	if (!json_object_is_type(arr, json_type_array))
+		return error_set(err, CARVE_EINVAL,
+		    "data_disks must be an array of objects");
+	n = json_object_array_length(arr);
+	if (n > VM_DATA_DISKS_MAX)
+		return error_set(err, CARVE_EINVAL, "data_disks has %zu entries; "
+		    "at most %d are allowed", n, VM_DATA_DISKS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		d = json_object_array_get_idx(arr, i);
+		snprintf(what, sizeof(what), "data_disks[%zu]", i);
+		if (!json_object_is_type(d, json_type_object))
+			return error_set(err, CARVE_EINVAL,
+			    "%s must be an object", what);
+		if (jsonx_check_object(d, what, vm_data_disk_keys, err) == -1)
+			return -1;
+		if (!json_object_object_get_ex(d, "size_gib", &v) || v == NULL)
+			return error_set(err, CARVE_EINVAL,
+			    "%s.size_gib is required", what);
+		if (!json_object_is_type(v, json_type_int))
+			return error_set(err, CARVE_EINVAL,
+			    "%s.size_gib must be an integer", what);
+		/* Values above INT64_MAX read as INT64_MAX: still too large. */
+		size = json_object_get_int64(v);
+		if (size < 1)
+			return error_set(err, CARVE_EINVAL,
+			    "%s.size_gib must be at least 1 GiB", what);
+		if (size > (int64_t)VM_DISK_GIB_MAX)
+			return error_set(err, CARVE_EINVAL,
+			    "%s.size_gib must be at most %llu GiB", what,
+			    (unsigned long long)VM_DISK_GIB_MAX);
+		out[i].dd_size_gib = (uint64_t)size;
+	}
+	*nout = n;
+	return n > 0 ? 1 : 0;
+}
+
+json_object *
+vm_data_disks_encode(const struct vm_data_disk *disks, size_t n)
+{
+	json_object *arr = json_object_new_array();
+
+	if (arr == NULL) {
+		fprintf(stderr, "level=fatal comp=command msg=\"out of memory\"\n");
+		abort();
+	}
+	for (size_t i = 0; i < n && i < VM_DATA_DISKS_MAX; i++) {
+		json_object *d = command_new_object();
+
+		jsonx_add_int(d, "size_gib", (int64_t)disks[i].dd_size_gib);
+		json_object_array_add(arr, d);
+	}
+	return arr;
+}
+
+uint64_t
+vm_spec_disk_gib_total(const struct vm_spec *spec)
+{
+	uint64_t sum = spec->vs_disk_gib;
+
+	/* At most 9 x VM_DISK_GIB_MAX: no overflow. */
+	for (size_t i = 0; i < spec->vs_ndata_disks && i < VM_DATA_DISKS_MAX;
+	    i++)
+		sum += spec->vs_data_disks[i].dd_size_gib;
+	return sum;
 }
 
 /* ------------------------------------------------------------ cloud-init */
@@ -793,6 +935,7 @@ vm_nics_encode(const struct vm_nic *nics, size_t n)
 static const char *const vm_spec_keys[] = {
 	"name", "vcpus", "memory_mib", "disk_gib", "kernel", "initrd",
 	"cmdline", "image", "ssh_authorized_keys", "user_data", "networks",
+	"data_disks",
 	NULL
 };
 
@@ -823,11 +966,13 @@ vm_spec_decode(json_object *args, struct vm_spec *out,
 	if (command_get_filename(args, "kernel", &spec.vs_kernel, err) == -1 ||
 	    command_get_filename(args, "initrd", &spec.vs_initrd, err) == -1 ||
 	    command_get_cmdline(args, "cmdline", &spec.vs_cmdline, err) == -1 ||
-	    command_get_image(args, &spec.vs_image, err) == -1 ||
+	    vm_image_get(args, &spec.vs_image, err) == -1 ||
 	    command_get_ssh_keys(args, &spec.vs_ssh_keys, &spec.vs_nssh_keys,
 	    err) == -1 ||
 	    command_get_user_data(args, &spec.vs_user_data, err) == -1 ||
-	    command_get_nics(args, spec.vs_nics, &spec.vs_nnics, err) == -1)
+	    command_get_nics(args, spec.vs_nics, &spec.vs_nnics, err) == -1 ||
+	    vm_data_disks_get(args, spec.vs_data_disks, &spec.vs_ndata_disks,
+	    err) == -1)
 		goto fail;
 	/* cloud-init reads them from the seed that comes with an image. */
 	if (spec.vs_image.vi_url == NULL && spec.vs_nssh_keys > 0) {
@@ -873,15 +1018,9 @@ vm_spec_encode(const struct vm_spec *spec)
 		jsonx_add_string(o, "initrd", spec->vs_initrd);
 	if (spec->vs_cmdline != NULL)
 		jsonx_add_string(o, "cmdline", spec->vs_cmdline);
-	if (spec->vs_image.vi_url != NULL) {
-		json_object *img = command_new_object();
-
-		jsonx_add_string(img, "url", spec->vs_image.vi_url);
-		jsonx_add_string(img, "sha256", spec->vs_image.vi_sha256);
-		jsonx_add_string(img, "format",
-		    vm_image_format_name(spec->vs_image.vi_format));
-		json_object_object_add(o, "image", img);
-	}
+	if (spec->vs_image.vi_url != NULL)
+		json_object_object_add(o, "image",
+		    vm_image_encode(&spec->vs_image));
 	if (spec->vs_nssh_keys > 0) {
 		json_object *arr = json_object_new_array();
 
@@ -900,6 +1039,10 @@ vm_spec_encode(const struct vm_spec *spec)
 	if (spec->vs_nnics > 0)
 		json_object_object_add(o, "networks",
 		    vm_nics_encode(spec->vs_nics, spec->vs_nnics));
+	if (spec->vs_ndata_disks > 0)
+		json_object_object_add(o, "data_disks",
+		    vm_data_disks_encode(spec->vs_data_disks,
+		    spec->vs_ndata_disks));
 	return o;
 }
 
@@ -911,7 +1054,7 @@ vm_spec_clear(struct vm_spec *spec)
 	free(spec->vs_kernel);
 	free(spec->vs_initrd);
 	free(spec->vs_cmdline);
-	free(spec->vs_image.vi_url);
+	vm_image_clear(&spec->vs_image);
 	command_free_keys(spec->vs_ssh_keys, spec->vs_nssh_keys);
 	free(spec->vs_user_data);
 	memset(spec, 0, sizeof(*spec));
@@ -930,7 +1073,7 @@ vm_spec_copy(struct vm_spec *dst, const struct vm_spec *src)
 	dst->vs_kernel = command_strdup_null(src->vs_kernel);
 	dst->vs_initrd = command_strdup_null(src->vs_initrd);
 	dst->vs_cmdline = command_strdup_null(src->vs_cmdline);
-	dst->vs_image.vi_url = command_strdup_null(src->vs_image.vi_url);
+	vm_image_copy(&dst->vs_image, &src->vs_image);
 	dst->vs_ssh_keys = NULL;
 	if (src->vs_nssh_keys > 0) {
 		dst->vs_ssh_keys = xcalloc(src->vs_nssh_keys, sizeof(char *));
@@ -1039,6 +1182,48 @@ command_resize_encode(const struct command *cmd)
 	if (ra->memory_mib != 0)
 		jsonx_add_int(o, "memory_mib", (int64_t)ra->memory_mib);
 	return o;
+}
+
+static const char *const command_rebuild_keys[] = { "image", NULL };
+
+static int
+command_rebuild_decode(json_object *args, struct command *cmd,
+    struct carve_error *err)
+{
+	struct vm_image *img = &cmd->cmd_args.rebuild.image;
+
+	memset(img, 0, sizeof(*img));
+	if (args == NULL)
+		return 0;
+	if (jsonx_check_object(args, "vm.rebuild args", command_rebuild_keys,
+	    err) == -1 ||
+	    vm_image_get(args, img, err) == -1)
+		return -1;
+	return 0;
+}
+
+static json_object *
+command_rebuild_encode(const struct command *cmd)
+{
+	const struct vm_image *img = &cmd->cmd_args.rebuild.image;
+	json_object *o = command_new_object();
+
+	if (img->vi_url != NULL)
+		json_object_object_add(o, "image", vm_image_encode(img));
+	return o;
+}
+
+static void
+command_rebuild_copy(struct command *dst, const struct command *src)
+{
+	vm_image_copy(&dst->cmd_args.rebuild.image,
+	    &src->cmd_args.rebuild.image);
+}
+
+static void
+command_rebuild_clear(struct command *cmd)
+{
+	vm_image_clear(&cmd->cmd_args.rebuild.image);
 }
 
 static int

@@ -9,7 +9,9 @@
  * args per type:
  *   vm.create  {"name","vcpus","memory_mib","disk_gib"?,"kernel"?,"initrd"?,"cmdline"?,
  *               "image"?:{"url","sha256","format"},"ssh_authorized_keys"?:[..],
- *               "user_data"?,"networks"?:[{"network"|"bridge":NAME,"mac"?:MAC}]}
+ *               "user_data"?,"networks"?:[{"network"|"bridge":NAME,"mac"?:MAC}],
+ *               "data_disks"?:[{"size_gib"},..]}
+ *   vm.rebuild {"image"?:{"url","sha256","format"}}   (default: the VM's own)
  *   vm.start   {}            vm.reboot {}            vm.destroy {}
  *   vm.stop    {"force"?: bool, "timeout_s"?: 1..3600 (default 60)}
  *   vm.resize  {"vcpus"?: 1..VM_VCPUS_MAX, "memory_mib"?: 64..} (at least one)
@@ -51,6 +53,9 @@
 #define VM_NICS_MAX         8
 #define VM_BRIDGE_NAME_MAX  15      /* IFNAMSIZ - 1 */
 #define VM_MAC_LEN          17      /* "xx:xx:xx:xx:xx:xx" */
+#define VM_DATA_DISKS_MAX   8
+/* The most DISK_GIB one VM can take: its root and every data disk. */
+#define VM_DISK_GIB_TOTAL_MAX (VM_DISK_GIB_MAX * (1 + VM_DATA_DISKS_MAX))
 /*
  * Room for the largest valid vm.create: 32 keys of 8 KiB plus 64 KiB of
  * user data whose every byte is escaped (2 bytes in JSON), with margin; still
@@ -69,6 +74,7 @@ enum command_type {
 	CMD_VM_MIGRATE,
 	CMD_VM_MIGRATE_CANCEL,
 	CMD_VM_MIGRATE_FINISH,
+	CMD_VM_REBUILD,
 	CMD_TYPE_MAX
 };
 
@@ -89,6 +95,11 @@ struct vm_image {
 	char *vi_url;
 	char vi_sha256[65];
 	enum vm_image_format vi_format;
+};
+
+/* An extra disk: an empty qcow2 volume that survives vm.rebuild. */
+struct vm_data_disk {
+	uint64_t dd_size_gib;   /* 1..VM_DISK_GIB_MAX */
 };
 
 enum vm_nic_kind {
@@ -131,10 +142,43 @@ struct vm_spec {
 	/* NICs in guest order (no MAC appears twice); none: no NIC at all. */
 	struct vm_nic vs_nics[VM_NICS_MAX];
 	size_t vs_nnics;
+	/* Attached as vdb, vdc, ... in this order. */
+	struct vm_data_disk vs_data_disks[VM_DATA_DISKS_MAX];
+	size_t vs_ndata_disks;
 };
+
+/*
+ * The DISK_GIB a VM of this spec takes: its root disk (disk_gib) and its
+ * data disks.
+ */
+uint64_t vm_spec_disk_gib_total(const struct vm_spec *spec);
 
 const char *vm_image_format_name(enum vm_image_format f);
 int vm_image_format_parse(const char *name, enum vm_image_format *out);
+/*
+ * Check an image given as its three members (as in the "image" object; also
+ * what carve's domain metadata records) with the decoder's rules; on
+ * success out->vi_url is a new string (vm_image_clear).
+ */
+int vm_image_parse(const char *url, const char *sha256, const char *format,
+    struct vm_image *out, struct carve_error *err);
+void vm_image_clear(struct vm_image *img);
+void vm_image_copy(struct vm_image *dst, const struct vm_image *src);
+/*
+ * The "image" member of obj: 1 and *out filled (vm_image_clear) when
+ * present, 0 when absent or null, -1 with err (CARVE_EINVAL) when bad.
+ */
+int vm_image_get(json_object *obj, struct vm_image *out,
+    struct carve_error *err);
+/* {"url","sha256","format"} */
+json_object *vm_image_encode(const struct vm_image *img);
+/*
+ * The "data_disks" member of obj, [{"size_gib": 1..VM_DISK_GIB_MAX}] with
+ * at most VM_DATA_DISKS_MAX entries, into out[] and *n (0 when absent).
+ */
+int vm_data_disks_get(json_object *obj, struct vm_data_disk *out, size_t *n,
+    struct carve_error *err);
+json_object *vm_data_disks_encode(const struct vm_data_disk *disks, size_t n);
 
 /* "network" or "bridge": the key an entry of "networks" names it by. */
 const char *vm_nic_kind_name(enum vm_nic_kind kind);
@@ -215,6 +259,11 @@ struct command_migrate_args {
 	unsigned mg_timeout_s;
 };
 
+/* vm.rebuild: the image of the new root disk (vi_url NULL: the VM's own). */
+struct command_rebuild_args {
+	struct vm_image image;
+};
+
 struct command {
 	char cmd_id[IDS_UUID_LEN + 1];      /* lower-case */
 	enum command_type cmd_type;
@@ -225,6 +274,7 @@ struct command {
 		struct command_resize_args resize;
 		struct command_migrate_prepare_args migrate_prepare;
 		struct command_migrate_args migrate;
+		struct command_rebuild_args rebuild;
 	} cmd_args;
 };
 

@@ -1182,7 +1182,7 @@ proto_heartbeat_resp_encode(const struct proto_heartbeat_resp *msg)
 static const char *const proto_vm_create_keys[] = {
 	"name", "vcpus", "memory_mib", "disk_gib", "node", "kernel", "initrd",
 	"cmdline", "image", "ssh_authorized_keys", "user_data", "networks",
-	NULL
+	"data_disks", NULL
 };
 
 int
@@ -1307,13 +1307,15 @@ struct proto_action_entry {
 	enum command_type pa_command;
 	bool pa_force;          /* takes "force" */
 	bool pa_sizes;          /* takes "vcpus" and "memory_mib" */
+	bool pa_image;          /* takes "image" */
 };
 
 static const struct proto_action_entry proto_actions[PROTO_VM_ACTION_MAX] = {
-	[PROTO_VM_START] = { "start", CMD_VM_START, false, false },
-	[PROTO_VM_STOP] = { "stop", CMD_VM_STOP, true, false },
-	[PROTO_VM_REBOOT] = { "reboot", CMD_VM_REBOOT, false, false },
-	[PROTO_VM_RESIZE] = { "resize", CMD_VM_RESIZE, false, true },
+	[PROTO_VM_START] = { "start", CMD_VM_START, false, false, false },
+	[PROTO_VM_STOP] = { "stop", CMD_VM_STOP, true, false, false },
+	[PROTO_VM_REBOOT] = { "reboot", CMD_VM_REBOOT, false, false, false },
+	[PROTO_VM_RESIZE] = { "resize", CMD_VM_RESIZE, false, true, false },
+	[PROTO_VM_REBUILD] = { "rebuild", CMD_VM_REBUILD, false, false, true },
 };
 
 const char *
@@ -1333,7 +1335,7 @@ proto_vm_action_command(enum proto_vm_action a)
 }
 
 static const char *const proto_action_keys[] = { "action", "force", "vcpus",
-	"memory_mib", NULL };
+	"memory_mib", "image", NULL };
 
 /*
  * vcpus and memory_mib of a resize, checked by the command's own decoder
@@ -1388,8 +1390,8 @@ proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
 	if (a == PROTO_VM_ACTION_MAX) {
 		text_quote(name, PROTO_QUOTE_MAX, q, sizeof(q));
 		return error_set(err, CARVE_EINVAL,
-		    "action \"%s\" is unknown (expected start, stop, reboot or "
-		    "resize)", q);
+		    "action \"%s\" is unknown (expected start, stop, reboot, "
+		    "resize or rebuild)", q);
 	}
 	m.va_action = (enum proto_vm_action)a;
 	if ((rc = jsonx_get_bool(obj, "force", false, &m.va_force, err)) == -1)
@@ -1405,6 +1407,13 @@ proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
 	    json_object_object_get(obj, "memory_mib") != NULL) {
 		return error_set(err, CARVE_EINVAL,
 		    "vcpus and memory_mib apply to the resize action only");
+	}
+	if (proto_actions[a].pa_image) {
+		if (vm_image_get(obj, &m.va_image, err) == -1)
+			return -1;
+	} else if (json_object_object_get(obj, "image") != NULL) {
+		return error_set(err, CARVE_EINVAL,
+		    "image applies to the rebuild action only");
 	}
 	*out = m;
 	return 0;
@@ -1431,7 +1440,19 @@ proto_vm_action_req_encode(const struct proto_vm_action_req *msg)
 			jsonx_add_int(o, "memory_mib",
 			    (int64_t)msg->va_resize.memory_mib);
 	}
+	if (pa != NULL && pa->pa_image && msg->va_image.vi_url != NULL)
+		json_object_object_add(o, "image",
+		    vm_image_encode(&msg->va_image));
 	return o;
+}
+
+void
+proto_vm_action_req_clear(struct proto_vm_action_req *msg)
+{
+	if (msg == NULL)
+		return;
+	vm_image_clear(&msg->va_image);
+	memset(msg, 0, sizeof(*msg));
 }
 
 static const char *const proto_desired_names[PROTO_DESIRED_MAX] = {
@@ -1520,8 +1541,9 @@ proto_vm_decode(json_object *obj, struct proto_vm *out,
 	    (int64_t)VM_MEMORY_MIB_MAX, &v, err) == -1)
 		return -1;
 	m.pv_memory_mib = (uint64_t)v;
-	if (jsonx_get_int(obj, "disk_gib", true, 0, (int64_t)VM_DISK_GIB_MAX,
-	    &v, err) == -1)
+	/* carve-cp's record counts the data disks in (what the VM takes). */
+	if (jsonx_get_int(obj, "disk_gib", true, 0,
+	    (int64_t)VM_DISK_GIB_TOTAL_MAX, &v, err) == -1)
 		return -1;
 	m.pv_disk_gib = (uint64_t)v;
 	if (jsonx_get_string(obj, "desired_state", true, 16, &desired,

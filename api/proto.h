@@ -336,7 +336,9 @@ json_object *proto_heartbeat_resp_encode(
 
 /*
  * POST /v1/vms  {"name","vcpus","memory_mib","disk_gib"?,"node"?,"kernel"?,
- * "initrd"?,"cmdline"?}: vm_spec_decode's form plus an optional node name.
+ * "initrd"?,"cmdline"?,"image"?,"ssh_authorized_keys"?,"user_data"?,
+ * "networks"?,"data_disks"?}: vm_spec_decode's form plus an optional node
+ * name.
  * vc_node is "" when absent (the scheduler picks).
  */
 struct proto_vm_create_req {
@@ -376,17 +378,21 @@ int proto_command_ref_decode_buf(const char *buf, size_t len,
 json_object *proto_command_ref_encode(const struct proto_command_ref *msg);
 
 /*
- * POST /v1/vms/{id}/actions  {"action":"start"|"stop"|"reboot"|"resize",
- *                             "force"?:bool, "vcpus"?, "memory_mib"?}
+ * POST /v1/vms/{id}/actions  {"action":"start"|"stop"|"reboot"|"resize"|
+ *                             "rebuild", "force"?:bool, "vcpus"?,
+ *                             "memory_mib"?, "image"?:{"url","sha256",
+ *                             "format"}}
  * force applies to stop only, vcpus and memory_mib (same bounds as
- * vm.resize, at least one of them) to resize only: given with another
- * action they are refused. The encoder writes each for its action only.
+ * vm.resize, at least one of them) to resize only, image to rebuild only:
+ * given with another action they are refused. The encoder writes each for
+ * its action only.
  */
 enum proto_vm_action {
 	PROTO_VM_START = 0,
 	PROTO_VM_STOP,
 	PROTO_VM_REBOOT,
 	PROTO_VM_RESIZE,
+	PROTO_VM_REBUILD,
 	PROTO_VM_ACTION_MAX
 };
 
@@ -394,20 +400,24 @@ struct proto_vm_action_req {
 	enum proto_vm_action va_action;
 	bool va_force;
 	struct command_resize_args va_resize;   /* resize: 0 = unchanged */
+	/* rebuild: the new image (vi_url NULL: the VM's own); owned. */
+	struct vm_image va_image;
 };
 
-/* "start", "stop", "reboot", "resize" */
+/* "start", "stop", "reboot", "resize", "rebuild" */
 const char *proto_vm_action_name(enum proto_vm_action a);
-/* CMD_VM_START, CMD_VM_STOP, CMD_VM_REBOOT, CMD_VM_RESIZE */
+/* CMD_VM_START, CMD_VM_STOP, CMD_VM_REBOOT, CMD_VM_RESIZE, CMD_VM_REBUILD */
 enum command_type proto_vm_action_command(enum proto_vm_action a);
 int proto_vm_action_req_decode(json_object *obj,
     struct proto_vm_action_req *out, struct carve_error *err);
 int proto_vm_action_req_decode_buf(const char *buf, size_t len,
     struct proto_vm_action_req *out, struct carve_error *err);
 json_object *proto_vm_action_req_encode(const struct proto_vm_action_req *msg);
+void proto_vm_action_req_clear(struct proto_vm_action_req *msg);
 
 /*
- * The VM record of GET /v1/vms and GET /v1/vms/{id}:
+ * The VM record of GET /v1/vms and GET /v1/vms/{id} (disk_gib: what the VM
+ * takes of DISK_GIB, its root and data disks):
  *   {"id","name","node","vcpus","memory_mib","disk_gib",
  *    "desired_state":"running"|"stopped"|"deleted",
  *    "state":"<vm_state name>"|"pending","last_command_id","updated_at",

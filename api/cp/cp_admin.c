@@ -166,7 +166,7 @@ cp_admin_vm_create(struct cp_req *r, struct carve_error *err)
 	sn = admin_sched_nodes(nodes, n);
 	need[PROTO_CAP_VCPU] = req.vc_spec.vs_vcpus;
 	need[PROTO_CAP_MEMORY_MIB] = (int64_t)req.vc_spec.vs_memory_mib;
-	need[PROTO_CAP_DISK_GIB] = (int64_t)req.vc_spec.vs_disk_gib;
+	need[PROTO_CAP_DISK_GIB] = (int64_t)vm_spec_disk_gib_total(&req.vc_spec);
 	idx = cp_sched_pick(sn, n, req.vc_node, need, now,
 	    (int64_t)cp->cp_conf.cf_node_ttl_s * 1000, err);
 	if (idx < 0)
@@ -185,7 +185,8 @@ cp_admin_vm_create(struct cp_req *r, struct carve_error *err)
 	memcpy(vm.vr_node, nodes[idx].nr_name, sizeof(vm.vr_node));
 	vm.vr_vcpus = req.vc_spec.vs_vcpus;
 	vm.vr_memory_mib = req.vc_spec.vs_memory_mib;
-	vm.vr_disk_gib = req.vc_spec.vs_disk_gib;
+	/* What the VM takes of DISK_GIB: root and data disks. */
+	vm.vr_disk_gib = vm_spec_disk_gib_total(&req.vc_spec);
 	spec = vm_spec_encode(&req.vc_spec);
 	vm.vr_spec = jsonx_to_string(spec);
 	json_object_put(spec);
@@ -376,16 +377,19 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 	if (migrate)
 		return cp_mig_admin_migrate(r, id, err);
 	if (proto_vm_action_req_decode_buf(r->rq_body, r->rq_body_len, &act,
-	    err) < 0 ||
-	    cp_store_vm_get(cp->cp_store, id, &vm, err) < 0)
+	    err) < 0)
 		return -1;
+	if (cp_store_vm_get(cp->cp_store, id, &vm, err) < 0) {
+		proto_vm_action_req_clear(&act);
+		return -1;
+	}
+	memset(&cmd, 0, sizeof(cmd));
 	if (vm.vr_desired == PROTO_DESIRED_DELETED) {
 		error_set(err, CARVE_ECONFLICT, "VM %s is being deleted", id);
 		goto cleanup;
 	}
 	if (cp_mig_vm_check_idle(cp, vm.vr_id, err) < 0)
 		goto cleanup;
-	memset(&cmd, 0, sizeof(cmd));
 	ids_uuid_new(cmd.cmd_id);
 	memcpy(cmd.cmd_vm_id, vm.vr_id, sizeof(cmd.cmd_vm_id));
 	cmd.cmd_type = proto_vm_action_command(act.va_action);
@@ -398,14 +402,22 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 		if (admin_resize_fits(cp, &vm, &act.va_resize, err) < 0)
 			goto cleanup;
 	}
-	/* A resize leaves the desired state as it is. */
+	if (cmd.cmd_type == CMD_VM_REBUILD) {
+		/* Moved, not copied: act is cleared below either way. */
+		cmd.cmd_args.rebuild.image = act.va_image;
+		memset(&act.va_image, 0, sizeof(act.va_image));
+	}
+	/* A resize or a rebuild leaves the desired state as it is. */
 	rc = admin_store_command(cp, &cmd, vm.vr_node, NULL,
 	    act.va_action == PROTO_VM_STOP ? PROTO_DESIRED_STOPPED :
-	    act.va_action == PROTO_VM_RESIZE ? vm.vr_desired :
+	    act.va_action == PROTO_VM_RESIZE ||
+	    act.va_action == PROTO_VM_REBUILD ? vm.vr_desired :
 	    PROTO_DESIRED_RUNNING, err);
 	if (rc == 0)
 		admin_reply_command(r, cmd.cmd_id);
 cleanup:
+	command_clear(&cmd);
+	proto_vm_action_req_clear(&act);
 	cp_vm_rec_clear(&vm);
 	return rc;
 }

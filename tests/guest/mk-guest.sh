@@ -16,13 +16,20 @@
 #     appended); with "writemark=<word>" on the command line appends <word>
 #     to WRITES.TXT and prints "WROTE <word>" (so a test sees whether a
 #     write went to an overlay and not to its base);
+#   - when a virtio disk with serial "carve-data0" is there (carve's first
+#     data disk, vdb), prints "DATA <words>" from it: its first 4 KiB hold
+#     "CARVEDATA" and one word per line (a blank disk prints "DATA "); with
+#     "datamark=<word>" on the command line appends <word> there (formatting
+#     a blank disk) and prints "DATA-WROTE <word>" (so a test sees what
+#     survives a rebuild of the root disk);
 #   - in the background, waits up to 10 s for a disk labelled "cidata" (the
 #     NoCloud seed, an IDE/SCSI cdrom or a virtio disk), mounts it and
 #     prints "CIDATA <instance-id>" and "CIDATA-HOSTNAME <local-hostname>"
 #     from its meta-data; a line "#writemark: <word>" in its user-data
 #     (a YAML comment: still valid cloud-config) does what writemark=
 #     does when the command line has none, for images that boot through
-#     their own boot loader (no kernel command line to set);
+#     their own boot loader (no kernel command line to set); likewise
+#     "#datamark: <word>" for datamark=;
 #   - loads virtio_net (and the failover modules it needs) and prints
 #     "NIC <ifname> <mac>" for each network interface but lo, sorted by
 #     name (a VM with no NIC prints nothing);
@@ -257,6 +264,37 @@ writemark=\$(arg writemark || :)
 if [ -n "\$writemark" ]; then
 	disk_write "\$writemark" || echo "WRITE FAILED \$writemark"
 fi
+# carve's first data disk (serial carve-data0): "CARVEDATA" and one word a
+# line in its first 4 KiB; anything else there reads as blank.
+data_dev() {
+	for b in /sys/block/vd*; do
+		[ "\$(cat "\$b/serial" 2>/dev/null)" = carve-data0 ] || continue
+		echo "/dev/\${b##*/}"
+		return 0
+	done
+	return 1
+}
+data_words() {
+	d=\$(data_dev) || return 1
+	head -c 4096 "\$d" | tr -d '\000' >/tmp/data.cur
+	[ "\$(head -n 1 /tmp/data.cur)" = CARVEDATA ] || return 0
+	sed 1d /tmp/data.cur | tr -cd 'A-Za-z0-9_.:\n-'
+}
+# Append a word, durably (conv=sync pads the block with zeros).
+data_write() {
+	d=\$(data_dev) || return 1
+	{ echo CARVEDATA; data_words; echo "\$1"; } >/tmp/data.new
+	dd if=/tmp/data.new of="\$d" bs=4096 count=1 conv=notrunc,sync,fsync 2>/dev/null ||
+	    return 1
+	echo "DATA-WROTE \$1"
+}
+if data_dev >/dev/null; then
+	echo DATA \$(data_words)
+fi
+datamark=\$(arg datamark || :)
+if [ -n "\$datamark" ]; then
+	data_write "\$datamark" || echo "DATA WRITE FAILED \$datamark"
+fi
 # The NoCloud seed: SCSI/ATA scans finish after insmod returns, so look for
 # it in the background instead of holding READY back on every boot.
 cidata() {
@@ -277,9 +315,13 @@ cidata() {
 			echo "CIDATA \$(sed -n 's/^instance-id: *//p' \$md | tr -cd 'A-Za-z0-9_.:-')"
 			echo "CIDATA-HOSTNAME \$(sed -n 's/^local-hostname: *//p' \$md | tr -cd 'A-Za-z0-9_.:-')"
 			cwm=\$(sed -n 's/^#writemark: *//p' /mnt/cidata/user-data | head -n 1 | tr -cd 'A-Za-z0-9_.:-')
+			cdm=\$(sed -n 's/^#datamark: *//p' /mnt/cidata/user-data | head -n 1 | tr -cd 'A-Za-z0-9_.:-')
 			umount /mnt/cidata
 			if [ -n "\$cwm" ] && [ -z "\$writemark" ]; then
 				disk_write "\$cwm" || echo "WRITE FAILED \$cwm"
+			fi
+			if [ -n "\$cdm" ] && [ -z "\$datamark" ]; then
+				data_write "\$cdm" || echo "DATA WRITE FAILED \$cdm"
 			fi
 			return 0
 		done

@@ -94,7 +94,10 @@ command_equal(const struct command *a, const struct command *b)
 		    streq_null(x->vs_kernel, y->vs_kernel) &&
 		    streq_null(x->vs_initrd, y->vs_initrd) &&
 		    streq_null(x->vs_cmdline, y->vs_cmdline) &&
-		    spec_cloud_equal(x, y) && spec_nics_equal(x, y);
+		    spec_cloud_equal(x, y) && spec_nics_equal(x, y) &&
+		    x->vs_ndata_disks == y->vs_ndata_disks &&
+		    memcmp(x->vs_data_disks, y->vs_data_disks,
+		    sizeof(x->vs_data_disks)) == 0;
 	case CMD_VM_STOP:
 		return a->cmd_args.stop.force == b->cmd_args.stop.force &&
 		    a->cmd_args.stop.timeout_s == b->cmd_args.stop.timeout_s;
@@ -102,6 +105,13 @@ command_equal(const struct command *a, const struct command *b)
 		return a->cmd_args.resize.vcpus == b->cmd_args.resize.vcpus &&
 		    a->cmd_args.resize.memory_mib ==
 		    b->cmd_args.resize.memory_mib;
+	case CMD_VM_REBUILD:
+		return streq_null(a->cmd_args.rebuild.image.vi_url,
+		    b->cmd_args.rebuild.image.vi_url) &&
+		    strcmp(a->cmd_args.rebuild.image.vi_sha256,
+		    b->cmd_args.rebuild.image.vi_sha256) == 0 &&
+		    a->cmd_args.rebuild.image.vi_format ==
+		    b->cmd_args.rebuild.image.vi_format;
 	default:
 		return true;
 	}
@@ -137,6 +147,7 @@ test_names(void **state)
 		{ CMD_VM_MIGRATE, "vm.migrate", true },
 		{ CMD_VM_MIGRATE_CANCEL, "vm.migrate.cancel", true },
 		{ CMD_VM_MIGRATE_FINISH, "vm.migrate.finish", true },
+		{ CMD_VM_REBUILD, "vm.rebuild", true },
 	};
 	static const struct {
 		enum command_status st;
@@ -1559,6 +1570,308 @@ test_derive_macs_and_interfaces(void **state)
 	vm_spec_clear(&spec);
 }
 
+/* ------------------------------------------------------------ data disks */
+
+#define DISKS(list) CREATE("\"data_disks\":" list)
+
+static const struct decode_case data_disk_cases[] = {
+	/* accepted */
+	{ DISKS("[{\"size_gib\":1}]"), 0, NULL },
+	{ DISKS("[{\"size_gib\":10},{\"size_gib\":65536}]"), 0, NULL },
+	{ DISKS("[]"), 0, NULL },
+	{ DISKS("null"), 0, NULL },
+	{ CREATE(IMG("file:///b", SUM, "qcow2") ",\"disk_gib\":5,"
+	    "\"data_disks\":[{\"size_gib\":2},{\"size_gib\":3}]"), 0, NULL },
+	{ DISKS("[{\"size_gib\":1},{\"size_gib\":1},{\"size_gib\":1},"
+	    "{\"size_gib\":1},{\"size_gib\":1},{\"size_gib\":1},"
+	    "{\"size_gib\":1},{\"size_gib\":8}]"), 0, NULL },
+	/* refused */
+	{ DISKS("[{\"size_gib\":1},{\"size_gib\":1},{\"size_gib\":1},"
+	    "{\"size_gib\":1},{\"size_gib\":1},{\"size_gib\":1},"
+	    "{\"size_gib\":1},{\"size_gib\":1},{\"size_gib\":1}]"), -1,
+	    "data_disks has 9 entries; at most 8 are allowed" },
+	{ DISKS("{\"size_gib\":1}"), -1,
+	    "data_disks must be an array of objects" },
+	{ DISKS("10"), -1, "data_disks must be an array of objects" },
+	{ DISKS("[10]"), -1, "data_disks[0] must be an object" },
+	{ DISKS("[{\"size_gib\":1},null]"), -1,
+	    "data_disks[1] must be an object" },
+	{ DISKS("[{}]"), -1, "data_disks[0].size_gib is required" },
+	{ DISKS("[{\"size_gib\":null}]"), -1,
+	    "data_disks[0].size_gib is required" },
+	{ DISKS("[{\"size_gib\":1},{\"size_gib\":0}]"), -1,
+	    "data_disks[1].size_gib must be at least 1 GiB" },
+	{ DISKS("[{\"size_gib\":-5}]"), -1,
+	    "data_disks[0].size_gib must be at least 1 GiB" },
+	{ DISKS("[{\"size_gib\":65537}]"), -1,
+	    "data_disks[0].size_gib must be at most 65536 GiB" },
+	{ DISKS("[{\"size_gib\":18446744073709551615}]"), -1,
+	    "data_disks[0].size_gib must be at most 65536 GiB" },
+	{ DISKS("[{\"size_gib\":1.5}]"), -1,
+	    "data_disks[0].size_gib must be an integer" },
+	{ DISKS("[{\"size_gib\":\"1\"}]"), -1,
+	    "data_disks[0].size_gib must be an integer" },
+	{ DISKS("[{\"size_gib\":1,\"bus\":\"scsi\"}]"), -1,
+	    "data_disks[0]: unknown key \"bus\"" },
+	{ DISKS("[{\"size\":1}]"), -1, "data_disks[0]: unknown key \"size\"" },
+};
+
+static void
+test_decode_data_disks(void **state)
+{
+	static const uint64_t totals[] = { 1, 65546, 0, 0, 10, 15 };
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(data_disk_cases); i++) {
+		const struct decode_case *c = &data_disk_cases[i];
+		struct carve_error err = { 0 };
+		struct vm_spec spec, again, copy;
+		json_object *o = parse(c->json), *enc;
+		int rc;
+
+		memset(&spec, 0xa5, sizeof(spec));
+		rc = vm_spec_decode(o, &spec, &err);
+		json_object_put(o);
+		if (rc != c->rc)
+			fail_msg("case %zu <%s>: rc %d want %d (%s)", i, c->json,
+			    rc, c->rc, err.message);
+		if (rc == -1) {
+			if (err.code != CARVE_EINVAL)
+				fail_msg("case %zu: code %d", i, err.code);
+			if (strstr(err.message, c->msg) == NULL)
+				fail_msg("case %zu <%s>: message \"%s\" lacks "
+				    "\"%s\"", i, c->json, err.message, c->msg);
+			if (spec.vs_ndata_disks != 0 || spec.vs_image.vi_url != NULL)
+				fail_msg("case %zu: out not cleared", i);
+			continue;
+		}
+		if (i < NELEM(totals) &&
+		    vm_spec_disk_gib_total(&spec) != totals[i])
+			fail_msg("case %zu: total %llu want %llu", i,
+			    (unsigned long long)vm_spec_disk_gib_total(&spec),
+			    (unsigned long long)totals[i]);
+		enc = vm_spec_encode(&spec);
+		/* No data disks: no key on the wire (older decoders). */
+		assert_int_equal(json_object_object_get_ex(enc, "data_disks",
+		    NULL), spec.vs_ndata_disks > 0);
+		if (vm_spec_decode(enc, &again, &err) != 0)
+			fail_msg("case %zu: encoded form refused: %s", i,
+			    err.message);
+		json_object_put(enc);
+		assert_int_equal(again.vs_ndata_disks, spec.vs_ndata_disks);
+		for (size_t k = 0; k < spec.vs_ndata_disks; k++)
+			assert_int_equal(again.vs_data_disks[k].dd_size_gib,
+			    spec.vs_data_disks[k].dd_size_gib);
+		vm_spec_copy(&copy, &again);
+		vm_spec_clear(&again);
+		assert_int_equal(copy.vs_ndata_disks, spec.vs_ndata_disks);
+		assert_int_equal(vm_spec_disk_gib_total(&copy),
+		    vm_spec_disk_gib_total(&spec));
+		vm_spec_clear(&copy);
+		vm_spec_clear(&spec);
+	}
+}
+
+static void
+test_decode_data_disk_values(void **state)
+{
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	json_object *o = parse(data_disk_cases[4].json);
+
+	(void)state;
+	assert_int_equal(vm_spec_decode(o, &spec, &err), 0);
+	json_object_put(o);
+	assert_int_equal(spec.vs_disk_gib, 5);
+	assert_int_equal(spec.vs_ndata_disks, 2);
+	assert_int_equal(spec.vs_data_disks[0].dd_size_gib, 2);
+	assert_int_equal(spec.vs_data_disks[1].dd_size_gib, 3);
+	assert_int_equal(vm_spec_disk_gib_total(&spec), 10);
+	vm_spec_clear(&spec);
+}
+
+/* ------------------------------------------------------------ rebuild */
+
+#define REBUILD(args) "{" HEAD "\"type\":\"vm.rebuild\"" args "}"
+
+static const struct decode_case rebuild_cases[] = {
+	/* accepted */
+	{ REBUILD(""), 0, NULL },
+	{ REBUILD(",\"args\":null"), 0, NULL },
+	{ REBUILD(",\"args\":{}"), 0, NULL },
+	{ REBUILD(",\"args\":{\"image\":null}"), 0, NULL },
+	{ REBUILD(",\"args\":{" IMG("https://img.example/d13.qcow2", SUM,
+	    "qcow2") "}"), 0, NULL },
+	{ REBUILD(",\"args\":{" IMG("file:///srv/img/base.raw",
+	    "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08",
+	    "raw") "}"), 0, NULL },
+	/* refused */
+	{ REBUILD(",\"args\":[]"), -1, "args must be a JSON object" },
+	{ REBUILD(",\"args\":{\"name\":\"a\"}"), -1,
+	    "vm.rebuild args: unknown key \"name\"" },
+	{ REBUILD(",\"args\":{" IMG("https://a/x", SUM, "qcow2")
+	    ",\"disk_gib\":10}"), -1,
+	    "vm.rebuild args: unknown key \"disk_gib\"" },
+	{ REBUILD(",\"args\":{\"image\":\"https://a/x\"}"), -1,
+	    "image must be a JSON object" },
+	{ REBUILD(",\"args\":{\"image\":{}}"), -1, "url is required" },
+	{ REBUILD(",\"args\":{\"image\":{\"url\":\"https://a/x\",\"sha256\":\""
+	    SUM "\"}}"), -1, "format is required" },
+	{ REBUILD(",\"args\":{\"image\":{\"url\":\"https://a/x\","
+	    "\"format\":\"raw\"}}"), -1, "sha256 is required" },
+	{ REBUILD(",\"args\":{\"image\":{\"url\":\"https://a/x\",\"sha256\":\""
+	    SUM "\",\"format\":\"raw\",\"size\":1}}"), -1,
+	    "image: unknown key \"size\"" },
+	{ REBUILD(",\"args\":{" IMG("gopher://a/x", SUM, "qcow2") "}"), -1,
+	    "must start with https://, http:// or file://" },
+	{ REBUILD(",\"args\":{" IMG("file:///a/../etc/shadow", SUM, "raw")
+	    "}"), -1, "segments" },
+	{ REBUILD(",\"args\":{" IMG("https://a/x", "abc", "raw") "}"), -1,
+	    "image.sha256 must be 64 hexadecimal digits" },
+	{ REBUILD(",\"args\":{" IMG("https://a/x", SUM, "vdi") "}"), -1,
+	    "image.format \"vdi\" must be \"qcow2\" or \"raw\"" },
+	{ "{\"id\":\"" ID1 "\",\"type\":\"vm.rebuild\"}", -1,
+	    "vm_id is required" },
+};
+
+static void
+test_decode_rebuild(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(rebuild_cases); i++) {
+		const struct decode_case *c = &rebuild_cases[i];
+		struct carve_error err = { 0 };
+		struct command a, b, copy;
+		json_object *enc;
+		char *text;
+		int rc;
+
+		memset(&a, 0xa5, sizeof(a));
+		rc = command_decode_buf(c->json, strlen(c->json), &a, &err);
+		if (rc != c->rc)
+			fail_msg("case %zu <%s>: rc %d want %d (%s)", i, c->json,
+			    rc, c->rc, err.message);
+		if (rc == -1) {
+			if (err.code != CARVE_EINVAL ||
+			    strstr(err.message, c->msg) == NULL)
+				fail_msg("case %zu <%s>: code %d message \"%s\" "
+				    "lacks \"%s\"", i, c->json, err.code,
+				    err.message, c->msg);
+			if (a.cmd_args.rebuild.image.vi_url != NULL)
+				fail_msg("case %zu: out not cleared", i);
+			continue;
+		}
+		assert_int_equal(a.cmd_type, CMD_VM_REBUILD);
+		enc = command_encode(&a);
+		text = jsonx_to_string(enc);
+		json_object_put(enc);
+		if (command_decode_buf(text, strlen(text), &b, &err) != 0)
+			fail_msg("case %zu: encoded form <%s> refused: %s", i,
+			    text, err.message);
+		if (!command_equal(&a, &b))
+			fail_msg("case %zu: round trip differs: <%s>", i, text);
+		command_copy(&copy, &b);
+		command_clear(&b);
+		command_clear(&a);
+		assert_true(command_equal(&copy, &copy));
+		command_clear(&copy);
+		free(text);
+	}
+}
+
+static void
+test_decode_rebuild_values(void **state)
+{
+	struct carve_error err = { 0 };
+	struct command cmd, copy;
+	const struct vm_image *img = &cmd.cmd_args.rebuild.image;
+	json_object *enc;
+	char *text;
+
+	(void)state;
+	/* No args: the VM's own image; encoded as empty args. */
+	assert_int_equal(command_decode_buf(rebuild_cases[0].json,
+	    strlen(rebuild_cases[0].json), &cmd, &err), 0);
+	assert_null(img->vi_url);
+	enc = command_encode(&cmd);
+	text = jsonx_to_string(enc);
+	assert_string_equal(text, "{\"id\":\"" ID1 "\",\"type\":\"vm.rebuild\","
+	    "\"vm_id\":\"" VM1 "\",\"args\":{}}");
+	free(text);
+	json_object_put(enc);
+	command_clear(&cmd);
+
+	/* With an image: upper-case sha256 kept lower-case; the copy is deep. */
+	assert_int_equal(command_decode_buf(rebuild_cases[5].json,
+	    strlen(rebuild_cases[5].json), &cmd, &err), 0);
+	assert_string_equal(img->vi_url, "file:///srv/img/base.raw");
+	assert_string_equal(img->vi_sha256, SUM);
+	assert_int_equal(img->vi_format, VM_IMAGE_RAW);
+	command_copy(&copy, &cmd);
+	command_clear(&cmd);
+	assert_string_equal(copy.cmd_args.rebuild.image.vi_url,
+	    "file:///srv/img/base.raw");
+	assert_int_equal(copy.cmd_args.rebuild.image.vi_format, VM_IMAGE_RAW);
+	command_clear(&copy);
+	assert_false(error_isset(&err));
+}
+
+/* vm_image_parse: the rules of the decoder, on plain strings. */
+static void
+test_vm_image_parse(void **state)
+{
+	static const struct {
+		const char *url, *sum, *fmt;
+		int rc;
+		const char *msg;
+	} cases[] = {
+		{ "https://a/x", SUM, "qcow2", 0, NULL },
+		{ "file:///x", SUM, "raw", 0, NULL },
+		{ "ftp://a/x", SUM, "qcow2", -1, "must start with https://" },
+		{ "file:///a//b", SUM, "qcow2", -1, "\"//\"" },
+		{ "https://a/x", SUM "00", "qcow2", -1,
+		    "image.sha256 must be 64 hexadecimal digits" },
+		{ "https://a/x", SUM, "", -1, "image.format \"\" must be" },
+		{ "https://a/x", SUM, "none", -1, "image.format \"none\"" },
+	};
+	struct carve_error err = { 0 };
+	struct vm_image img, copy;
+	char *longurl;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		error_clear(&err);
+		memset(&img, 0xa5, sizeof(img));
+		assert_int_equal(vm_image_parse(cases[i].url, cases[i].sum,
+		    cases[i].fmt, &img, &err), cases[i].rc);
+		if (cases[i].rc == 0) {
+			assert_string_equal(img.vi_url, cases[i].url);
+			vm_image_copy(&copy, &img);
+			vm_image_clear(&img);
+			assert_null(img.vi_url);
+			assert_string_equal(copy.vi_url, cases[i].url);
+			vm_image_clear(&copy);
+			continue;
+		}
+		assert_int_equal(err.code, CARVE_EINVAL);
+		assert_null(img.vi_url);
+		if (strstr(err.message, cases[i].msg) == NULL)
+			fail_msg("case %zu: message \"%s\" lacks \"%s\"", i,
+			    err.message, cases[i].msg);
+	}
+	/* The URL length bound holds here too (metadata is parsed with it). */
+	longurl = repeat('a', VM_IMAGE_URL_MAX + 1);
+	memcpy(longurl, "https://", 8);
+	error_clear(&err);
+	assert_int_equal(vm_image_parse(longurl, SUM, "raw", &img, &err), -1);
+	assert_non_null(strstr(err.message, "longer than 2048 bytes"));
+	longurl[VM_IMAGE_URL_MAX] = '\0';
+	assert_int_equal(vm_image_parse(longurl, SUM, "raw", &img, &err), 0);
+	vm_image_clear(&img);
+	vm_image_clear(NULL);
+	free(longurl);
+}
+
 /* ------------------------------------------------------------ results */
 
 struct result_case {
@@ -1808,12 +2121,48 @@ test_vm_info_round_trip(void **state)
 		free(text);
 	}
 
+	/* With an image and data disks. */
+	memset(&vm, 0, sizeof(vm));
+	snprintf(vm.vm_id, sizeof(vm.vm_id), "%s", VM1);
+	snprintf(vm.vm_name, sizeof(vm.vm_name), "db");
+	vm.vm_vcpus = 1;
+	vm.vm_memory_mib = 64;
+	vm.vm_disk_gib = 4;
+	snprintf(vm.vm_image_url, sizeof(vm.vm_image_url), "file:///i/b.qcow2");
+	snprintf(vm.vm_image_sha256, sizeof(vm.vm_image_sha256), "%s", SUM);
+	vm.vm_image_format = VM_IMAGE_QCOW2;
+	vm.vm_ndata_disks = 2;
+	vm.vm_data_disks[0].dd_size_gib = 10;
+	vm.vm_data_disks[1].dd_size_gib = 65536;
+	assert_int_equal(vm_info_disk_gib_total(&vm), 65550);
+	enc = vm_info_encode(&vm);
+	text = jsonx_to_string(enc);
+	json_object_put(enc);
+	assert_non_null(strstr(text, "\"image\":{\"url\":\"file:///i/b.qcow2\","
+	    "\"sha256\":\"" SUM "\",\"format\":\"qcow2\"}"));
+	assert_non_null(strstr(text, "\"data_disks\":[{\"size_gib\":10},"
+	    "{\"size_gib\":65536}]"));
+	o = parse(text);
+	assert_int_equal(vm_info_decode(o, &back, &err), 0);
+	json_object_put(o);
+	free(text);
+	assert_string_equal(back.vm_image_url, "file:///i/b.qcow2");
+	assert_string_equal(back.vm_image_sha256, SUM);
+	assert_int_equal(back.vm_image_format, VM_IMAGE_QCOW2);
+	assert_int_equal(back.vm_ndata_disks, 2);
+	assert_int_equal(back.vm_data_disks[1].dd_size_gib, 65536);
+	assert_int_equal(vm_info_disk_gib_total(&back), 65550);
+
 	o = parse("{\"id\":\"6F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9\",\"name\":\"a\","
 	    "\"state\":\"running\",\"vcpus\":1,\"memory_mib\":64,\"disk_gib\":0,"
 	    "\"command_id\":\"" ID1 "\",\"created_at\":0}");
 	assert_int_equal(vm_info_decode(o, &back, &err), 0);
 	assert_string_equal(back.vm_id, VM1);
 	assert_int_equal(back.vm_state, VM_STATE_RUNNING);
+	/* An older agent's report: no image, no data disks. */
+	assert_string_equal(back.vm_image_url, "");
+	assert_int_equal(back.vm_ndata_disks, 0);
+	assert_int_equal(vm_info_disk_gib_total(&back), 0);
 	json_object_put(o);
 }
 
@@ -1846,6 +2195,17 @@ test_vm_info_rejects(void **state)
 		    "created_at is required" },
 		{ "{" VHEAD "\"state\":\"running\",\"vcpus\":1,\"memory_mib\":64,"
 		    "\"created_at\":0}", -1, "disk_gib is required" },
+		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"created_at\":0,"
+		    "\"image\":{\"url\":\"ftp://a/x\",\"sha256\":\"" SUM "\","
+		    "\"format\":\"raw\"}}", -1, "must start with https://" },
+		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"created_at\":0,"
+		    "\"image\":{\"url\":\"https://a/x\"}}", -1,
+		    "sha256 is required" },
+		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"created_at\":0,"
+		    "\"data_disks\":[{\"size_gib\":0}]}", -1,
+		    "data_disks[0].size_gib must be at least 1 GiB" },
+		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"created_at\":0,"
+		    "\"data_disks\":[1]}", -1, "data_disks[0] must be an object" },
 	};
 
 	(void)state;
@@ -1883,6 +2243,11 @@ main(void)
 		cmocka_unit_test(test_decode_image),
 		cmocka_unit_test(test_decode_image_values),
 		cmocka_unit_test(test_decode_image_max),
+		cmocka_unit_test(test_decode_data_disks),
+		cmocka_unit_test(test_decode_data_disk_values),
+		cmocka_unit_test(test_decode_rebuild),
+		cmocka_unit_test(test_decode_rebuild_values),
+		cmocka_unit_test(test_vm_image_parse),
 		cmocka_unit_test(test_command_round_trip),
 		cmocka_unit_test(test_command_encode_form),
 		cmocka_unit_test(test_decode_networks),

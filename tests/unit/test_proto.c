@@ -28,6 +28,8 @@
 #define U1 "0b9c6a3e-5d1f-4c2b-9a8e-7f6d5c4b3a21"
 #define U2 "6f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
 #define U1_UPPER "0B9C6A3E-5D1F-4C2B-9A8E-7F6D5C4B3A21"
+#define ASUM "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+#define ASUM_UPPER "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"
 #define CSR "\"-----BEGIN CERTIFICATE REQUEST-----\\nMIIBszCCAVgCAQAw\\n" \
 	"Zm9vYmFy+/==\\n-----END CERTIFICATE REQUEST-----\\n\""
 #define PEM_CERT "-----BEGIN CERTIFICATE-----\\nMIIBkTCB+wIJAK\\n" \
@@ -144,7 +146,7 @@ RT(heartbeat_resp, struct proto_heartbeat_resp, noclear)
 RT(vm_create_req, struct proto_vm_create_req, proto_vm_create_req_clear)
 RT(vm_created, struct proto_vm_created, noclear)
 RT(command_ref, struct proto_command_ref, noclear)
-RT(vm_action_req, struct proto_vm_action_req, noclear)
+RT(vm_action_req, struct proto_vm_action_req, proto_vm_action_req_clear)
 RT(vm, struct proto_vm, noclear)
 RT(node, struct proto_node, proto_node_clear)
 RT(command_info, struct proto_command_info, proto_command_info_clear)
@@ -333,6 +335,10 @@ static const struct valid_case valid_cases[] = {
 	    "{\"name\":\"n\",\"vcpus\":1,\"memory_mib\":64,\"disk_gib\":0,"
 	    "\"networks\":[{\"network\":\"default\"},{\"bridge\":\"br0\","
 	    "\"mac\":\"52:54:00:aa:bb:cc\"}],\"node\":\"n1\"}" },
+	/* and its data disks */
+	{ K_VM_CREATE, "{\"name\":\"d\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"disk_gib\":0,\"data_disks\":[{\"size_gib\":20},{\"size_gib\":1}]}",
+	    NULL },
 	{ K_VM_CREATED, "{\"id\":\"" U2 "\",\"node\":\"host-1\",\"command_id\":\""
 	    U1 "\"}", NULL },
 	{ K_COMMAND_REF, "{\"command_id\":\"" U1_UPPER "\"}",
@@ -342,6 +348,19 @@ static const struct valid_case valid_cases[] = {
 	    "{\"action\":\"stop\",\"force\":false}" },
 	{ K_VM_ACTION, "{\"action\":\"start\"}", NULL },
 	{ K_VM_ACTION, "{\"action\":\"reboot\"}", NULL },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\"}", NULL },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":null}",
+	    "{\"action\":\"rebuild\"}" },
+	{ K_VM_ACTION, "{\"action\":\"stop\",\"image\":null}",
+	    "{\"action\":\"stop\",\"force\":false}" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":{\"url\":"
+	    "\"https://img.example/d13.qcow2\",\"sha256\":\"" ASUM "\","
+	    "\"format\":\"qcow2\"}}", NULL },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":{\"url\":"
+	    "\"file:///i/b.raw\",\"sha256\":\"" ASUM_UPPER "\","
+	    "\"format\":\"raw\"}}", "{\"action\":\"rebuild\",\"image\":"
+	    "{\"url\":\"file:///i/b.raw\",\"sha256\":\"" ASUM "\","
+	    "\"format\":\"raw\"}}" },
 	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":4,\"memory_mib\":2048}",
 	    NULL },
 	{ K_VM_ACTION, "{\"action\":\"resize\",\"memory_mib\":64}", NULL },
@@ -350,6 +369,11 @@ static const struct valid_case valid_cases[] = {
 	{ K_VM_ACTION, "{\"action\":\"start\",\"vcpus\":null}",
 	    "{\"action\":\"start\"}" },
 	{ K_VM, VMREC, NULL },
+	/* disk_gib of a record is root + data disks: up to 9 x 65536 */
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":589824,"
+	    "\"desired_state\":\"running\",\"state\":\"running\","
+	    "\"last_command_id\":\"" U1 "\",\"updated_at\":1}", NULL },
 	{ K_VM_LIST, "[]", NULL },
 	{ K_VM_LIST, "[" VMREC "," VMREC "]", NULL },
 	{ K_NODE, NODEREC, NULL },
@@ -669,8 +693,24 @@ static const struct invalid_case invalid_cases[] = {
 	    "command reference: unknown key \"id\"" },
 	/* admin: actions */
 	{ K_VM_ACTION, "{\"action\":\"pause\"}",
-	    "action \"pause\" is unknown (expected start, stop, reboot or "
-	    "resize)" },
+	    "action \"pause\" is unknown (expected start, stop, reboot, "
+	    "resize or rebuild)" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"force\":true}",
+	    "force applies to the stop action only" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"vcpus\":2}",
+	    "vcpus and memory_mib apply to the resize action only" },
+	{ K_VM_ACTION, "{\"action\":\"start\",\"image\":{\"url\":"
+	    "\"https://a/x\",\"sha256\":\"" ASUM "\",\"format\":\"raw\"}}",
+	    "image applies to the rebuild action only" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":2,\"image\":{}}",
+	    "image applies to the rebuild action only" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":{\"url\":"
+	    "\"ftp://a/x\",\"sha256\":\"" ASUM "\",\"format\":\"raw\"}}",
+	    "must start with https://, http:// or file://" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":{\"url\":"
+	    "\"https://a/x\",\"format\":\"raw\"}}", "sha256 is required" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":\"https://a/x\"}",
+	    "image must be a JSON object" },
 	{ K_VM_ACTION, "{\"action\":\"resize\"}",
 	    "vm.resize needs vcpus, memory_mib or both" },
 	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":0}",
@@ -697,6 +737,14 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_VM_ACTION, "{\"action\":\"stop\",\"timeout_s\":5}",
 	    "VM action request: unknown key \"timeout_s\"" },
 	/* admin: VM record */
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":589825,"
+	    "\"desired_state\":\"running\",\"state\":\"running\","
+	    "\"last_command_id\":\"" U1 "\",\"updated_at\":1}",
+	    "disk_gib must be between 0 and 589824" },
+	{ K_VM_CREATE, "{\"name\":\"d\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"data_disks\":[{\"size_gib\":0}]}",
+	    "data_disks[0].size_gib must be at least 1 GiB" },
 	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
 	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"desired_state\":"
 	    "\"running\",\"state\":\"bogus\",\"last_command_id\":\"" U1 "\","
@@ -1215,6 +1263,9 @@ test_names(void **state)
 	assert_int_equal(proto_vm_action_command(PROTO_VM_RESIZE),
 	    CMD_VM_RESIZE);
 	assert_string_equal(proto_vm_action_name(PROTO_VM_RESIZE), "resize");
+	assert_int_equal(proto_vm_action_command(PROTO_VM_REBUILD),
+	    CMD_VM_REBUILD);
+	assert_string_equal(proto_vm_action_name(PROTO_VM_REBUILD), "rebuild");
 	assert_int_equal(proto_vm_action_command(PROTO_VM_ACTION_MAX),
 	    CMD_TYPE_MAX);
 	for (int i = 0; i < PROTO_DESIRED_MAX; i++) {
