@@ -75,7 +75,13 @@ agent_vm_same(const struct vm_info *x, const struct vm_info *y)
 	    x->vm_disk_gib == y->vm_disk_gib &&
 	    strcmp(x->vm_command_id, y->vm_command_id) == 0 &&
 	    x->vm_state == y->vm_state &&
-	    x->vm_created_at_ms == y->vm_created_at_ms;
+	    x->vm_created_at_ms == y->vm_created_at_ms &&
+	    strcmp(x->vm_image_url, y->vm_image_url) == 0 &&
+	    strcmp(x->vm_image_sha256, y->vm_image_sha256) == 0 &&
+	    x->vm_image_format == y->vm_image_format &&
+	    x->vm_ndata_disks == y->vm_ndata_disks &&
+	    memcmp(x->vm_data_disks, y->vm_data_disks,
+	    sizeof(x->vm_data_disks)) == 0;
 }
 
 /* Put without noting a change; returns the entry. */
@@ -177,7 +183,7 @@ agent_capacity(struct agent *a, struct capacity *out)
 		const struct vm_info *vm = v;
 		out->cap[CAP_VCPU].allocated += vm->vm_vcpus;
 		out->cap[CAP_MEMORY_MIB].allocated += vm->vm_memory_mib;
-		out->cap[CAP_DISK_GIB].allocated += vm->vm_disk_gib;
+		out->cap[CAP_DISK_GIB].allocated += vm_info_disk_gib_total(vm);
 	}
 	engine_claims(a->a_engine, &claims);
 	for (int i = 0; i < CAP_NCLASSES; i++)
@@ -590,6 +596,32 @@ agent_status_encode(struct agent *a)
 	return o;
 }
 
+/* ---- the image cache's libvirt connection ---- */
+
+/* images_conn_fn: see images.h. */
+static virConnectPtr
+agent_images_conn(void *arg, bool gc, struct carve_error *err)
+{
+	struct agent *a = arg;
+	virConnectPtr c;
+
+	if (a->a_virt == NULL || !a->a_view_ready) {
+		error_set(err, CARVE_EUNAVAIL, "not connected to libvirt yet; "
+		    "try again");
+		return NULL;
+	}
+	if (gc && engine_recovering(a->a_engine)) {
+		error_set(err, CARVE_EUNAVAIL, "commands from before the restart "
+		    "are being recovered (they may need their images); try "
+		    "again");
+		return NULL;
+	}
+	if ((c = virt_conn(a->a_virt)) == NULL)
+		error_set(err, CARVE_EUNAVAIL, "not connected to libvirt; try "
+		    "again");
+	return c;
+}
+
 /* ---- drain ---- */
 
 struct drain_job {
@@ -698,6 +730,13 @@ agent_init(struct agent *a, uv_loop_t *loop, const struct carved_conf *conf,
 			.io_max_bytes = conf->max_image_gib << 30,
 			.io_timeout_s = conf->download_timeout_s,
 			.io_ca_file = conf->image_ca_file,
+			.io_gc_interval_s = conf->gc_interval_s,
+			.io_gc_unused_age_s = conf->gc_unused_age_s,
+			.io_gc_max_bytes = (uint64_t)(conf->max_cache_gib *
+			    (double)(1ULL << 30)),
+			.io_pool = conf->storage_pool,
+			.io_conn = agent_images_conn,
+			.io_conn_arg = a,
 		};
 
 		if (images_new(loop, &io, &a->a_images, err) < 0)

@@ -108,6 +108,47 @@ capacity_add(struct capacity *cap, const struct cap_request *req)
 }
 
 void
+capacity_growth(const struct cap_request *cur,
+    const struct cap_request *targets, size_t n, struct cap_request *out)
+{
+	for (int c = 0; c < CAP_NCLASSES; c++) {
+		uint64_t peak = cur->amount[c];
+
+		for (size_t i = 0; i < n; i++)
+			if (targets[i].amount[c] > peak)
+				peak = targets[i].amount[c];
+		out->amount[c] = peak - cur->amount[c];
+	}
+}
+
+int
+capacity_admit_growth(const struct capacity *cap,
+    const struct cap_request *target, const struct cap_request *need,
+    struct carve_error *err)
+{
+	for (int c = 0; c < CAP_NCLASSES; c++) {
+		uint64_t most = capacity_allocatable(&cap->cap[c]);
+
+		if (target->amount[c] > most)
+			return error_set(err, CARVE_EINVAL,
+			    "%s %" PRIu64 " exceeds what this host can ever "
+			    "allocate (%" PRIu64 ")", class_names[c],
+			    target->amount[c], most);
+	}
+	for (int c = 0; c < CAP_NCLASSES; c++) {
+		uint64_t avail = capacity_free(&cap->cap[c]);
+
+		if (need->amount[c] > avail)
+			return error_set(err, CARVE_ECAPACITY,
+			    "insufficient %s to grow the VM to %" PRIu64 ": it "
+			    "needs %" PRIu64 " more, free %" PRIu64 " of %" PRIu64,
+			    class_names[c], target->amount[c], need->amount[c],
+			    avail, capacity_allocatable(&cap->cap[c]));
+	}
+	return 0;
+}
+
+void
 capacity_sub(struct capacity *cap, const struct cap_request *req)
 {
 	for (int c = 0; c < CAP_NCLASSES; c++) {

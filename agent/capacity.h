@@ -7,6 +7,7 @@
 #ifndef CARVE_CAPACITY_H
 #define CARVE_CAPACITY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <json-c/json.h>
@@ -50,6 +51,26 @@ uint64_t capacity_free(const struct cap_inventory *inv);
 int capacity_admit(const struct capacity *cap, const struct cap_request *req,
     struct carve_error *err);
 void capacity_add(struct capacity *cap, const struct cap_request *req);
+
+/*
+ * Resizes. A VM of size cur with resizes in flight to targets[0..n) (a
+ * class at 0 is one that resize leaves alone) holds a claim of, per class,
+ * how far the largest target exceeds cur, 0 when none does: a shrink
+ * claims nothing, and resizes queued one behind the other claim their
+ * peak, not their sum. out = that claim.
+ */
+void capacity_growth(const struct cap_request *cur,
+    const struct cap_request *targets, size_t n, struct cap_request *out);
+/*
+ * Can a VM grow to target when that adds need to the claims (cap counts
+ * everything else, this VM's other resizes included)? CARVE_EINVAL when
+ * target exceeds what the host could ever give one VM, CARVE_ECAPACITY
+ * when need does not fit in what is free; the message says which class
+ * and by how much.
+ */
+int capacity_admit_growth(const struct capacity *cap,
+    const struct cap_request *target, const struct cap_request *need,
+    struct carve_error *err);
 void capacity_sub(struct capacity *cap, const struct cap_request *req);
 
 /*

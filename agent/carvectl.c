@@ -56,6 +56,10 @@ enum ctl_opt_type {
 	CTL_OPT_STRING,   /* --kernel vmlinuz -> "kernel": "vmlinuz" */
 	CTL_OPT_LIST,     /* --ssh-key K (repeatable) -> "key": ["K", ...] */
 	CTL_OPT_FILE,     /* --user-data-file F -> "key": "<contents of F>" */
+	CTL_OPT_NIC,      /* --network N[,mac=M] (repeatable) ->
+	                     "networks": [..., {"key": "N", "mac": "M"}] */
+	CTL_OPT_DISK,     /* --data-disk 10 (repeatable) ->
+	                     "key": [{"size_gib": 10}, ...] */
 };
 
 /* The largest file --user-data-file reads (the server allows 64 KiB). */
@@ -651,6 +655,31 @@ ctl_command_error(json_object *res)
 	return s;
 }
 
+/* A create's NICs, one line each: "  nic 0: network default 52:54:00:..". */
+static void
+print_interfaces(json_object *ifs)
+{
+	size_t n;
+
+	if (!json_object_is_type(ifs, json_type_array))
+		return;
+	n = json_object_array_length(ifs);
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(ifs, i);
+		const char *kind = ctl_field(e, "bridge") != NULL ? "bridge" :
+		    "network";
+		char *name, *mac;
+
+		if (!json_object_is_type(e, json_type_object))
+			continue;
+		name = ctl_field_text(e, kind);
+		mac = ctl_field_text(e, "mac");
+		printf("  nic %zu: %s %s, mac %s\n", i, kind, name, mac);
+		free(name);
+		free(mac);
+	}
+}
+
 static int
 print_command_result(json_object *result)
 {
@@ -668,11 +697,42 @@ print_command_result(json_object *result)
 		free(error);
 	} else {
 		printf("command %s %s (vm %s)\n", id, status, vm);
+		print_interfaces(ctl_field(ctl_field(result, "result"),
+		    "interfaces"));
 	}
 	free(id);
 	free(vm);
 	free(status);
 	return ctl_command_failed(result) ? CTL_EXIT_FAILED : CTL_EXIT_OK;
+}
+
+/* A resize says what the VM has now and when the guest gets it. */
+static int
+print_resize_result(json_object *result)
+{
+	json_object *r = ctl_field(result, "result");
+	char *name, *vcpus, *mem, *applied, *warning;
+
+	if (ctl_command_failed(result) || !json_object_is_type(r,
+	    json_type_object) || ctl_field(r, "applied") == NULL)
+		return print_command_result(result);
+	name = ctl_field_text(r, "name");
+	vcpus = ctl_field_text(r, "vcpus");
+	mem = ctl_field_text(r, "memory_mib");
+	applied = ctl_field_text(r, "applied");
+	printf("vm %s resized to %s vCPUs, %s MiB: %s\n", name, vcpus, mem,
+	    strcmp(applied, "live") == 0 ? "applied live" :
+	    "applies at the next boot");
+	if (ctl_field(r, "warning") != NULL) {
+		warning = ctl_field_text(r, "warning");
+		printf("warning: %s\n", warning);
+		free(warning);
+	}
+	free(name);
+	free(vcpus);
+	free(mem);
+	free(applied);
+	return CTL_EXIT_OK;
 }
 
 static int
@@ -722,6 +782,118 @@ print_log_level(json_object *result)
 	return CTL_EXIT_OK;
 }
 
+/* 1536 -> "1.5 KiB": sizes for a person (--json has the bytes). */
+static char *
+ctl_bytes(json_object *obj, const char *key)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int64_t n;
+	double v;
+	int u = 0;
+
+	if (!ctl_field_int(obj, key, &n) || n < 0)
+		return xstrdup("-");
+	v = (double)n;
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	return u == 0 ? xasprintf("%" PRId64 " B", n) :
+	    xasprintf("%.1f %s", v, units[u]);
+}
+
+static int
+print_images(json_object *result)
+{
+	static const char *const heads[] = { "SHA256", "FORMAT", "SIZE",
+	    "LAST USED", "VMS" };
+	struct table *t;
+	size_t n;
+
+	if (!json_object_is_type(result, json_type_array))
+		return print_raw(result);
+	t = table_new(5, "llrll", heads);
+	n = json_object_array_length(result);
+	for (size_t i = 0; i < n; i++) {
+		json_object *im = json_object_array_get_idx(result, i);
+		json_object *vms = ctl_field(im, "vms");
+		size_t nv = json_object_is_type(vms, json_type_array) ?
+		    json_object_array_length(vms) : 0;
+		char *cell = xstrdup(""), *s;
+		int64_t pins = 0;
+
+		if (!json_object_is_type(im, json_type_object))
+			continue;
+		table_add(t, ctl_field_text(im, "sha256"));
+		table_add(t, ctl_field_text(im, "format"));
+		table_add(t, ctl_bytes(im, "bytes"));
+		table_add(t, ctl_field_text(im, "last_used_at"));
+		for (size_t j = 0; j < nv; j++) {
+			json_object *vm = json_object_array_get_idx(vms, j);
+			char *who = ctl_field(vm, "name") != NULL ?
+			    ctl_field_text(vm, "name") : ctl_field_text(vm, "id");
+
+			s = xasprintf("%s%s%s", cell, j ? "," : "", who);
+			free(who);
+			free(cell);
+			cell = s;
+		}
+		/* Held by commands still running (creates on their way). */
+		if (ctl_field_int(im, "pins", &pins) && pins > 0) {
+			s = xasprintf("%s%s(%" PRId64 " command%s)", cell,
+			    *cell ? " " : "", pins, pins == 1 ? "" : "s");
+			free(cell);
+			cell = s;
+		}
+		if (*cell == '\0') {
+			free(cell);
+			cell = xstrdup("-");
+		}
+		table_add(t, cell);
+	}
+	table_print(t, 0);
+	table_free(t);
+	return CTL_EXIT_OK;
+}
+
+static int
+print_images_gc(json_object *result)
+{
+	json_object *del = ctl_field(result, "deleted");
+	char *freed, *after;
+	size_t n, gone = 0;
+
+	if (!json_object_is_type(del, json_type_array))
+		return print_raw(result);
+	n = json_object_array_length(del);
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(del, i);
+		char *sha = ctl_field_text(e, "sha256");
+		char *fmt = ctl_field_text(e, "format");
+		char *size = ctl_bytes(e, "bytes");
+		char *why = ctl_field_text(e, "reason");
+
+		if (ctl_field(e, "error") != NULL) {
+			char *msg = ctl_field_text(e, "error");
+			printf("not deleted %s.%s (%s): %s\n", sha, fmt, why, msg);
+			free(msg);
+		} else {
+			printf("deleted %s.%s  %s  (%s)\n", sha, fmt, size, why);
+			gone++;
+		}
+		free(sha);
+		free(fmt);
+		free(size);
+		free(why);
+	}
+	freed = ctl_bytes(result, "freed_bytes");
+	after = ctl_bytes(result, "bytes_after");
+	printf("%zu deleted, %s freed; cache now %s\n", gone, freed, after);
+	free(freed);
+	free(after);
+	return gone == n ? CTL_EXIT_OK : CTL_EXIT_FAILED;
+}
+
 static int
 print_schedulable(json_object *result)
 {
@@ -757,6 +929,9 @@ static const struct ctl_opt opts_create[] = {
 	{ "image-format", "image.format", CTL_OPT_STRING, "qcow2|raw", false },
 	{ "ssh-key", "ssh_authorized_keys", CTL_OPT_LIST, "KEY", false },
 	{ "user-data-file", "user_data", CTL_OPT_FILE, "FILE", false },
+	{ "network", "network", CTL_OPT_NIC, "NAME[,mac=MAC]", false },
+	{ "bridge", "bridge", CTL_OPT_NIC, "NAME[,mac=MAC]", false },
+	{ "data-disk", "data_disks", CTL_OPT_DISK, "GIB", false },
 	{ "id", "vm_id", CTL_OPT_STRING, "UUID", false },
 	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
 	{ NULL, NULL, 0, NULL, false }
@@ -767,9 +942,25 @@ static const struct ctl_opt opts_vm_op[] = {
 	{ NULL, NULL, 0, NULL, false }
 };
 
+static const struct ctl_opt opts_rebuild[] = {
+	/* image.*: nested by ctl_nest_image */
+	{ "image-url", "image.url", CTL_OPT_STRING, "URL", false },
+	{ "image-sha256", "image.sha256", CTL_OPT_STRING, "HEX", false },
+	{ "image-format", "image.format", CTL_OPT_STRING, "qcow2|raw", false },
+	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
+	{ NULL, NULL, 0, NULL, false }
+};
+
 static const struct ctl_opt opts_stop[] = {
 	{ "force", "force", CTL_OPT_FLAG, NULL, false },
 	{ "timeout", "timeout_s", CTL_OPT_UINT, "S", false },
+	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
+	{ NULL, NULL, 0, NULL, false }
+};
+
+static const struct ctl_opt opts_resize[] = {
+	{ "vcpus", "vcpus", CTL_OPT_UINT, "N", false },
+	{ "memory", "memory_mib", CTL_OPT_UINT, "MIB", false },
 	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
 	{ NULL, NULL, 0, NULL, false }
 };
@@ -800,8 +991,9 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "NAME --vcpus N --memory MIB [--disk-gib N]\n"
 	  "    [--kernel NAME --initrd NAME --cmdline STR]\n"
 	  "    [--image-url URL --image-sha256 HEX --image-format qcow2|raw\n"
-	  "     [--ssh-key KEY]... [--user-data-file FILE]] [--id UUID]"
-	  " [--command-id UUID]",
+	  "     [--ssh-key KEY]... [--user-data-file FILE]]\n"
+	  "    [--network NAME[,mac=MAC]]... [--bridge NAME[,mac=MAC]]...\n"
+	  "    [--data-disk GIB]... [--id UUID] [--command-id UUID]",
 	  "define and start a VM",
 	  "  --vcpus N          virtual CPUs\n"
 	  "  --memory MIB       memory in MiB\n"
@@ -816,6 +1008,14 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "  --image-format F   qcow2 or raw (never guessed)\n"
 	  "  --ssh-key KEY      an authorized SSH public key (repeatable)\n"
 	  "  --user-data-file F cloud-config user data for cloud-init\n"
+	  "  --network NAME[,mac=MAC]\n"
+	  "                     a NIC on this libvirt network (repeatable; NICs\n"
+	  "                     are in the order given); MAC default: derived\n"
+	  "                     from the VM id (52:54:00:...)\n"
+	  "  --bridge NAME[,mac=MAC]\n"
+	  "                     a NIC on this host bridge (repeatable)\n"
+	  "  --data-disk GIB    an extra empty disk of GIB GiB (repeatable, at\n"
+	  "                     most 8; vdb, vdc, ...; survives vm rebuild)\n"
 	  "  --id UUID          the VM's id (default: a new one)\n"
 	  CTL_COMMAND_ID_HELP,
 	  pos_name, 1, 1, opts_create, print_command_result },
@@ -834,14 +1034,45 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "reboot a running VM",
 	  CTL_COMMAND_ID_HELP,
 	  pos_id, 1, 1, opts_vm_op, print_command_result },
+	{ "vm rebuild", "vm.rebuild",
+	  "ID [--image-url URL --image-sha256 HEX --image-format qcow2|raw]\n"
+	  "    [--command-id UUID]",
+	  "give a VM a fresh root disk from its image (or another one)",
+	  "  --image-url URL    rebuild from this image instead of the VM's own\n"
+	  "  --image-sha256 HEX its sha256 (checked before use)\n"
+	  "  --image-format F   qcow2 or raw (never guessed)\n"
+	  "The VM keeps its id, name, size, data disks and cloud-init seed; a\n"
+	  "running VM is forced off and started again on the new disk.\n"
+	  CTL_COMMAND_ID_HELP,
+	  pos_id, 1, 1, opts_rebuild, print_command_result },
 	{ "vm destroy", "vm.destroy", "ID [--command-id UUID]",
 	  "stop a VM, undefine it and delete its disks",
 	  CTL_COMMAND_ID_HELP,
 	  pos_id, 1, 1, opts_vm_op, print_command_result },
+	{ "vm resize", "vm.resize",
+	  "ID [--vcpus N] [--memory MIB] [--command-id UUID]",
+	  "change a VM's vCPUs and memory (live where the guest allows it)",
+	  "  --vcpus N          the new number of vCPUs\n"
+	  "  --memory MIB       the new memory size in MiB\n"
+	  "  (at least one of them; growth must fit the host's capacity)\n"
+	  "  A running guest gets it at once when it stays within the\n"
+	  "  maximum the VM was started with (vCPU hot-plug, memory balloon);\n"
+	  "  fewer vCPUs, or more than that maximum, apply at the next boot.\n"
+	  CTL_COMMAND_ID_HELP,
+	  pos_id, 1, 1, opts_resize, print_resize_result },
 	{ "commands", "commands", "[--limit N]",
 	  "list recent command results, newest first",
 	  "  --limit N          at most N results\n",
 	  NULL, 0, 0, opts_commands, print_commands },
+	/* Before "images": the first match wins. */
+	{ "images gc", "images.gc", "",
+	  "garbage-collect the image cache now and say what went",
+	  "  Deletes the cached base images no VM disk and no running command\n"
+	  "  uses that [images] gc_unused_age_s and max_cache_gib select.\n",
+	  NULL, 0, 0, opts_none, print_images_gc },
+	{ "images", "images", "",
+	  "list the cached base images and the VMs using them",
+	  NULL, NULL, 0, 0, opts_none, print_images },
 	{ "log-level", "log.level", "LEVEL",
 	  "set carved's log level (debug, info, warn, error)",
 	  NULL, pos_level, 1, 1, opts_none, print_log_level },
@@ -1013,6 +1244,38 @@ ctl_opt_find(const struct ctl_opt *opts, const char *name, size_t len)
 	return NULL;
 }
 
+/*
+ * --network NAME[,mac=MAC] / --bridge NAME[,mac=MAC]: one more entry of
+ * "networks", in the order typed across both options. Only the syntax is
+ * checked here; names and MACs are the server's to judge.
+ */
+static int
+ctl_opt_nic(const struct ctl_verb *v, const struct ctl_opt *o,
+    const char *val, json_object *args, struct carve_error *err)
+{
+	json_object *arr, *nic;
+	const char *comma = strchr(val, ',');
+	char *name;
+
+	if (comma != NULL && (strncmp(comma + 1, "mac=", 4) != 0 ||
+	    strchr(comma + 1, ',') != NULL))
+		return error_set(err, CARVE_EINVAL, "%s: --%s: expected %s, "
+		    "got '%s'", v->v_name, o->o_name, o->o_meta, val);
+	if (!json_object_object_get_ex(args, "networks", &arr)) {
+		arr = json_object_new_array();
+		json_object_object_add(args, "networks", arr);
+	}
+	name = comma != NULL ? xstrndup(val, (size_t)(comma - val)) :
+	    xstrdup(val);
+	nic = json_object_new_object();
+	jsonx_add_string(nic, o->o_key, name);
+	if (comma != NULL)
+		jsonx_add_string(nic, "mac", comma + 5);
+	json_object_array_add(arr, nic);
+	free(name);
+	return 0;
+}
+
 static int
 ctl_opt_value(const struct ctl_verb *v, const struct ctl_opt *o,
     const char *val, json_object *args, struct carve_error *err)
@@ -1038,6 +1301,26 @@ ctl_opt_value(const struct ctl_verb *v, const struct ctl_opt *o,
 	case CTL_OPT_STRING:
 		jsonx_add_string(args, o->o_key, val);
 		break;
+	case CTL_OPT_DISK: {
+		json_object *arr, *d;
+
+		if ((rc = ctl_parse_uint(val, &n)) == -2)
+			return error_set(err, CARVE_EINVAL,
+			    "%s: --%s: %s is too large", v->v_name, o->o_name,
+			    val);
+		if (rc < 0)
+			return error_set(err, CARVE_EINVAL,
+			    "%s: --%s: expected a size in GiB, got '%s'",
+			    v->v_name, o->o_name, val);
+		if (!json_object_object_get_ex(args, o->o_key, &arr)) {
+			arr = json_object_new_array();
+			json_object_object_add(args, o->o_key, arr);
+		}
+		d = json_object_new_object();
+		jsonx_add_int(d, "size_gib", n);
+		json_object_array_add(arr, d);
+		break;
+	}
 	case CTL_OPT_LIST: {
 		json_object *arr;
 
@@ -1048,6 +1331,8 @@ ctl_opt_value(const struct ctl_verb *v, const struct ctl_opt *o,
 		json_object_array_add(arr, json_object_new_string(val));
 		break;
 	}
+	case CTL_OPT_NIC:
+		return ctl_opt_nic(v, o, val, args, err);
 	case CTL_OPT_FILE: {
 		char *buf;
 		size_t len = 0;
@@ -1173,6 +1458,8 @@ ctl_parse_args(const struct ctl_verb *v, int argc, char **argv, bool *json,
 				    "%s: unknown option '--%.*s'", v->v_name,
 				    (int)nlen, name);
 			if (o->o_type != CTL_OPT_LIST &&
+			    o->o_type != CTL_OPT_NIC &&
+			    o->o_type != CTL_OPT_DISK &&
 			    json_object_object_get_ex(args, o->o_key, NULL))
 				return error_set(err, CARVE_EINVAL,
 				    "%s: --%s given twice", v->v_name,

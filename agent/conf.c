@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/command.h"
 #include "common/ids.h"
 #include "common/ini.h"
 #include "common/xalloc.h"
@@ -26,9 +27,11 @@ enum conf_type {
 	CONF_UINT,	/* unsigned, in [min, max] */
 	CONF_ULLONG,	/* unsigned long long, in [min, max] */
 	CONF_RATIO,	/* double, in (min, max] */
+	CONF_NUMBER,	/* double, in [min, max] */
 	CONF_LOGLEVEL,	/* enum log_level */
 	CONF_DOMTYPE,	/* auto|kvm|qemu, kept as a string */
 	CONF_URL,	/* https://... */
+	CONF_NAMES,	/* "a, b": names of at most max bytes (conf_check) */
 	CONF_BOOL,	/* true|false */
 	CONF_TYPE_MAX
 };
@@ -157,12 +160,51 @@ static const struct conf_key conf_keys[] = {
 	    CK_OPTIONAL, NULL,
 	    "CA certificates https image URLs must chain to; unset uses the "
 	    "system's CA store. Images are verified by sha256 either way." },
+	{ "images", "gc_interval_s", CONF_UINT, CONF_AT(gc_interval_s),
+	    0, 30 * 86400, 0, "3600",
+	    "Seconds between garbage-collection passes over the image cache; "
+	    "0 turns the periodic pass off (`carvectl images gc` still runs "
+	    "one)." },
+	{ "images", "gc_unused_age_s", CONF_UINT, CONF_AT(gc_unused_age_s),
+	    0, 3650 * 86400, 0, "604800",
+	    "An image no VM disk and no command has used for this many seconds "
+	    "is deleted; 0: never for its age alone. Images in use are never "
+	    "deleted." },
+	{ "images", "max_cache_gib", CONF_NUMBER, CONF_AT(max_cache_gib),
+	    0, 1024 * 1024, 0, "0",
+	    "Disk space (GiB, fractions allowed) the cache may take: above it, "
+	    "a pass deletes the least recently used images not in use; 0: no "
+	    "cap." },
+
+	{ "resize", "max_vcpus_factor", CONF_UINT, CONF_AT(max_vcpus_factor),
+	    1, 16, 0, "2",
+	    "New domains are defined with room to grow: at most this many times "
+	    "their vCPUs (capped by the host's CPUs), so `vm.resize` can add "
+	    "vCPUs to a running guest up to it; 1 leaves no room (growth then "
+	    "waits for the next boot)." },
+	{ "resize", "max_memory_factor", CONF_UINT, CONF_AT(max_memory_factor),
+	    1, 16, 0, "2",
+	    "Likewise for memory: the domain's maximum memory is this many "
+	    "times its size and the balloon holds it at the size, so memory "
+	    "can grow live up to the maximum. The guest kernel sees the "
+	    "maximum at boot (its page tables cost about 1.5% of it) and can "
+	    "use it until its balloon driver starts." },
 
 	{ "metrics", "listen", CONF_STRING, CONF_AT(metrics_listen), 0, 0,
 	    CK_OPTIONAL, NULL,
 	    "host:port of the Prometheus metrics endpoint; unset turns it "
 	    "off." },
 
+	{ "network", "networks", CONF_NAMES, CONF_AT(networks), 0,
+	    IDS_NAME_MAX, 0, NULL,
+	    "libvirt networks a VM's NICs may join (`{\"network\": NAME}` in "
+	    "vm.create's `networks`); a create naming any other is refused. "
+	    "Unset: none." },
+	{ "network", "bridges", CONF_NAMES, CONF_AT(bridges), 0,
+	    VM_BRIDGE_NAME_MAX, 0, NULL,
+	    "Host bridges a VM's NICs may join (`{\"bridge\": NAME}` in "
+	    "vm.create's `networks`); a create naming any other is refused. "
+	    "Unset: none." },
 	{ "migration", "libvirt_uri", CONF_STRING, CONF_AT(mig_libvirt_uri),
 	    0, 0, CK_OPTIONAL, NULL,
 	    "libvirt URI of this host as sources of live migrations reach it "
@@ -196,6 +238,9 @@ struct conf_type_ops {
 	int (*ct_parse)(const struct conf_key *, const char *, void *);
 	void (*ct_expect)(const struct conf_key *, char *, size_t);
 	bool ct_owned;
+	/* Fields that own more than one string: release, deep-copy in place. */
+	void (*ct_free)(void *);
+	void (*ct_dup)(void *);
 };
 
 static const char *const conf_domain_types[] = { "auto", "kvm", "qemu" };
@@ -284,6 +329,25 @@ conf_parse_ratio(const struct conf_key *k, const char *v, void *field)
 }
 
 static int
+conf_parse_number(const struct conf_key *k, const char *v, void *field)
+{
+	double d;
+	char *end;
+
+	/* As conf_parse_ratio, with both bounds allowed. */
+	if (!((v[0] >= '0' && v[0] <= '9') || v[0] == '.') ||
+	    v[strspn(v, "0123456789.eE+-")] != '\0')
+		return -1;
+	errno = 0;
+	d = strtod(v, &end);
+	if (errno != 0 || end == v || *end != '\0' ||
+	    !(d >= (double)k->ck_min && d <= (double)k->ck_max))
+		return -1;
+	*(double *)field = d;
+	return 0;
+}
+
+static int
 conf_parse_loglevel(const struct conf_key *k UNUSED, const char *v, void *field)
 {
 	return log_level_parse(v, field);
@@ -335,6 +399,85 @@ conf_expect_bool(const struct conf_key *k UNUSED, char *buf, size_t size)
 }
 
 static void
+conf_names_free(void *field)
+{
+	struct conf_names *l = field;
+
+	for (size_t i = 0; i < l->cn_count; i++)
+		free(l->cn_names[i]);
+	free(l->cn_names);
+	l->cn_names = NULL;
+	l->cn_count = 0;
+}
+
+static void
+conf_names_dup(void *field)
+{
+	struct conf_names *l = field;
+	char **names;
+
+	if (l->cn_count == 0)
+		return;
+	names = xcalloc(l->cn_count, sizeof(*names));
+	for (size_t i = 0; i < l->cn_count; i++)
+		names[i] = xstrdup(l->cn_names[i]);
+	l->cn_names = names;
+}
+
+/*
+ * Split at commas, trimming blanks; an empty value is an empty list, an
+ * empty entry ("a,,b", "a,") an error. The names themselves are checked by
+ * conf_check, which can say which one is wrong and why.
+ */
+static int
+conf_parse_names(const struct conf_key *k UNUSED, const char *v, void *field)
+{
+	struct conf_names l = { NULL, 0 };
+	const char *p = v, *end;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0') {
+		conf_names_free(field);
+		return 0;
+	}
+	for (;;) {
+		size_t n;
+
+		end = strchr(p, ',');
+		n = end != NULL ? (size_t)(end - p) : strlen(p);
+		while (n > 0 && (p[0] == ' ' || p[0] == '\t')) {
+			p++;
+			n--;
+		}
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n == 0) {
+			conf_names_free(&l);
+			return -1;
+		}
+		l.cn_names = xreallocarray(l.cn_names, l.cn_count + 1,
+		    sizeof(*l.cn_names));
+		l.cn_names[l.cn_count++] = xstrndup(p, n);
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	conf_names_free(field);
+	*(struct conf_names *)field = l;
+	return 0;
+}
+
+bool
+conf_names_has(const struct conf_names *list, const char *name)
+{
+	for (size_t i = 0; i < list->cn_count; i++)
+		if (strcmp(list->cn_names[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void
 conf_expect_string(const struct conf_key *k UNUSED, char *buf, size_t size)
 {
 	snprintf(buf, size, "non-empty text");
@@ -361,6 +504,13 @@ conf_expect_ratio(const struct conf_key *k, char *buf, size_t size)
 }
 
 static void
+conf_expect_number(const struct conf_key *k, char *buf, size_t size)
+{
+	snprintf(buf, size, "a number between %llu and %llu", k->ck_min,
+	    k->ck_max);
+}
+
+static void
 conf_expect_loglevel(const struct conf_key *k UNUSED, char *buf, size_t size)
 {
 	snprintf(buf, size, "one of debug, info, warn, error");
@@ -378,15 +528,25 @@ conf_expect_url(const struct conf_key *k UNUSED, char *buf, size_t size)
 	snprintf(buf, size, "an https:// URL");
 }
 
+static void
+conf_expect_names(const struct conf_key *k, char *buf, size_t size)
+{
+	snprintf(buf, size, "names of at most %llu bytes, comma-separated, "
+	    "or empty for none", k->ck_max);
+}
+
 static const struct conf_type_ops conf_types[CONF_TYPE_MAX] = {
 	[CONF_STRING] = { conf_parse_string, conf_expect_string, true },
 	[CONF_PATH] = { conf_parse_path, conf_expect_path, true },
 	[CONF_UINT] = { conf_parse_uint, conf_expect_integer, false },
 	[CONF_ULLONG] = { conf_parse_ullong, conf_expect_integer, false },
 	[CONF_RATIO] = { conf_parse_ratio, conf_expect_ratio, false },
+	[CONF_NUMBER] = { conf_parse_number, conf_expect_number, false },
 	[CONF_LOGLEVEL] = { conf_parse_loglevel, conf_expect_loglevel, false },
 	[CONF_DOMTYPE] = { conf_parse_domtype, conf_expect_domtype, true },
 	[CONF_URL] = { conf_parse_url, conf_expect_url, true },
+	[CONF_NAMES] = { conf_parse_names, conf_expect_names, false,
+	    conf_names_free, conf_names_dup },
 	[CONF_BOOL] = { conf_parse_bool, conf_expect_bool, false },
 };
 
@@ -412,7 +572,7 @@ static int
 conf_set(struct carved_conf *conf, const struct conf_key *k,
     const char *value, struct carve_error *err)
 {
-	char expect[128];
+	char expect[160];
 	char **owned;
 
 	if ((k->ck_flags & CK_OPTIONAL) && *value == '\0') {
@@ -476,9 +636,12 @@ void
 conf_free(struct carved_conf *conf)
 {
 	for (size_t i = 0; i < CONF_NKEYS; i++) {
+		const struct conf_type_ops *t = &conf_types[conf_keys[i].ck_type];
 		char **p;
 
-		if (!conf_types[conf_keys[i].ck_type].ct_owned)
+		if (t->ct_free != NULL)
+			t->ct_free(conf_field(conf, &conf_keys[i]));
+		if (!t->ct_owned)
 			continue;
 		p = conf_field(conf, &conf_keys[i]);
 		free(*p);
@@ -492,9 +655,12 @@ conf_copy(struct carved_conf *dst, const struct carved_conf *src)
 {
 	*dst = *src;
 	for (size_t i = 0; i < CONF_NKEYS; i++) {
+		const struct conf_type_ops *t = &conf_types[conf_keys[i].ck_type];
 		char **p;
 
-		if (!conf_types[conf_keys[i].ck_type].ct_owned)
+		if (t->ct_dup != NULL)
+			t->ct_dup(conf_field(dst, &conf_keys[i]));
+		if (!t->ct_owned)
 			continue;
 		p = conf_field(dst, &conf_keys[i]);
 		if (*p != NULL)
@@ -544,6 +710,35 @@ conf_error_at(const struct conf_parse *cp, const struct conf_key *k,
 	return error_set(err, CARVE_EINVAL, "%s:%u: %s", cp->cp_name, line, msg);
 }
 
+/* Each name of a list: a valid name, short enough, listed once. */
+static int
+conf_check_names(const struct conf_parse *cp, const struct conf_key *k,
+    struct carve_error *err)
+{
+	const struct conf_names *l = conf_field(cp->cp_conf, k);
+	struct carve_error nerr = { 0 };
+	char what[IDS_NAME_MAX * 2 + 64];
+
+	for (size_t i = 0; i < l->cn_count; i++) {
+		const char *name = l->cn_names[i];
+
+		/* Quoted as written: the whole entry is the operator's. */
+		snprintf(what, sizeof(what), "[%s] %s: \"%.*s\"",
+		    k->ck_section, k->ck_key, IDS_NAME_MAX + 1, name);
+		if (ids_name_check(name, what, &nerr) == -1)
+			return conf_error_at(cp, k, err, "%s", nerr.message);
+		if (strlen(name) > k->ck_max)
+			return conf_error_at(cp, k, err, "%s is %zu bytes long; "
+			    "at most %llu are allowed", what, strlen(name),
+			    k->ck_max);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(l->cn_names[j], name) == 0)
+				return conf_error_at(cp, k, err, "%s is listed "
+				    "twice", what);
+	}
+	return 0;
+}
+
 /* Rules that span keys, checked once the whole file is read. */
 static int
 conf_check(const struct conf_parse *cp, struct carve_error *err)
@@ -565,6 +760,10 @@ conf_check(const struct conf_parse *cp, struct carve_error *err)
 			    "standalone)", k->ck_key);
 	}
 
+	for (size_t i = 0; i < CONF_NKEYS; i++)
+		if (conf_keys[i].ck_type == CONF_NAMES &&
+		    conf_check_names(cp, &conf_keys[i], err) == -1)
+			return -1;
 	/* It becomes part of a URI handed to libvirt. */
 	k = conf_key_of(CONF_AT(mig_address));
 	if (conf->mig_address != NULL &&
@@ -637,7 +836,7 @@ void
 conf_print_reference(FILE *out)
 {
 	const char *section = NULL;
-	char expect[128];
+	char expect[160];
 
 	for (size_t i = 0; i < CONF_NKEYS; i++) {
 		const struct conf_key *k = &conf_keys[i];

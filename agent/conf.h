@@ -16,6 +16,12 @@
 
 #define CONF_DEFAULT_PATH "/etc/carve/carved.conf"
 
+/* A list value ("a, b, c"): names checked like VM names, each listed once. */
+struct conf_names {
+	char **cn_names;            /* owned */
+	size_t cn_count;
+};
+
 struct carved_conf {
 	/* [agent] */
 	char *node_name;            /* default: the host name */
@@ -49,8 +55,17 @@ struct carved_conf {
 	unsigned long long max_image_gib;   /* default: 50 */
 	unsigned download_timeout_s;        /* default: 3600 */
 	char *image_ca_file;        /* default: none = the system CA store */
+	unsigned gc_interval_s;     /* default: 3600; 0 = no periodic GC */
+	unsigned gc_unused_age_s;   /* default: 7 days; 0 = never for age */
+	double max_cache_gib;       /* default: 0 = no cap */
+	/* [resize] */
+	unsigned max_vcpus_factor;  /* default: 2 (maximum = factor x vcpus) */
+	unsigned max_memory_factor; /* default: 2 (maximum = factor x memory) */
 	/* [metrics] */
 	char *metrics_listen;       /* host:port, default: none = off */
+	/* [network]: what VMs may attach to (default: nothing) */
+	struct conf_names networks; /* libvirt network names */
+	struct conf_names bridges;  /* host bridge names (at most 15 bytes) */
 	/* [migration] */
 	char *mig_libvirt_uri;      /* advertised to sources; none = no incoming */
 	char *mig_address;          /* migration data address, or none */
@@ -76,5 +91,8 @@ void conf_free(struct carved_conf *conf);
  * uses, so the README cannot drift from the code.
  */
 void conf_print_reference(FILE *out);
+
+/* True when name is on the list. */
+bool conf_names_has(const struct conf_names *list, const char *name);
 
 #endif

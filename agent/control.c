@@ -19,6 +19,7 @@
 #include "agent/control.h"
 #include "agent/ctl_proto.h"
 #include "agent/engine.h"
+#include "agent/images.h"
 #include "api/command.h"
 #include "common/ids.h"
 #include "common/jsonx.h"
@@ -299,10 +300,11 @@ verb_vm_create(struct ctl_client *cl, json_object *args)
 	struct carve_error err = { 0 };
 	static const char *const allowed[] = { "name", "vcpus", "memory_mib",
 	    "disk_gib", "kernel", "initrd", "cmdline", "image",
-	    "ssh_authorized_keys", "user_data", "command_id", "vm_id", NULL };
+	    "ssh_authorized_keys", "user_data", "networks", "data_disks",
+	    "command_id", "vm_id", NULL };
 	static const char *const spec_keys[] = { "name", "vcpus", "memory_mib",
 	    "disk_gib", "kernel", "initrd", "cmdline", "image",
-	    "ssh_authorized_keys", "user_data", NULL };
+	    "ssh_authorized_keys", "user_data", "networks", "data_disks", NULL };
 	struct command cmd;
 	json_object *spec, *v;
 	const char *vm_id = NULL;
@@ -380,6 +382,25 @@ verb_vm_destroy(struct ctl_client *cl, json_object *args)
 }
 
 static void
+verb_vm_rebuild(struct ctl_client *cl, json_object *args)
+{
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { "id", "image", "command_id",
+	    NULL };
+	struct command cmd;
+
+	memset(&cmd, 0, sizeof(cmd));
+	if (jsonx_check_object(args, "vm.rebuild arguments", allowed,
+	    &err) < 0 ||
+	    !resolve_vm(cl, args, cmd.cmd_vm_id, &err))
+		return client_err(cl, &err);
+	cmd.cmd_type = CMD_VM_REBUILD;
+	if (vm_image_get(args, &cmd.cmd_args.rebuild.image, &err) < 0)
+		return client_err(cl, &err);
+	submit(cl, args, &cmd);
+}
+
+static void
 verb_vm_stop(struct ctl_client *cl, json_object *args)
 {
 	struct carve_error err = { 0 };
@@ -399,6 +420,41 @@ verb_vm_stop(struct ctl_client *cl, json_object *args)
 	cmd.cmd_type = CMD_VM_STOP;
 	cmd.cmd_args.stop.force = force;
 	cmd.cmd_args.stop.timeout_s = (unsigned)timeout;
+	submit(cl, args, &cmd);
+}
+
+static void
+verb_vm_resize(struct ctl_client *cl, json_object *args)
+{
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { "id", "command_id", "vcpus",
+	    "memory_mib", NULL };
+	static const char *const size_keys[] = { "vcpus", "memory_mib", NULL };
+	char vm_id[IDS_UUID_LEN + 1];
+	struct command cmd;
+	json_object *o, *sizes, *v;
+	int rc;
+
+	if (jsonx_check_object(args, "vm.resize arguments", allowed, &err) < 0 ||
+	    !resolve_vm(cl, args, vm_id, &err))
+		return client_err(cl, &err);
+	/*
+	 * Through the command decoder, so the operator meets the same rules
+	 * and messages as the control plane; submit() sets the real id.
+	 */
+	o = json_object_new_object();
+	sizes = json_object_new_object();
+	for (const char *const *k = size_keys; *k; k++)
+		if (json_object_object_get_ex(args, *k, &v))
+			json_object_object_add(sizes, *k, json_object_get(v));
+	jsonx_add_string(o, "id", vm_id);
+	jsonx_add_string(o, "type", command_type_name(CMD_VM_RESIZE));
+	jsonx_add_string(o, "vm_id", vm_id);
+	json_object_object_add(o, "args", sizes);
+	rc = command_decode(o, &cmd, &err);
+	json_object_put(o);
+	if (rc < 0)
+		return client_err(cl, &err);
 	submit(cl, args, &cmd);
 }
 
@@ -442,6 +498,32 @@ verb_log_level(struct ctl_client *cl, json_object *args)
 	client_ok(cl, o);
 }
 
+/* The name of a VM in the view, for the image listing. */
+static const char *
+images_vm_name(void *arg, const char *vm_id)
+{
+	struct vm_info *vm = strmap_get(((struct agent *)arg)->a_vms, vm_id);
+
+	return vm != NULL ? vm->vm_name : NULL;
+}
+
+static void
+images_done(const struct carve_error *err, const struct images_report *r,
+    void *arg)
+{
+	struct ctl_client *cl = arg;
+
+	/* The control server may be gone (shutdown): only cl is ours. */
+	if (cl->closed)
+		cl->busy = false;
+	else if (err != NULL)
+		client_err(cl, err);
+	else
+		client_ok(cl, images_report_encode(r, images_vm_name,
+		    cl->ctl->a));
+	client_unref(cl);
+}
+
 static void
 drain_done(const struct carve_error *err, void *arg)
 {
@@ -456,6 +538,41 @@ drain_done(const struct carve_error *err, void *arg)
 		client_ok(cl, o);
 	}
 	client_unref(cl);
+}
+
+static void
+verb_images(struct ctl_client *cl, json_object *args, bool gc)
+{
+	struct agent *a = cl->ctl->a;
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { NULL };
+
+	if (jsonx_check_object(args, "images arguments", allowed, &err) < 0)
+		return client_err(cl, &err);
+	if (a->a_images == NULL) {
+		error_set(&err, CARVE_EUNAVAIL, "carved is shutting down");
+		return client_err(cl, &err);
+	}
+	if (gc)
+		log_info("control", "image GC pass asked for by uid %u",
+		    (unsigned)cl->uid);
+	cl->refs++;
+	if (gc)
+		images_gc(a->a_images, images_done, cl);
+	else
+		images_list(a->a_images, images_done, cl);
+}
+
+static void
+verb_images_list(struct ctl_client *cl, json_object *args)
+{
+	verb_images(cl, args, false);
+}
+
+static void
+verb_images_gc(struct ctl_client *cl, json_object *args)
+{
+	verb_images(cl, args, true);
 }
 
 static void
@@ -520,7 +637,11 @@ static const struct ctl_verb verbs[] = {
 	{ "vm.stop",    true,  verb_vm_stop },
 	{ "vm.reboot",  true,  verb_vm_reboot },
 	{ "vm.destroy", true,  verb_vm_destroy },
+	{ "vm.resize",  true,  verb_vm_resize },
+	{ "vm.rebuild", true,  verb_vm_rebuild },
 	{ "log.level",  true,  verb_log_level },
+	{ "images",     false, verb_images_list },
+	{ "images.gc",  true,  verb_images_gc },
 	{ "node.drain", true,  verb_node_drain },
 	{ "node.undrain", true, verb_node_undrain },
 	{ "command.submit", true, verb_command_submit },

@@ -14,12 +14,21 @@
  *   vm.list                    -> [vm, ...]
  *   vm.show     {id}           -> vm          (id: UUID or name)
  *   vm.create   {name,vcpus,memory_mib,disk_gib?,kernel?,initrd?,cmdline?,
+ *                image?,ssh_authorized_keys?,user_data?,data_disks?,
  *                command_id?,vm_id?}                       (mutating)
  *   vm.start|vm.reboot|vm.destroy {id,command_id?}          (mutating)
+ *   vm.rebuild  {id,image?,command_id?}                     (mutating)
  *   vm.stop     {id,force?,timeout_s?,command_id?}          (mutating)
+ *   vm.resize   {id,vcpus?,memory_mib?,command_id?}         (mutating)
  *                              -> command result (api/command.h wire form)
  *   commands    {limit?}       -> [command result, ...] newest first
  *   log.level   {level}        -> {"level"}                 (mutating)
+ *   images                     -> [{sha256,format,bytes,last_used_at,
+ *                                   vms:[{id,name?}],pins,fetching,in_use}]
+ *   images.gc                  -> {deleted:[{sha256,format,bytes,
+ *                                   last_used_at,reason,error?}],kept,
+ *                                   bytes_before,bytes_after,freed_bytes}
+ *                                                           (mutating)
  *   node.drain | node.undrain  -> {"schedulable"}           (mutating)
  *   command.submit {command}   -> command result   (root only, standalone)
  *                              command: a command in wire form

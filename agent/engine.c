@@ -20,6 +20,7 @@
 #include "agent/agent.h"
 #include "agent/engine.h"
 #include "agent/handlers.h"
+#include "agent/images.h"
 #include "agent/journal.h"
 #include "agent/migrate.h"
 #include "agent/poller.h"
@@ -66,8 +67,9 @@ struct ecmd {
 	const struct handler *h;
 	bool recovering;
 	bool preparing;               /* h_prepare running (ADMITTING) */
-	struct cap_request claim;
+	struct cap_request claim;     /* a resize's: its target size */
 	bool claimed;
+	bool growing;                 /* a resize on e->growing */
 	unsigned virt_gen;            /* libvirt connection it ran on */
 	unsigned finish_tries;        /* journal_finish failures so far */
 	struct carve_error reject;    /* set when admission refused it */
@@ -95,6 +97,7 @@ struct ecmd {
 	TAILQ_ENTRY(ecmd) q_link;
 	TAILQ_ENTRY(ecmd) all_link;
 	TAILQ_ENTRY(ecmd) retry_link;  /* waiting to retry journal_finish */
+	TAILQ_ENTRY(ecmd) grow_link;   /* on e->growing */
 };
 
 /* The commands of one VM, run strictly in order. */
@@ -109,8 +112,9 @@ struct vmq {
 struct engine {
 	struct agent *a;
 	/* Fault injection for the crash tests (CARVED_TEST_DELAY_{BEFORE,
-	 * AFTER}_MS): widen the windows in which kill -9 must be survived. */
-	unsigned delay_before_ms, delay_after_ms;
+	 * AFTER,MID}_MS): widen the windows in which kill -9 must be
+	 * survived (MID: inside a handler, see handler_job). */
+	unsigned delay_before_ms, delay_after_ms, delay_mid_ms;
 	unsigned max;
 	unsigned running;
 	unsigned limited;             /* running ones counted against max */
@@ -135,6 +139,8 @@ struct engine {
 	TAILQ_HEAD(, vmq) ready_q;
 	TAILQ_HEAD(ecmd_all, ecmd) all;
 	TAILQ_HEAD(, ecmd) retry;
+	/* Resizes admitted and not finished: their growth is claimed. */
+	TAILQ_HEAD(ecmd_growing, ecmd) growing;
 	struct engine_type_stats stats[CMD_TYPE_MAX];
 	/* Set on drain: long waits (graceful stop) give up, the command
 	 * stays accepted and is recovered at the next start. */
@@ -235,6 +241,7 @@ engine_new(struct agent *a, unsigned max_concurrent)
 	e->max = max_concurrent ? max_concurrent : 1;
 	e->delay_before_ms = engine_env_ms("CARVED_TEST_DELAY_BEFORE_MS");
 	e->delay_after_ms = engine_env_ms("CARVED_TEST_DELAY_AFTER_MS");
+	e->delay_mid_ms = engine_env_ms("CARVED_TEST_DELAY_MID_MS");
 	e->cmds = strmap_new();
 	e->queues = strmap_new();
 	e->creating = strmap_new();
@@ -248,6 +255,7 @@ engine_new(struct agent *a, unsigned max_concurrent)
 	TAILQ_INIT(&e->ready_q);
 	TAILQ_INIT(&e->all);
 	TAILQ_INIT(&e->retry);
+	TAILQ_INIT(&e->growing);
 	uv_timer_init(a->a_loop, &e->timer);
 	e->timer.data = e;
 	/* The housekeeping timer alone must not keep the loop alive. */
@@ -383,10 +391,87 @@ ecmd_release_claim(struct engine *e, struct ecmd *c)
 	if (c->h != NULL && c->h->h_creates_vm &&
 	    strmap_get(e->creating, c->cmd.cmd_vm_id) == c)
 		strmap_del(e->creating, c->cmd.cmd_vm_id);
+	/* The view already shows the size it left (engine_apply_view). */
+	if (c->growing) {
+		TAILQ_REMOVE(&e->growing, c, grow_link);
+		c->growing = false;
+	}
 	if (c->h != NULL && c->h->h_migrates_out &&
 	    strmap_get(e->migrating, c->cmd.cmd_vm_id) == c)
 		strmap_del(e->migrating, c->cmd.cmd_vm_id);
 	c->claimed = false;
+}
+
+/*
+ * The size a VM counts at now: the view's, or while its create is in
+ * flight, what the create claims. False when neither knows it.
+ */
+static bool
+engine_vm_size(struct engine *e, const char *vm_id, struct cap_request *out)
+{
+	const struct vm_info *vm = strmap_get(e->a->a_vms, vm_id);
+	const struct ecmd *cr;
+
+	memset(out, 0, sizeof(*out));
+	if (vm != NULL) {
+		out->amount[CAP_VCPU] = vm->vm_vcpus;
+		out->amount[CAP_MEMORY_MIB] = vm->vm_memory_mib;
+		out->amount[CAP_DISK_GIB] = vm_info_disk_gib_total(vm);
+		return true;
+	}
+	if ((cr = strmap_get(e->creating, vm_id)) != NULL && cr->claimed) {
+		*out = cr->claim;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The growth the resizes in flight on vm_id claim, with extra (a resize
+ * being admitted, or NULL) counted among them.
+ */
+static void
+engine_vm_growth(struct engine *e, const char *vm_id,
+    const struct cap_request *extra, struct cap_request *out)
+{
+	struct cap_request cur, *targets;
+	struct ecmd *c;
+	size_t n = 0, max = 1;
+
+	memset(out, 0, sizeof(*out));
+	if (!engine_vm_size(e, vm_id, &cur))
+		return;
+	TAILQ_FOREACH(c, &e->growing, grow_link)
+		max++;
+	targets = xcalloc(max, sizeof(*targets));
+	TAILQ_FOREACH(c, &e->growing, grow_link)
+		if (strcmp(c->cmd.cmd_vm_id, vm_id) == 0)
+			targets[n++] = c->claim;
+	if (extra != NULL)
+		targets[n++] = *extra;
+	capacity_growth(&cur, targets, n, out);
+	free(targets);
+}
+
+static void
+engine_add_growing(struct engine *e, struct ecmd *c)
+{
+	c->h->h_resize(&c->cmd, &c->claim);
+	TAILQ_INSERT_TAIL(&e->growing, c, grow_link);
+	c->growing = true;
+	c->claimed = true;
+}
+
+/*
+ * The command is over: the images its prepare step ensured may be
+ * collected again (a volume made on one keeps it in use). The cache is
+ * gone during the shutdown drain, and its pins with it.
+ */
+static void
+ecmd_unpin(struct engine *e, struct ecmd *c)
+{
+	if (e->a->a_images != NULL)
+		images_unpin(e->a->a_images, c->cmd.cmd_id);
 }
 
 static void
@@ -470,6 +555,7 @@ ecmd_finish(struct engine *e, struct ecmd *c, const struct carve_error *err,
     json_object *data)
 {
 	ecmd_release_claim(e, c);
+	ecmd_unpin(e, c);
 	snprintf(c->res.res_command_id, sizeof(c->res.res_command_id), "%s",
 	    c->cmd.cmd_id);
 	snprintf(c->res.res_vm_id, sizeof(c->res.res_vm_id), "%s",
@@ -659,6 +745,10 @@ engine_start(struct engine *e, struct ecmd *c)
 	j->hj_pool = xstrdup(conf->storage_pool);
 	j->hj_seed_dir = xasprintf("%s/seeds", conf->state_dir);
 	j->hj_stop_timeout_s = conf->stop_timeout_s;
+	j->hj_max_vcpus_factor = conf->max_vcpus_factor;
+	j->hj_max_memory_factor = conf->max_memory_factor;
+	j->hj_host_cpus = e->a->a_inv.cpus;
+	j->hj_host_memory_mib = e->a->a_inv.memory_mib;
 	j->hj_now_ms = time_now_ms();
 	j->hj_accepted_at_ms = c->res.res_accepted_at_ms;
 	j->hj_cancel = &e->cancel;
@@ -678,6 +768,7 @@ engine_start(struct engine *e, struct ecmd *c)
 		}
 	}
 	j->hj_abort_pending = c->abort_pending;
+	j->hj_test_delay_mid_ms = e->delay_mid_ms;
 	c->virt_gen = virt_generation(e->a->a_virt);
 	c->state = EC_RUNNING;
 	c->started_mono = time_mono_ms();
@@ -820,6 +911,23 @@ engine_admit(struct engine *e, struct ecmd *c, struct carve_error *err)
 	if (c->h->h_admit && c->h->h_admit(a, cmd, err) < 0)
 		return -1;
 	memset(&c->claim, 0, sizeof(c->claim));
+	if (c->h->h_resize) {
+		struct cap_request target, before, after, need;
+		struct capacity cap;
+
+		/* Only what this resize adds to the VM's claim must fit. */
+		c->h->h_resize(cmd, &target);
+		engine_vm_growth(e, cmd->cmd_vm_id, NULL, &before);
+		engine_vm_growth(e, cmd->cmd_vm_id, &target, &after);
+		for (int i = 0; i < CAP_NCLASSES; i++)
+			need.amount[i] = after.amount[i] - before.amount[i];
+		if (!agent_capacity(a, &cap))
+			return error_set(err, CARVE_EUNAVAIL,
+			    "host capacity is not known yet; try again");
+		if (capacity_admit_growth(&cap, &target, &need, err) < 0)
+			return -1;
+		engine_add_growing(e, c);
+	}
 	if (c->h->h_claim) {
 		struct capacity cap;
 
@@ -847,6 +955,7 @@ static void
 ecmd_drop(struct engine *e, struct ecmd *c, const struct carve_error *err)
 {
 	ecmd_release_claim(e, c);
+	ecmd_unpin(e, c);
 	strmap_del(e->cmds, c->cmd.cmd_id);
 	TAILQ_REMOVE(&e->all, c, all_link);
 	c->res.res_accepted_at_ms = time_now_ms();
@@ -988,7 +1097,17 @@ engine_submit_from(struct engine *e, struct command *cmd,
 		/* Re-deliveries meanwhile wait with the first submitter. */
 		c->preparing = true;
 		e->preparing++;
+		/*
+		 * Every image the prepare step ensures is pinned for this
+		 * command until it ends (ecmd_unpin), so garbage
+		 * collection cannot take it between the fetch and the effect.
+		 * The id is copied: c may be gone when h_prepare returns.
+		 */
+		if (e->a->a_images != NULL)
+			images_pin_scope(e->a->a_images, c->cmd.cmd_id);
 		c->h->h_prepare(e->a, &c->cmd, engine_prepared, c);
+		if (e->a->a_images != NULL)
+			images_pin_scope(e->a->a_images, NULL);
 		return;
 	}
 	engine_accept(e, c, &err);
@@ -1067,6 +1186,9 @@ engine_load_entry(const struct journal_entry *je, void *arg)
 		strmap_put(e->creating, c->cmd.cmd_vm_id, c);
 		c->claimed = true;
 	}
+	/* A resize's growth stays claimed until recovery settles it too. */
+	if (c->h->h_resize)
+		engine_add_growing(e, c);
 	if (c->h->h_migrates_out)
 		strmap_put(e->migrating, c->cmd.cmd_vm_id, c);
 	ecmd_enqueue(e, c);
@@ -1103,11 +1225,12 @@ engine_claims(struct engine *e, struct cap_request *sum)
 {
 	struct strmap_iter it = strmap_iter(e->creating);
 	const char *vm_id;
+	struct ecmd *c;
 	void *v;
 
 	memset(sum, 0, sizeof(*sum));
 	while (strmap_next(e->creating, &it, &vm_id, &v)) {
-		struct ecmd *c = v;
+		c = v;
 		/* A recovering prepare whose reservation is there already
 		 * is counted once, below. */
 		if (!c->claimed || strmap_get(e->a->a_vms, vm_id) != NULL ||
@@ -1124,6 +1247,32 @@ engine_claims(struct engine *e, struct cap_request *sum)
 		for (int i = 0; i < CAP_NCLASSES; i++)
 			sum->amount[i] += r->mr_claim.amount[i];
 	}
+	/* Resizes: each VM's growth once, at its first resize in flight. */
+	TAILQ_FOREACH(c, &e->growing, grow_link) {
+		struct cap_request g;
+		struct ecmd *p;
+
+		for (p = TAILQ_PREV(c, ecmd_growing, grow_link); p != NULL;
+		    p = TAILQ_PREV(p, ecmd_growing, grow_link))
+			if (strcmp(p->cmd.cmd_vm_id, c->cmd.cmd_vm_id) == 0)
+				break;
+		if (p != NULL)
+			continue;
+		engine_vm_growth(e, c->cmd.cmd_vm_id, NULL, &g);
+		for (int i = 0; i < CAP_NCLASSES; i++)
+			sum->amount[i] += g.amount[i];
+	}
+}
+
+bool
+engine_recovering(struct engine *e)
+{
+	struct ecmd *c;
+
+	TAILQ_FOREACH(c, &e->all, all_link)
+		if (c->state != EC_DONE && c->recovering)
+			return true;
+	return false;
 }
 
 bool

@@ -69,10 +69,16 @@ void engine_mark_reported(struct engine *e, const char *id);
 /* The agent's view of libvirt is (re)built: run what is queued. */
 void engine_set_ready(struct engine *e, bool ready);
 
-/* Sum of claims of creates not yet in the view. */
+/*
+ * Sum of claims: creates not yet in the view, and the growth of resizes in
+ * flight over the size the view shows (capacity_growth, per VM).
+ */
 void engine_claims(struct engine *e, struct cap_request *sum);
 /* True while a create for vm_id is queued or running. */
 bool engine_creating(struct engine *e, const char *vm_id);
+/* True while a command found unfinished in the journal at start-up (or
+ * interrupted by a lost libvirt connection) is not finished yet. */
+bool engine_recovering(struct engine *e);
 /* True while a create for a VM named name is queued or running. */
 bool engine_name_pending(struct engine *e, const char *name);
 

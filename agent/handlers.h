@@ -35,6 +35,12 @@ struct handler_job {
 	char *hj_pool;                      /* owned: the storage pool's name */
 	char *hj_seed_dir;                  /* owned: where seeds are built */
 	unsigned hj_stop_timeout_s;
+	/* Room to grow ([resize] factors) and the host's size, for new
+	 * domains' maxima and for raising them. */
+	unsigned hj_max_vcpus_factor;
+	unsigned hj_max_memory_factor;
+	unsigned hj_host_cpus;
+	uint64_t hj_host_memory_mib;
 	int64_t hj_now_ms;
 	int64_t hj_accepted_at_ms;          /* when the command was accepted */
 	const atomic_bool *hj_cancel;       /* set when carved shuts down */
@@ -51,6 +57,13 @@ struct handler_job {
 	 */
 	void (*hj_progress)(struct handler_job *j, int percent,
 	    const char *message);
+	/*
+	 * Fault injection for the crash tests (CARVED_TEST_DELAY_MID_MS): a
+	 * handler with a multi-step effect sleeps this long at its most
+	 * delicate point (vm.rebuild: the VM stopped, the old root disk not
+	 * yet replaced). 0 in production.
+	 */
+	unsigned hj_test_delay_mid_ms;
 	/* out */
 	struct vm_info hj_vm;               /* valid when hj_has_vm */
 	bool hj_has_vm;
@@ -86,6 +99,14 @@ struct handler {
 	/* What the command claims of the host's capacity (creates), or NULL. */
 	void (*h_claim)(const struct command *cmd, struct cap_request *claim);
 	/*
+	 * Commands that change an existing VM's size (vm.resize), or NULL:
+	 * the size the VM has once the command is done, 0 in a class it
+	 * leaves alone. The growth over the VM's size in the view is
+	 * admitted against capacity and claimed while the command is in
+	 * flight (capacity_growth); a shrink claims nothing.
+	 */
+	void (*h_resize)(const struct command *cmd, struct cap_request *target);
+	/*
 	 * Loop thread, before the command is journaled: type-specific checks
 	 * against the view (the engine checks existence and capacity).
 	 */
@@ -96,7 +117,9 @@ struct handler {
 	 * get what the effect needs without blocking (vm.create: the base
 	 * image into the cache). cb runs once, maybe before h_prepare
 	 * returns. A CARVE_EUNAVAIL failure is not journaled (a re-delivery
-	 * tries again); any other is the command's result.
+	 * tries again); any other is the command's result. Every image
+	 * images_ensure fetches from here (called before h_prepare returns)
+	 * is pinned against garbage collection until the command ends.
 	 */
 	void (*h_prepare)(struct agent *a, const struct command *cmd,
 	    handler_prepared_cb cb, void *arg);

@@ -10,12 +10,18 @@
  *   write   (worker): one buffer of the download appended and hashed
  *   finish  (worker): last buffer, fsync, sha256, qemu-img info, rename;
  *                     on any failure the partial file is removed
+ * A fetch of an image a GC pass is deleting is "blocked": it exists (so
+ * requests join it) but its probe starts only once the deletion is over.
+ *
+ * A GC pass or listing (struct gc_pass) is owned by the loop, except while
+ * its scan or delete job runs on a worker; see images.h for the order.
  */
 #include "config.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -32,6 +38,8 @@
 
 #include "agent/http.h"
 #include "agent/images.h"
+#include "agent/virt_storage.h"
+#include "common/ids.h"
 #include "common/jsonx.h"
 #include "common/log.h"
 #include "common/strmap.h"
@@ -46,6 +54,8 @@ extern char **environ;
 #define IMAGES_COPY_BUF     (1024 * 1024)
 #define IMAGES_INFO_MAX     (1024 * 1024)
 #define IMAGES_PARTIAL      ".partial"
+/* <sha256>.<format> */
+#define IMAGES_KEY_MAX      80
 
 struct img_waiter {
 	struct img_waiter *next;
@@ -55,7 +65,7 @@ struct img_waiter {
 
 struct fetch {
 	struct images *f_im;
-	char f_key[80];                /* <sha256>.<format> */
+	char f_key[IMAGES_KEY_MAX];    /* <sha256>.<format> */
 	char *f_url;
 	struct vm_image f_img;         /* f_img.vi_url borrowed from f_url */
 	char *f_final;
@@ -80,7 +90,38 @@ struct fetch {
 	int64_t f_expect;
 	int f_last_pct;
 	uint64_t f_last_log;
+	uint64_t f_bytes;              /* disk space of the cached file */
+	bool f_blocked;                /* waits for a GC deletion */
 	uv_work_t f_work;
+};
+
+/* An image held by a command (owner) until it ends. */
+struct img_pin {
+	struct img_pin *next;
+	char key[IMAGES_KEY_MAX];
+	char owner[IMAGES_KEY_MAX];
+};
+
+/* Someone waiting for a pass or a listing. */
+struct gc_req {
+	struct gc_req *next;
+	images_report_cb cb;           /* NULL: the periodic pass */
+	void *arg;
+};
+
+struct gc_pass {
+	struct images *gp_im;
+	bool gp_gc;                    /* a pass, else a listing */
+	virConnectPtr gp_conn;         /* the scan closes it */
+	char *gp_dir;
+	char *gp_pool;
+	struct gc_req *gp_reqs;
+	struct strmap *gp_touched;     /* pass: keys pinned or ensured since
+	                                * it started: kept */
+	struct images_report gp_rep;   /* built by the scan, then decided */
+	size_t gp_cap;
+	struct carve_error gp_err;
+	uv_work_t gp_work;
 };
 
 struct images {
@@ -97,10 +138,38 @@ struct images {
 	bool im_http_closing;
 	void (*im_close_cb)(void *);
 	void *im_close_arg;
+	/* pins */
+	struct img_pin *im_pins;
+	bool im_scope_open;
+	char im_scope[IMAGES_KEY_MAX];
+	/* garbage collection */
+	unsigned im_gc_interval_s;
+	unsigned im_gc_age_s;
+	uint64_t im_gc_max_bytes;
+	char *im_pool;
+	images_conn_fn im_conn;
+	void *im_conn_arg;
+	struct gc_pass *im_gc;         /* the pass running */
+	struct gc_req *im_gc_next;     /* waiting for the next pass */
+	struct strmap *im_deleting;    /* keys a pass is deleting */
+	uv_timer_t im_timer;
+	bool im_timer_on;
+	struct images_stats im_stats;
+	/* Fault injection for the tests (CARVED_TEST_GC_DELAY_MS): a pass
+	 * waits that long before deleting, widening the window in which a
+	 * create asks for an image being deleted. */
+	unsigned im_test_delay_ms;
 };
 
 static void fetch_finish_start(struct fetch *f);
+static void fetch_probe_start(struct fetch *f);
 static void images_check_closed(struct images *im);
+static int gc_read_dir(const char *dir, struct images_report *r, size_t *cap,
+    struct carve_error *err);
+static void gc_report_clear(struct images_report *r);
+static void gc_reqs_reply(struct gc_req *reqs, const struct carve_error *err,
+    const struct images_report *r);
+static void gc_on_timer(uv_timer_t *t);
 
 char *
 images_path(const char *dir, const struct vm_image *img)
@@ -383,10 +452,13 @@ fetch_complete(struct fetch *f)
 		log_kv(LOG_LVL_WARN, "images", "image fetch failed",
 		    "sha256", f->f_img.vi_sha256, "url", f->f_url,
 		    "error", f->f_err.message, (char *)NULL);
-	else if (f->f_need_download || f->f_copied)
+	else if (f->f_need_download || f->f_copied) {
 		log_kv(LOG_LVL_INFO, "images", "image cached",
 		    "sha256", f->f_img.vi_sha256, "path", f->f_final,
 		    (char *)NULL);
+		im->im_stats.is_bytes += f->f_bytes;
+		im->im_stats.is_images++;
+	}
 	while ((w = f->f_waiters) != NULL) {
 		f->f_waiters = w->next;
 		w->cb(error_isset(&f->f_err) ? &f->f_err : NULL, w->arg);
@@ -478,13 +550,14 @@ fetch_finish_file(struct fetch *f, struct carve_error *err)
 	char got[2 * EVP_MAX_MD_SIZE + 1];
 	unsigned mdlen = 0;
 	uint64_t vsize;
+	struct stat st;
 
 	if (!error_isset(err) && f->f_len > 0) {
 		EVP_DigestUpdate(f->f_md, f->f_buf, f->f_len);
 		(void)images_write_all(f->f_fd, f->f_buf, f->f_len, err);
 	}
 	if (!error_isset(err) && (fsync(f->f_fd) < 0 ||
-	    fchmod(f->f_fd, 0644) < 0))
+	    fchmod(f->f_fd, 0644) < 0 || fstat(f->f_fd, &st) < 0))
 		error_set(err, CARVE_EINTERNAL, "syncing %s: %s", f->f_partial,
 		    strerror(errno));
 	if (f->f_fd >= 0 && close(f->f_fd) < 0 && !error_isset(err))
@@ -505,6 +578,7 @@ fetch_finish_file(struct fetch *f, struct carve_error *err)
 		error_set(err, CARVE_EINTERNAL, "renaming %s: %s", f->f_partial,
 		    strerror(errno));
 	if (!error_isset(err)) {
+		f->f_bytes = (uint64_t)st.st_blocks * 512;
 		(void)images_fsync_dir(f->f_im->im_dir, err);
 		return;
 	}
@@ -524,7 +598,11 @@ fetch_probe_work(uv_work_t *w)
 	if (stat(f->f_final, &st) == 0 && S_ISREG(st.st_mode)) {
 		/* Cached. Inspected again: cheap, and a file changed behind
 		 * carve's back is not used blindly. */
-		(void)images_inspect(f->f_final, f->f_img.vi_format, &vsize, err);
+		if (images_inspect(f->f_final, f->f_img.vi_format, &vsize,
+		    err) == 0 && utimensat(AT_FDCWD, f->f_final, NULL, 0) < 0)
+			/* Only its last use looks older than it is. */
+			log_warn("images", "cannot set the last use of %s: %s",
+			    f->f_final, strerror(errno));
 		return;
 	}
 	if (fetch_open_partial(f, err) < 0)
@@ -781,6 +859,7 @@ images_new(uv_loop_t *loop, const struct images_opts *o, struct images **out,
 {
 	struct images *im;
 	char *partial;
+	const char *env;
 	DIR *d;
 	struct dirent *de;
 
@@ -813,8 +892,153 @@ images_new(uv_loop_t *loop, const struct images_opts *o, struct images **out,
 	im->im_max_bytes = o->io_max_bytes;
 	im->im_timeout_s = o->io_timeout_s;
 	im->im_fetches = strmap_new();
+	im->im_deleting = strmap_new();
+	im->im_gc_interval_s = o->io_gc_interval_s;
+	im->im_gc_age_s = o->io_gc_unused_age_s;
+	im->im_gc_max_bytes = o->io_gc_max_bytes;
+	im->im_pool = xstrdup(o->io_pool != NULL ? o->io_pool : "");
+	im->im_conn = o->io_conn;
+	im->im_conn_arg = o->io_conn_arg;
+	if ((env = getenv("CARVED_TEST_GC_DELAY_MS")) != NULL && *env != '\0') {
+		unsigned long v;
+		char *end;
+
+		errno = 0;
+		v = strtoul(env, &end, 10);
+		if (errno == 0 && *end == '\0' && v <= 60000) {
+			im->im_test_delay_ms = (unsigned)v;
+			log_warn("images", "fault injection: "
+			    "CARVED_TEST_GC_DELAY_MS=%lu", v);
+		} else {
+			log_warn("images", "ignoring CARVED_TEST_GC_DELAY_MS=%s "
+			    "(want 0..60000)", env);
+		}
+	}
+	{
+		/* The gauges start from what is there. */
+		struct images_report r = { 0 };
+		struct carve_error serr = { 0 };
+		size_t cap = 0;
+
+		if (gc_read_dir(o->io_dir, &r, &cap, &serr) == 0) {
+			im->im_stats.is_bytes = r.ir_bytes;
+			im->im_stats.is_images = (unsigned)r.ir_nimages;
+		}
+		gc_report_clear(&r);
+	}
+	if (im->im_gc_interval_s > 0 && im->im_conn != NULL) {
+		uint64_t ms = (uint64_t)im->im_gc_interval_s * 1000;
+
+		uv_timer_init(loop, &im->im_timer);
+		im->im_timer.data = im;
+		/* It alone must not keep the loop alive. */
+		uv_unref((uv_handle_t *)&im->im_timer);
+		uv_timer_start(&im->im_timer, gc_on_timer, ms, ms);
+		im->im_timer_on = true;
+		log_info("images", "image GC every %u s: unused for %u s%s, "
+		    "cache cap %llu bytes%s", im->im_gc_interval_s,
+		    im->im_gc_age_s, im->im_gc_age_s ? "" : " (off)",
+		    (unsigned long long)im->im_gc_max_bytes,
+		    im->im_gc_max_bytes ? "" : " (none)");
+	}
 	*out = im;
 	return 0;
+}
+
+static void
+images_key(const struct vm_image *img, char key[IMAGES_KEY_MAX])
+{
+	snprintf(key, IMAGES_KEY_MAX, "%s.%s", img->vi_sha256,
+	    vm_image_format_name(img->vi_format));
+}
+
+/* A pass running now must keep key (it was just asked for). */
+static void
+images_touch_key(struct images *im, const char *key)
+{
+	if (im->im_gc != NULL && im->im_gc->gp_touched != NULL)
+		strmap_put(im->im_gc->gp_touched, key, im);
+}
+
+static void
+images_pin_key(struct images *im, const char *key, const char *owner)
+{
+	struct img_pin *p;
+
+	for (p = im->im_pins; p != NULL; p = p->next)
+		if (strcmp(p->key, key) == 0 && strcmp(p->owner, owner) == 0)
+			return;
+	p = xcalloc(1, sizeof(*p));
+	snprintf(p->key, sizeof(p->key), "%s", key);
+	snprintf(p->owner, sizeof(p->owner), "%s", owner);
+	p->next = im->im_pins;
+	im->im_pins = p;
+	images_touch_key(im, key);
+}
+
+static unsigned
+images_pins_key(const struct images *im, const char *key)
+{
+	const struct img_pin *p;
+	unsigned n = 0;
+
+	for (p = im->im_pins; p != NULL; p = p->next)
+		if (strcmp(p->key, key) == 0)
+			n++;
+	return n;
+}
+
+void
+images_pin_scope(struct images *im, const char *owner)
+{
+	im->im_scope_open = owner != NULL;
+	snprintf(im->im_scope, sizeof(im->im_scope), "%s",
+	    owner != NULL ? owner : "");
+}
+
+void
+images_pin(struct images *im, const struct vm_image *img, const char *owner)
+{
+	char key[IMAGES_KEY_MAX];
+
+	images_key(img, key);
+	images_pin_key(im, key, owner);
+}
+
+void
+images_unpin(struct images *im, const char *owner)
+{
+	struct img_pin **pp = &im->im_pins, *p;
+
+	while ((p = *pp) != NULL) {
+		if (strcmp(p->owner, owner) == 0) {
+			*pp = p->next;
+			free(p);
+		} else {
+			pp = &p->next;
+		}
+	}
+}
+
+unsigned
+images_pins(const struct images *im, const struct vm_image *img)
+{
+	char key[IMAGES_KEY_MAX];
+
+	images_key(img, key);
+	return images_pins_key(im, key);
+}
+
+static void
+fetch_probe_start(struct fetch *f)
+{
+	struct images *im = f->f_im;
+
+	f->f_blocked = false;
+	im->im_jobs++;
+	f->f_work.data = f;
+	uv_queue_work(im->im_loop, &f->f_work, fetch_probe_work,
+	    fetch_probe_done);
 }
 
 void
@@ -823,7 +1047,7 @@ images_ensure(struct images *im, const struct vm_image *img, images_cb cb,
 {
 	struct img_waiter *w;
 	struct fetch *f;
-	char key[80];
+	char key[IMAGES_KEY_MAX];
 
 	if (im->im_closing) {
 		struct carve_error e = { 0 };
@@ -832,8 +1056,11 @@ images_ensure(struct images *im, const struct vm_image *img, images_cb cb,
 		cb(&e, arg);
 		return;
 	}
-	snprintf(key, sizeof(key), "%s.%s", img->vi_sha256,
-	    vm_image_format_name(img->vi_format));
+	images_key(img, key);
+	/* Before anything can find the file: a pass deciding later keeps it. */
+	if (im->im_scope_open)
+		images_pin_key(im, key, im->im_scope);
+	images_touch_key(im, key);
 	w = xcalloc(1, sizeof(*w));
 	w->cb = cb;
 	w->arg = arg;
@@ -860,10 +1087,14 @@ images_ensure(struct images *im, const struct vm_image *img, images_cb cb,
 		abort();
 	}
 	strmap_put(im->im_fetches, f->f_key, f);
-	im->im_jobs++;
-	f->f_work.data = f;
-	uv_queue_work(im->im_loop, &f->f_work, fetch_probe_work,
-	    fetch_probe_done);
+	if (strmap_get(im->im_deleting, key) != NULL) {
+		/* A pass is deleting it: fetch it again once it is gone. */
+		log_info("images", "image %s is being garbage-collected: "
+		    "fetching it again after the deletion", key);
+		f->f_blocked = true;
+		return;
+	}
+	fetch_probe_start(f);
 }
 
 unsigned
@@ -879,19 +1110,36 @@ images_http_closed(void *arg)
 	void (*cb)(void *) = im->im_close_cb;
 	void *cbarg = im->im_close_arg;
 
+	struct img_pin *p;
+
+	while ((p = im->im_pins) != NULL) {
+		im->im_pins = p->next;
+		free(p);
+	}
 	strmap_free(im->im_fetches);
+	strmap_free(im->im_deleting);
 	free(im->im_dir);
 	free(im->im_ca_file);
+	free(im->im_pool);
 	free(im);
 	if (cb != NULL)
 		cb(cbarg);
 }
 
 static void
+gc_timer_closed(uv_handle_t *h)
+{
+	struct images *im = h->data;
+
+	im->im_jobs--;
+	images_check_closed(im);
+}
+
+static void
 images_check_closed(struct images *im)
 {
 	if (!im->im_closing || im->im_http_closing || im->im_jobs > 0 ||
-	    strmap_count(im->im_fetches) > 0)
+	    strmap_count(im->im_fetches) > 0 || im->im_gc != NULL)
 		return;
 	im->im_http_closing = true;
 	http_close(im->im_http, images_http_closed, im);
@@ -903,8 +1151,9 @@ images_close(struct images *im, void (*cb)(void *arg), void *arg)
 	struct strmap_iter it;
 	struct carve_error e = { 0 };
 	void *v;
-	struct fetch **busy;
-	size_t n = 0;
+	struct fetch **busy, **blocked;
+	struct gc_req *next;
+	size_t n = 0, nb = 0;
 
 	if (im->im_closing)
 		return;
@@ -913,9 +1162,18 @@ images_close(struct images *im, void (*cb)(void *arg), void *arg)
 	im->im_close_cb = cb;
 	im->im_close_arg = arg;
 	error_set(&e, CARVE_EUNAVAIL, "carved is shutting down");
+	if (im->im_timer_on) {
+		im->im_timer_on = false;
+		im->im_jobs++;
+		uv_close((uv_handle_t *)&im->im_timer, gc_timer_closed);
+	}
+	next = im->im_gc_next;
+	im->im_gc_next = NULL;
+	gc_reqs_reply(next, &e, NULL);
 	/* Cancelling may complete fetches (and change the map): collect
 	 * first. */
 	busy = xcalloc(strmap_count(im->im_fetches) + 1, sizeof(*busy));
+	blocked = xcalloc(strmap_count(im->im_fetches) + 1, sizeof(*blocked));
 	it = strmap_iter(im->im_fetches);
 	while (strmap_next(im->im_fetches, &it, NULL, &v)) {
 		struct fetch *f = v;
@@ -923,10 +1181,625 @@ images_close(struct images *im, void (*cb)(void *arg), void *arg)
 		fetch_fail(f, &e);
 		if (f->f_req != NULL)
 			busy[n++] = f;
+		else if (f->f_blocked)
+			blocked[nb++] = f;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (busy[i]->f_req != NULL)
 			http_cancel(busy[i]->f_req);
+	/* Waiting for a deletion, with no job of their own: over now. */
+	for (size_t i = 0; i < nb; i++)
+		fetch_complete(blocked[i]);
 	free(busy);
+	free(blocked);
 	images_check_closed(im);
+}
+
+/* ------------------------------------------------------------ GC policy */
+
+const char *
+images_gc_why_name(enum images_gc_why why)
+{
+	switch (why) {
+	case IMAGES_GC_AGE:
+		return "unused_age";
+	case IMAGES_GC_CAP:
+		return "cache_size";
+	case IMAGES_GC_KEEP:
+		break;
+	}
+	return "keep";
+}
+
+/* Whether x should go before y when the cache is too big. */
+static bool
+gc_older(const struct images_gc_item *x, const struct images_gc_item *y)
+{
+	if (x->gi_last_used_ms != y->gi_last_used_ms)
+		return x->gi_last_used_ms < y->gi_last_used_ms;
+	if (x->gi_bytes != y->gi_bytes)
+		return x->gi_bytes > y->gi_bytes;
+	return strcmp(x->gi_key, y->gi_key) < 0;
+}
+
+size_t
+images_gc_choose(struct images_gc_item *it, size_t n, int64_t now_ms,
+    unsigned unused_age_s, uint64_t max_bytes)
+{
+	uint64_t total = 0;
+	size_t chosen = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		it[i].gi_why = IMAGES_GC_KEEP;
+		total += it[i].gi_bytes;
+	}
+	for (size_t i = 0; unused_age_s > 0 && i < n; i++) {
+		if (it[i].gi_in_use ||
+		    now_ms - it[i].gi_last_used_ms < (int64_t)unused_age_s * 1000)
+			continue;
+		it[i].gi_why = IMAGES_GC_AGE;
+		total -= it[i].gi_bytes;
+		chosen++;
+	}
+	while (max_bytes > 0 && total > max_bytes) {
+		struct images_gc_item *best = NULL;
+
+		for (size_t i = 0; i < n; i++)
+			if (!it[i].gi_in_use && it[i].gi_why == IMAGES_GC_KEEP &&
+			    (best == NULL || gc_older(&it[i], best)))
+				best = &it[i];
+		/* What is left is in use: the cap cannot be met. */
+		if (best == NULL)
+			break;
+		best->gi_why = IMAGES_GC_CAP;
+		total -= best->gi_bytes;
+		chosen++;
+	}
+	return chosen;
+}
+
+/* ------------------------------------------------------------ GC passes */
+
+/* "<64 hex>.qcow2|raw": the files carve put in the cache. */
+static bool
+gc_parse_name(const char *name, struct images_entry *e)
+{
+	const char *dot = strchr(name, '.');
+
+	if (dot == NULL || dot - name != 64 ||
+	    strspn(name, "0123456789abcdef") != 64)
+		return false;
+	if (strcmp(dot + 1, "qcow2") == 0)
+		e->ie_format = VM_IMAGE_QCOW2;
+	else if (strcmp(dot + 1, "raw") == 0)
+		e->ie_format = VM_IMAGE_RAW;
+	else
+		return false;
+	memcpy(e->ie_sha256, name, 64);
+	e->ie_sha256[64] = '\0';
+	return true;
+}
+
+static void
+gc_entry_key(const struct images_entry *e, char key[IMAGES_KEY_MAX])
+{
+	snprintf(key, IMAGES_KEY_MAX, "%s.%s", e->ie_sha256,
+	    vm_image_format_name(e->ie_format));
+}
+
+/* Disk space and last use of a cache file. */
+static void
+gc_entry_stat(const struct stat *st, struct images_entry *e)
+{
+	e->ie_bytes = (uint64_t)st->st_blocks * 512;
+	e->ie_last_used_ms = (int64_t)st->st_mtim.tv_sec * 1000 +
+	    st->st_mtim.tv_nsec / 1000000;
+}
+
+/* Read the cache directory (worker, and images_new at start-up). */
+static int
+gc_read_dir(const char *dir, struct images_report *r, size_t *cap,
+    struct carve_error *err)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	struct stat st;
+
+	if (d == NULL)
+		return error_set(err, CARVE_EINTERNAL, "cannot read %s: %s", dir,
+		    strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		struct images_entry e;
+
+		memset(&e, 0, sizeof(e));
+		if (!gc_parse_name(de->d_name, &e) ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		gc_entry_stat(&st, &e);
+		if (r->ir_nimages == *cap) {
+			*cap = *cap ? *cap * 2 : 16;
+			r->ir_images = xreallocarray(r->ir_images, *cap,
+			    sizeof(*r->ir_images));
+		}
+		r->ir_images[r->ir_nimages++] = e;
+		r->ir_bytes += e.ie_bytes;
+	}
+	closedir(d);
+	return 0;
+}
+
+/* The cache file a backing path names, or NULL. */
+static struct images_entry *
+gc_backing_entry(struct images_report *r, const char *dir, const char *rdir,
+    const char *backing)
+{
+	char real[PATH_MAX], key[IMAGES_KEY_MAX];
+	const char *name = NULL;
+	size_t n = strlen(dir), rn = strlen(rdir);
+
+	if (strncmp(backing, dir, n) == 0 && backing[n] == '/')
+		name = backing + n + 1;
+	else if (rdir[0] != '\0' && realpath(backing, real) != NULL &&
+	    strncmp(real, rdir, rn) == 0 && real[rn] == '/')
+		/* The cache reached another way (a symlinked state_dir). */
+		name = real + rn + 1;
+	if (name == NULL || strchr(name, '/') != NULL)
+		return NULL;
+	for (size_t i = 0; i < r->ir_nimages; i++) {
+		gc_entry_key(&r->ir_images[i], key);
+		if (strcmp(key, name) == 0)
+			return &r->ir_images[i];
+	}
+	return NULL;
+}
+
+/* The VM a volume belongs to: "<vm_id>-..." names it; else the name. */
+static void
+gc_entry_add_vm(struct images_entry *e, const char *vol)
+{
+	char id[IDS_UUID_LEN + 1];
+
+	if (strlen(vol) > IDS_UUID_LEN && vol[IDS_UUID_LEN] == '-') {
+		memcpy(id, vol, IDS_UUID_LEN);
+		id[IDS_UUID_LEN] = '\0';
+		if (ids_uuid_valid(id))
+			vol = id;
+	}
+	for (size_t i = 0; i < e->ie_nvms; i++)
+		if (strcmp(e->ie_vms[i], vol) == 0)
+			return;
+	e->ie_vms = xreallocarray(e->ie_vms, e->ie_nvms + 1,
+	    sizeof(*e->ie_vms));
+	e->ie_vms[e->ie_nvms++] = xstrdup(vol);
+}
+
+static void
+gc_scan_work(uv_work_t *w)
+{
+	struct gc_pass *p = w->data;
+	struct images_report *r = &p->gp_rep;
+	struct virt_storage_vol *vols = NULL;
+	size_t nvols = 0;
+	char rdir[PATH_MAX];
+
+	/*
+	 * Volumes first: a file cached after the directory is read is not
+	 * considered at all; a volume made after the listing belongs to a
+	 * command whose pin the decision sees.
+	 */
+	if (virt_storage_volumes(p->gp_conn, p->gp_pool, &vols, &nvols,
+	    &p->gp_err) < 0) {
+		/* No pool: nothing tells which images VMs use; keep all. */
+		if (p->gp_err.code == CARVE_ENOTFOUND)
+			error_reset(&p->gp_err, CARVE_EUNAVAIL, "storage pool %s "
+			    "is not defined: cannot tell which images are in "
+			    "use", p->gp_pool);
+		goto out;
+	}
+	if (gc_read_dir(p->gp_dir, r, &p->gp_cap, &p->gp_err) < 0)
+		goto out;
+	if (realpath(p->gp_dir, rdir) == NULL)
+		rdir[0] = '\0';
+	for (size_t i = 0; i < nvols; i++) {
+		struct images_entry *e;
+
+		if (vols[i].vsv_backing == NULL)
+			continue;
+		e = gc_backing_entry(r, p->gp_dir, rdir, vols[i].vsv_backing);
+		if (e != NULL)
+			gc_entry_add_vm(e, vols[i].vsv_name);
+	}
+out:
+	virt_storage_vols_free(vols, nvols);
+	virConnectClose(p->gp_conn);
+	p->gp_conn = NULL;
+}
+
+static void
+gc_delete_work(uv_work_t *w)
+{
+	struct gc_pass *p = w->data;
+	struct images_report *r = &p->gp_rep;
+
+	if (p->gp_im->im_test_delay_ms > 0)
+		time_sleep_ms(p->gp_im->im_test_delay_ms);
+
+	for (size_t i = 0; i < r->ir_nimages; i++) {
+		struct images_entry *e = &r->ir_images[i];
+		char key[IMAGES_KEY_MAX], *path;
+
+		gc_entry_key(e, key);
+		path = xasprintf("%s/%s", p->gp_dir, key);
+		if (e->ie_why != IMAGES_GC_KEEP) {
+			if (unlink(path) < 0 && errno != ENOENT)
+				e->ie_error = xasprintf("cannot delete %s: %s",
+				    path, strerror(errno));
+		} else if (e->ie_nvms > 0 &&
+		    utimensat(AT_FDCWD, path, NULL, 0) < 0) {
+			log_warn("images", "cannot set the last use of %s: %s",
+			    path, strerror(errno));
+		}
+		free(path);
+	}
+}
+
+static void
+gc_report_clear(struct images_report *r)
+{
+	for (size_t i = 0; i < r->ir_nimages; i++) {
+		struct images_entry *e = &r->ir_images[i];
+
+		for (size_t j = 0; j < e->ie_nvms; j++)
+			free(e->ie_vms[j]);
+		free(e->ie_vms);
+		free(e->ie_error);
+	}
+	free(r->ir_images);
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+gc_reqs_reply(struct gc_req *reqs, const struct carve_error *err,
+    const struct images_report *r)
+{
+	struct gc_req *q;
+
+	while ((q = reqs) != NULL) {
+		reqs = q->next;
+		if (q->cb != NULL)
+			q->cb(err, err != NULL ? NULL : r, q->arg);
+		else if (err != NULL)
+			log_info("images", "image GC pass skipped: %s",
+			    err->message);
+		free(q);
+	}
+}
+
+static void gc_start(struct images *im, bool gc, struct gc_req *reqs);
+
+/* The pass or listing is over: answer, free, start the next pass. */
+static void
+gc_finish(struct gc_pass *p)
+{
+	struct images *im = p->gp_im;
+	struct images_report *r = &p->gp_rep;
+	struct gc_req *next;
+
+	if (p->gp_gc && !error_isset(&p->gp_err))
+		log_msg(r->ir_deleted > 0 ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+		    "images", "image GC pass: %zu images, %u deleted, %llu "
+		    "bytes freed", r->ir_nimages, r->ir_deleted,
+		    (unsigned long long)r->ir_freed);
+	else if (p->gp_gc)
+		log_warn("images", "image GC pass failed, nothing deleted: %s",
+		    p->gp_err.message);
+	gc_reqs_reply(p->gp_reqs, error_isset(&p->gp_err) ? &p->gp_err : NULL,
+	    r);
+	if (im->im_gc == p)
+		im->im_gc = NULL;
+	gc_report_clear(r);
+	if (p->gp_touched != NULL)
+		strmap_free(p->gp_touched);
+	free(p->gp_dir);
+	free(p->gp_pool);
+	free(p);
+	if (im->im_gc == NULL && (next = im->im_gc_next) != NULL) {
+		im->im_gc_next = NULL;
+		gc_start(im, true, next);
+	}
+	images_check_closed(im);
+}
+
+static void
+gc_delete_done(uv_work_t *w, int status)
+{
+	struct gc_pass *p = w->data;
+	struct images *im = p->gp_im;
+	struct images_report *r = &p->gp_rep;
+	int64_t now = time_now_ms();
+
+	(void)status;
+	im->im_jobs--;
+	im->im_stats.is_gc_passes++;
+	for (size_t i = 0; i < r->ir_nimages; i++) {
+		struct images_entry *e = &r->ir_images[i];
+		char key[IMAGES_KEY_MAX], bytes[24], idle[24];
+		struct fetch *f;
+
+		if (e->ie_why == IMAGES_GC_KEEP)
+			continue;
+		gc_entry_key(e, key);
+		strmap_del(im->im_deleting, key);
+		snprintf(bytes, sizeof(bytes), "%llu",
+		    (unsigned long long)e->ie_bytes);
+		snprintf(idle, sizeof(idle), "%lld",
+		    (long long)((now - e->ie_last_used_ms) / 1000));
+		if (e->ie_error != NULL) {
+			log_kv(LOG_LVL_ERROR, "images", "image not deleted",
+			    "sha256", e->ie_sha256, "format",
+			    vm_image_format_name(e->ie_format), "reason",
+			    images_gc_why_name(e->ie_why), "error", e->ie_error,
+			    (char *)NULL);
+		} else {
+			log_kv(LOG_LVL_INFO, "images", "image deleted",
+			    "sha256", e->ie_sha256, "format",
+			    vm_image_format_name(e->ie_format), "bytes", bytes,
+			    "unused_s", idle, "reason",
+			    images_gc_why_name(e->ie_why), (char *)NULL);
+			r->ir_deleted++;
+			r->ir_freed += e->ie_bytes;
+			im->im_stats.is_gc_deleted++;
+			im->im_stats.is_gc_freed_bytes += e->ie_bytes;
+			if (im->im_stats.is_images > 0)
+				im->im_stats.is_images--;
+			im->im_stats.is_bytes -= e->ie_bytes <
+			    im->im_stats.is_bytes ? e->ie_bytes :
+			    im->im_stats.is_bytes;
+		}
+		/* Asked for while it was being deleted: fetch it now. */
+		if ((f = strmap_get(im->im_fetches, key)) != NULL &&
+		    f->f_blocked && !im->im_closing)
+			fetch_probe_start(f);
+	}
+	gc_finish(p);
+}
+
+static int
+gc_entry_cmp(const void *x, const void *y)
+{
+	const struct images_entry *a = x, *b = y;
+	int c = strcmp(a->ie_sha256, b->ie_sha256);
+
+	return c != 0 ? c : (int)a->ie_format - (int)b->ie_format;
+}
+
+/* Whether a fetch of sha256 (any format) is in progress. */
+static bool
+gc_fetching(struct images *im, const char *sha256)
+{
+	struct strmap_iter it = strmap_iter(im->im_fetches);
+	const char *key;
+
+	while (strmap_next(im->im_fetches, &it, &key, NULL))
+		if (strncmp(key, sha256, 64) == 0)
+			return true;
+	return false;
+}
+
+static void
+gc_scan_done(uv_work_t *w, int status)
+{
+	struct gc_pass *p = w->data;
+	struct images *im = p->gp_im;
+	struct images_report *r = &p->gp_rep;
+	struct images_gc_item *items;
+
+	(void)status;
+	im->im_jobs--;
+	if (error_isset(&p->gp_err)) {
+		gc_finish(p);
+		return;
+	}
+	if (r->ir_nimages > 0)
+		qsort(r->ir_images, r->ir_nimages, sizeof(*r->ir_images),
+		    gc_entry_cmp);
+	r->ir_at_ms = time_now_ms();
+	im->im_stats.is_bytes = r->ir_bytes;
+	im->im_stats.is_images = (unsigned)r->ir_nimages;
+	items = xcalloc(r->ir_nimages + 1, sizeof(*items));
+	for (size_t i = 0; i < r->ir_nimages; i++) {
+		struct images_entry *e = &r->ir_images[i];
+		char key[IMAGES_KEY_MAX];
+
+		gc_entry_key(e, key);
+		e->ie_pins = images_pins_key(im, key);
+		e->ie_fetching = gc_fetching(im, e->ie_sha256);
+		e->ie_in_use = e->ie_nvms > 0 || e->ie_pins > 0 ||
+		    e->ie_fetching || (p->gp_touched != NULL &&
+		    strmap_get(p->gp_touched, key) != NULL);
+		items[i].gi_key = e->ie_sha256;
+		items[i].gi_bytes = e->ie_bytes;
+		items[i].gi_last_used_ms = e->ie_last_used_ms;
+		items[i].gi_in_use = e->ie_in_use;
+	}
+	if (!p->gp_gc || im->im_closing) {
+		free(items);
+		gc_finish(p);
+		return;
+	}
+	log_debug("images", "image GC pass: deleting %zu of %zu images",
+	    images_gc_choose(items, r->ir_nimages, r->ir_at_ms,
+	    im->im_gc_age_s, im->im_gc_max_bytes), r->ir_nimages);
+	for (size_t i = 0; i < r->ir_nimages; i++) {
+		struct images_entry *e = &r->ir_images[i];
+		char key[IMAGES_KEY_MAX];
+
+		e->ie_why = items[i].gi_why;
+		if (e->ie_why == IMAGES_GC_KEEP)
+			continue;
+		/* From here on an ensure of it waits for the deletion. */
+		gc_entry_key(e, key);
+		strmap_put(im->im_deleting, key, p);
+	}
+	free(items);
+	im->im_jobs++;
+	uv_queue_work(im->im_loop, &p->gp_work, gc_delete_work,
+	    gc_delete_done);
+}
+
+static void
+gc_start(struct images *im, bool gc, struct gc_req *reqs)
+{
+	struct carve_error err = { 0 };
+	virConnectPtr conn = NULL;
+	struct gc_pass *p;
+	struct img_pin *pin;
+	struct strmap_iter it;
+	const char *key;
+
+	if (im->im_closing)
+		error_set(&err, CARVE_EUNAVAIL, "carved is shutting down");
+	else if (im->im_conn == NULL)
+		error_set(&err, CARVE_EUNAVAIL, "image garbage collection is "
+		    "not set up");
+	else
+		conn = im->im_conn(im->im_conn_arg, gc, &err);
+	if (conn == NULL) {
+		if (!error_isset(&err))
+			error_set(&err, CARVE_EUNAVAIL, "no libvirt connection");
+		gc_reqs_reply(reqs, &err, NULL);
+		return;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->gp_im = im;
+	p->gp_gc = gc;
+	p->gp_conn = conn;
+	p->gp_dir = xstrdup(im->im_dir);
+	p->gp_pool = xstrdup(im->im_pool);
+	p->gp_reqs = reqs;
+	p->gp_rep.ir_gc = gc;
+	if (gc) {
+		/* What is held now is kept, even if released meanwhile. */
+		p->gp_touched = strmap_new();
+		for (pin = im->im_pins; pin != NULL; pin = pin->next)
+			strmap_put(p->gp_touched, pin->key, im);
+		it = strmap_iter(im->im_fetches);
+		while (strmap_next(im->im_fetches, &it, &key, NULL))
+			strmap_put(p->gp_touched, key, im);
+		im->im_gc = p;
+	}
+	im->im_jobs++;
+	p->gp_work.data = p;
+	uv_queue_work(im->im_loop, &p->gp_work, gc_scan_work, gc_scan_done);
+}
+
+static struct gc_req *
+gc_req_new(images_report_cb cb, void *arg)
+{
+	struct gc_req *q = xcalloc(1, sizeof(*q));
+
+	q->cb = cb;
+	q->arg = arg;
+	return q;
+}
+
+void
+images_list(struct images *im, images_report_cb cb, void *arg)
+{
+	gc_start(im, false, gc_req_new(cb, arg));
+}
+
+void
+images_gc(struct images *im, images_report_cb cb, void *arg)
+{
+	struct gc_req *q = gc_req_new(cb, arg), **pp;
+
+	if (im->im_gc == NULL) {
+		gc_start(im, true, q);
+		return;
+	}
+	/* The pass running may have read the pool before what the caller
+	 * just did: it gets the next one. */
+	for (pp = &im->im_gc_next; *pp != NULL; pp = &(*pp)->next)
+		;
+	*pp = q;
+}
+
+static void
+gc_on_timer(uv_timer_t *t)
+{
+	struct images *im = t->data;
+
+	/* A pass still running (or asked for) is as good as a new one. */
+	if (im->im_gc == NULL && im->im_gc_next == NULL)
+		images_gc(im, NULL, NULL);
+}
+
+static json_object *
+gc_entry_encode(const struct images_entry *e, bool gc)
+{
+	json_object *o = json_object_new_object();
+
+	jsonx_add_string(o, "sha256", e->ie_sha256);
+	jsonx_add_string(o, "format", vm_image_format_name(e->ie_format));
+	jsonx_add_int(o, "bytes", (int64_t)e->ie_bytes);
+	jsonx_add_int(o, "last_used_at", e->ie_last_used_ms);
+	if (gc) {
+		jsonx_add_string(o, "reason", images_gc_why_name(e->ie_why));
+		if (e->ie_error != NULL)
+			jsonx_add_string(o, "error", e->ie_error);
+	}
+	return o;
+}
+
+json_object *
+images_report_encode(const struct images_report *r,
+    const char *(*name_of)(void *arg, const char *vm_id), void *arg)
+{
+	json_object *arr = json_object_new_array(), *o;
+
+	for (size_t i = 0; i < r->ir_nimages; i++) {
+		const struct images_entry *e = &r->ir_images[i];
+		json_object *vms;
+
+		if (r->ir_gc) {
+			if (e->ie_why != IMAGES_GC_KEEP)
+				json_object_array_add(arr, gc_entry_encode(e,
+				    true));
+			continue;
+		}
+		o = gc_entry_encode(e, false);
+		vms = json_object_new_array();
+		for (size_t j = 0; j < e->ie_nvms; j++) {
+			json_object *v = json_object_new_object();
+			const char *name = name_of != NULL ?
+			    name_of(arg, e->ie_vms[j]) : NULL;
+
+			jsonx_add_string(v, "id", e->ie_vms[j]);
+			if (name != NULL)
+				jsonx_add_string(v, "name", name);
+			json_object_array_add(vms, v);
+		}
+		json_object_object_add(o, "vms", vms);
+		jsonx_add_int(o, "pins", e->ie_pins);
+		jsonx_add_bool(o, "fetching", e->ie_fetching);
+		jsonx_add_bool(o, "in_use", e->ie_in_use);
+		json_object_array_add(arr, o);
+	}
+	if (!r->ir_gc)
+		return arr;
+	o = json_object_new_object();
+	json_object_object_add(o, "deleted", arr);
+	jsonx_add_int(o, "kept", (int64_t)(r->ir_nimages - r->ir_deleted));
+	jsonx_add_int(o, "bytes_before", (int64_t)r->ir_bytes);
+	jsonx_add_int(o, "bytes_after", (int64_t)(r->ir_bytes - r->ir_freed));
+	jsonx_add_int(o, "freed_bytes", (int64_t)r->ir_freed);
+	return o;
+}
+
+void
+images_get_stats(const struct images *im, struct images_stats *st)
+{
+	*st = im->im_stats;
 }

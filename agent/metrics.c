@@ -13,6 +13,7 @@
 
 #include "agent/agent.h"
 #include "agent/engine.h"
+#include "agent/images.h"
 #include "agent/journal.h"
 #include "agent/metrics.h"
 #include "agent/poller.h"
@@ -178,6 +179,25 @@ metrics_render(struct agent *a)
 		    "carve_control_plane_outbox %lld\n", (long long)req,
 		    (long long)fail, (long long)outbox);
 		json_object_put(st);
+	}
+	if (a->a_images != NULL) {
+		struct images_stats is;
+
+		images_get_stats(a->a_images, &is);
+		mb_printf(&b, "# HELP carve_image_cache_bytes Disk space of the "
+		    "base image cache.\n# TYPE carve_image_cache_bytes gauge\n"
+		    "carve_image_cache_bytes %llu\n# HELP carve_image_cache_images "
+		    "Base images in the cache.\n# TYPE carve_image_cache_images "
+		    "gauge\ncarve_image_cache_images %u\n# HELP "
+		    "carve_image_gc_deleted_total Images deleted by garbage "
+		    "collection.\n# TYPE carve_image_gc_deleted_total counter\n"
+		    "carve_image_gc_deleted_total %llu\n# HELP "
+		    "carve_image_gc_freed_bytes_total Bytes freed by garbage "
+		    "collection.\n# TYPE carve_image_gc_freed_bytes_total "
+		    "counter\ncarve_image_gc_freed_bytes_total %llu\n",
+		    (unsigned long long)is.is_bytes, is.is_images,
+		    (unsigned long long)is.is_gc_deleted,
+		    (unsigned long long)is.is_gc_freed_bytes);
 	}
 	if (a->a_journal != NULL) {
 		struct journal_stats js;

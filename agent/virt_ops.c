@@ -49,10 +49,11 @@ virt_ops_errcode_is(int code)
 	return e != NULL && e->code == code;
 }
 
-/* Read and parse carve's metadata element of d into *meta. */
+/* Read and parse carve's metadata element of d into *meta (and *rb). */
 static int
-virt_ops_read_meta(virConnectPtr c, virDomainPtr d, const char *vm_id,
-    struct vm_info *meta, struct carve_error *err)
+virt_ops_read_meta_rebuild(virConnectPtr c, virDomainPtr d, const char *vm_id,
+    struct vm_info *meta, struct virt_xml_rebuild *rb,
+    struct carve_error *err)
 {
 	char *xml;
 	int rc;
@@ -69,16 +70,23 @@ virt_ops_read_meta(virConnectPtr c, virDomainPtr d, const char *vm_id,
 		return virt_ops_fail(c, err, "reading domain metadata");
 	}
 	memset(meta, 0, sizeof(*meta));
-	rc = virt_xml_parse_metadata(xml, meta, err);
+	rc = virt_xml_parse_metadata_rebuild(xml, meta, rb, err);
 	free(xml);
 	return rc;
+}
+
+static int
+virt_ops_read_meta(virConnectPtr c, virDomainPtr d, const char *vm_id,
+    struct vm_info *meta, struct carve_error *err)
+{
+	return virt_ops_read_meta_rebuild(c, d, vm_id, meta, NULL, err);
 }
 
 /*
  * Look the domain up by UUID and check it is one of ours. Returns NULL with
  * err CARVE_ENOTFOUND when absent or unmanaged; *meta filled when non-NULL.
  */
-static virDomainPtr
+virDomainPtr
 virt_ops_lookup(virConnectPtr c, const char *vm_id, struct vm_info *meta,
     struct carve_error *err)
 {
@@ -102,7 +110,7 @@ virt_ops_lookup(virConnectPtr c, const char *vm_id, struct vm_info *meta,
 	return d;
 }
 
-static int
+int
 virt_ops_state(virConnectPtr c, virDomainPtr d, struct vm_info *vm,
     struct carve_error *err)
 {
@@ -333,6 +341,40 @@ virt_op_get(virConnectPtr c, const char *vm_id, struct vm_info *out,
 	if (d == NULL)
 		return -1;
 	rc = virt_ops_state(c, d, out, err);
+	virDomainFree(d);
+	return rc;
+}
+
+int
+virt_op_get_rebuild(virConnectPtr c, const char *vm_id, struct vm_info *out,
+    struct virt_xml_rebuild *rb, struct carve_error *err)
+{
+	virDomainPtr d = virt_ops_lookup(c, vm_id, NULL, err);
+	int rc = -1;
+
+	if (d == NULL)
+		return -1;
+	if (virt_ops_read_meta_rebuild(c, d, vm_id, out, rb, err) == 0)
+		rc = virt_ops_state(c, d, out, err);
+	virDomainFree(d);
+	return rc;
+}
+
+int
+virt_op_set_metadata(virConnectPtr c, const char *vm_id, const char *xml,
+    struct carve_error *err)
+{
+	virDomainPtr d = virt_ops_lookup(c, vm_id, NULL, err);
+	unsigned flags = VIR_DOMAIN_AFFECT_CONFIG;
+	int rc = 0;
+
+	if (d == NULL)
+		return -1;
+	if (virt_ops_active(d))
+		flags |= VIR_DOMAIN_AFFECT_LIVE;
+	if (virDomainSetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, xml,
+	    VIRT_XML_PREFIX, VIRT_XML_NS, flags) < 0)
+		rc = virt_ops_fail(c, err, "updating the VM's metadata");
 	virDomainFree(d);
 	return rc;
 }

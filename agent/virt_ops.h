@@ -35,6 +35,16 @@
 int virt_ops_fail(virConnectPtr c, struct carve_error *err, const char *what);
 /* True when the thread's last libvirt error has this virErrorNumber. */
 bool virt_ops_errcode_is(int code);
+/*
+ * The managed domain vm_id (for modules with operations of their own, such
+ * as virt_resize): NULL with err CARVE_ENOTFOUND when absent or not carve's;
+ * *meta filled from its metadata when not NULL. The caller frees it.
+ */
+virDomainPtr virt_ops_lookup(virConnectPtr c, const char *vm_id,
+    struct vm_info *meta, struct carve_error *err);
+/* Fill vm->vm_state from libvirt. */
+int virt_ops_state(virConnectPtr c, virDomainPtr d, struct vm_info *vm,
+    struct carve_error *err);
 
 /* Define (if absent) and start the domain described by xml. */
 int virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,
@@ -56,6 +66,16 @@ int virt_op_reboot(virConnectPtr c, const char *vm_id, struct vm_info *out,
 int virt_op_destroy(virConnectPtr c, const char *vm_id, struct carve_error *err);
 /* One managed domain: CARVE_ENOTFOUND when absent or not managed. */
 int virt_op_get(virConnectPtr c, const char *vm_id, struct vm_info *out,
+    struct carve_error *err);
+/* virt_op_get, and the record's rebuild bookkeeping into *rb. */
+int virt_op_get_rebuild(virConnectPtr c, const char *vm_id,
+    struct vm_info *out, struct virt_xml_rebuild *rb, struct carve_error *err);
+/*
+ * Replace the carve metadata element of the managed domain vm_id with xml
+ * (from virt_xml_metadata_vm): in its persistent definition and, while it
+ * runs, in the live one too, so that either reads back the same.
+ */
+int virt_op_set_metadata(virConnectPtr c, const char *vm_id, const char *xml,
     struct carve_error *err);
 /* All managed domains; *out is an array the caller frees. */
 int virt_op_list(virConnectPtr c, struct vm_info **out, size_t *n,

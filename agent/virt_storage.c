@@ -241,6 +241,108 @@ out:
 	return rc;
 }
 
+int
+virt_storage_root_replace(virConnectPtr c, const char *pool, const char *vm_id,
+    uint64_t capacity, const char *base, enum vm_image_format base_fmt,
+    char **path, struct carve_error *err)
+{
+	virStoragePoolPtr p;
+	virStorageVolPtr v;
+	char *name;
+	int rc = 0;
+
+	*path = NULL;
+	if ((name = vs_vol_name(vm_id, "root.qcow2", err)) == NULL)
+		return -1;
+	if ((p = vs_pool(c, pool, err)) == NULL) {
+		free(name);
+		return -1;
+	}
+	if ((v = virStorageVolLookupByName(p, name)) != NULL) {
+		if (virStorageVolDelete(v, 0) < 0 &&
+		    !virt_ops_errcode_is(VIR_ERR_NO_STORAGE_VOL))
+			rc = virt_ops_fail(c, err, "deleting the old root disk");
+		else
+			log_info("virt", "volume %s deleted for a rebuild", name);
+		virStorageVolFree(v);
+	} else if (!virt_ops_errcode_is(VIR_ERR_NO_STORAGE_VOL)) {
+		rc = virt_ops_fail(c, err, "looking up the root volume");
+	}
+	free(name);
+	virStoragePoolFree(p);
+	if (rc < 0)
+		return -1;
+	return virt_storage_root(c, pool, vm_id, capacity, base, base_fmt, path,
+	    err);
+}
+
+int
+virt_storage_data(virConnectPtr c, const char *pool, const char *vm_id,
+    unsigned index, uint64_t capacity, char **path, struct carve_error *err)
+{
+	virStoragePoolPtr p;
+	virStorageVolPtr v;
+	char *name, *xml, *backing = NULL, suffix[32];
+	uint64_t cap;
+	int rc = -1;
+
+	*path = NULL;
+	if (index >= VM_DATA_DISKS_MAX)
+		return error_set(err, CARVE_EINVAL, "data disk %u: at most %d "
+		    "data disks", index, VM_DATA_DISKS_MAX);
+	snprintf(suffix, sizeof(suffix), "data%u.qcow2", index);
+	if ((name = vs_vol_name(vm_id, suffix, err)) == NULL)
+		return -1;
+	if ((p = vs_pool(c, pool, err)) == NULL) {
+		free(name);
+		return -1;
+	}
+	v = virStorageVolLookupByName(p, name);
+	if (v != NULL) {
+		/* Made by an earlier run of this create (or kept by a
+		 * rebuild): keep it, with its data, if it is what we want. */
+		xml = virStorageVolGetXMLDesc(v, 0);
+		if (xml == NULL) {
+			virt_ops_fail(c, err, "reading a data volume");
+			goto out;
+		}
+		if (virt_xml_parse_volume(xml, &backing, &cap, err) < 0) {
+			free(xml);
+			goto out;
+		}
+		free(xml);
+		if (backing != NULL || cap != capacity) {
+			error_set(err, CARVE_ECONFLICT, "volume %s exists with "
+			    "another size or a backing file", name);
+			goto out;
+		}
+		log_info("virt", "reusing volume %s", name);
+	} else {
+		if (!virt_ops_errcode_is(VIR_ERR_NO_STORAGE_VOL)) {
+			virt_ops_fail(c, err, "looking up a data volume");
+			goto out;
+		}
+		xml = virt_xml_volume(name, capacity, "qcow2", NULL, NULL, err);
+		if (xml == NULL)
+			goto out;
+		v = virStorageVolCreateXML(p, xml, 0);
+		free(xml);
+		if (v == NULL) {
+			virt_ops_fail(c, err, "creating a data disk");
+			goto out;
+		}
+	}
+	if ((*path = vs_vol_path(c, v, err)) != NULL)
+		rc = 0;
+out:
+	free(backing);
+	free(name);
+	if (v != NULL)
+		virStorageVolFree(v);
+	virStoragePoolFree(p);
+	return rc;
+}
+
 static int
 vs_send(virStreamPtr st, char *data, size_t nbytes, void *opaque)
 {
@@ -392,4 +494,69 @@ virt_storage_delete_vm(virConnectPtr c, const char *pool, const char *vm_id,
 out:
 	virStoragePoolFree(p);
 	return rc;
+}
+
+int
+virt_storage_volumes(virConnectPtr c, const char *pool,
+    struct virt_storage_vol **out, size_t *nout, struct carve_error *err)
+{
+	virStoragePoolPtr p;
+	virStorageVolPtr *vols = NULL;
+	struct virt_storage_vol *res = NULL;
+	size_t n = 0;
+	int nv, rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if ((p = vs_pool(c, pool, err)) == NULL)
+		return -1;
+	if ((nv = virStoragePoolListAllVolumes(p, &vols, 0)) < 0) {
+		rc = virt_ops_fail(c, err, "listing the pool's volumes");
+		goto out;
+	}
+	res = xcalloc((size_t)nv + 1, sizeof(*res));
+	for (int i = 0; i < nv; i++) {
+		const char *name = virStorageVolGetName(vols[i]);
+		char *xml, *backing = NULL;
+		uint64_t cap;
+
+		if (rc < 0 || name == NULL)
+			goto next;
+		if ((xml = virStorageVolGetXMLDesc(vols[i], 0)) == NULL) {
+			/* Deleted since the listing: not in use any more. */
+			if (!virt_ops_errcode_is(VIR_ERR_NO_STORAGE_VOL))
+				rc = virt_ops_fail(c, err, "reading a volume");
+			goto next;
+		}
+		if (virt_xml_parse_volume(xml, &backing, &cap, err) < 0)
+			rc = -1;
+		else {
+			res[n].vsv_name = xstrdup(name);
+			res[n].vsv_backing = backing;
+			n++;
+		}
+		free(xml);
+next:
+		virStorageVolFree(vols[i]);
+	}
+	free(vols);
+out:
+	virStoragePoolFree(p);
+	if (rc < 0) {
+		virt_storage_vols_free(res, n);
+		return -1;
+	}
+	*out = res;
+	*nout = n;
+	return 0;
+}
+
+void
+virt_storage_vols_free(struct virt_storage_vol *vols, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(vols[i].vsv_name);
+		free(vols[i].vsv_backing);
+	}
+	free(vols);
 }

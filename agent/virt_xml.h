@@ -14,9 +14,33 @@
 #include "api/vm.h"
 #include "common/error.h"
 
+/* How often the balloon driver refreshes the guest's memory statistics. */
+#define VIRT_XML_BALLOON_STATS_S 5
+
 /* Namespace of carve's <metadata> child element. */
 #define VIRT_XML_NS      "https://carve.dev/xmlns/vm/1"
 #define VIRT_XML_PREFIX  "carve"
+
+/* Whether a VM ran before a rebuild stopped it, as the metadata records it. */
+enum virt_xml_run {
+	VIRT_XML_RUN_UNRECORDED = 0,
+	VIRT_XML_RUN_NO,
+	VIRT_XML_RUN_YES,
+};
+
+/*
+ * carve's vm.rebuild bookkeeping in the metadata, so that a rebuild cut
+ * short by carved's death is finished from libvirt's state:
+ *   rebuilding   the rebuild under way (set before the VM is stopped);
+ *   rebuilt_by   the rebuild whose new root disk is in place;
+ *   was_running  whether the VM ran before that rebuild stopped it (with
+ *                either of the two, never alone).
+ */
+struct virt_xml_rebuild {
+	char rb_rebuilding[IDS_UUID_LEN + 1];   /* "" when none */
+	char rb_rebuilt_by[IDS_UUID_LEN + 1];   /* "" when never rebuilt */
+	enum virt_xml_run rb_was_running;
+};
 
 struct virt_xml_opts {
 	const char *domain_type;   /* "kvm", "qemu" or "test" */
@@ -34,14 +58,45 @@ struct virt_xml_opts {
 	 */
 	const char *root_disk;
 	const char *seed_iso;
+	/*
+	 * Room to grow (vm.resize): the domain's maximum vCPUs and memory,
+	 * at least the spec's size; 0 means the size itself. The spec's size
+	 * is what the guest gets (<vcpu current=...>, <currentMemory>, held
+	 * there by the balloon) and what the metadata records.
+	 */
+	unsigned max_vcpus;
+	uint64_t max_memory_mib;
+	/*
+	 * The data disk volumes (absolute paths), one per spec data disk,
+	 * attached as virtio vdb, vdc, ... with serial "carve-data<i>" (what
+	 * a guest finds them by: /dev/disk/by-id/virtio-carve-data<i>).
+	 */
+	const char *const *data_disks;
+	size_t ndata_disks;
+	/* Rebuild bookkeeping for the metadata, or NULL for none. */
+	const struct virt_xml_rebuild *rebuild;
 };
+
+/*
+ * The maximum a domain of this size is defined with: factor x the size,
+ * vCPUs capped by host_cpus (when not 0) and VM_VCPUS_MAX, memory by
+ * host_memory_mib (when not 0) and VM_MEMORY_MIB_MAX; never below the size.
+ */
+unsigned virt_xml_max_vcpus(unsigned vcpus, unsigned factor,
+    unsigned host_cpus);
+uint64_t virt_xml_max_memory_mib(uint64_t memory_mib, unsigned factor,
+    uint64_t host_memory_mib);
 
 /*
  * The full <domain> XML for spec; a new string the caller frees, or NULL with
  * err set. The metadata element (see virt_xml_metadata) is embedded.
- * For "kvm"/"qemu": ACPI (graceful shutdown), a virtio balloon, a serial
+ * For "kvm"/"qemu": ACPI (graceful shutdown), a virtio balloon (with guest
+ * memory statistics every VIRT_XML_BALLOON_STATS_S seconds), a serial
  * console logged to console_log, on_poweroff=destroy, on_crash=destroy;
- * direct kernel boot when kernel_path is set.
+ * direct kernel boot when kernel_path is set. Every NIC of the spec (for
+ * every domain type) becomes <interface type='network'|'bridge'> with its
+ * source, MAC and a virtio model; each must have its MAC by now
+ * (vm_spec_derive_macs), else CARVE_EINVAL.
  */
 char *virt_xml_domain(const struct vm_spec *spec,
     const struct virt_xml_opts *opts, struct carve_error *err);
@@ -50,10 +105,26 @@ char *virt_xml_domain(const struct vm_spec *spec,
  * The metadata element alone:
  * <carve:vm xmlns:carve="..."><carve:id>..</carve:id><carve:name>..
  *  <carve:vcpus>..<carve:memory_mib>..<carve:disk_gib>..<carve:command_id>..
- *  <carve:created_at>..</carve:vm>
+ *  <carve:created_at>..
+ *  [<carve:image_url>..<carve:image_sha256>..<carve:image_format>..]
+ *  [<carve:data_disk_gib>..]... (one per data disk, in order)
+ *  [<carve:rebuilding>..] [<carve:rebuilt_by>..] [<carve:was_running>..]
+ * </carve:vm>
+ * disk_gib is the root disk's size; the image is the root disk's base.
  */
 char *virt_xml_metadata(const struct vm_spec *spec,
     const struct virt_xml_opts *opts);
+
+/*
+ * The metadata element of an existing VM from its record as read back (vm;
+ * its state is not part of it) and rb (NULL: no rebuild bookkeeping): how
+ * a command that changes a managed VM's record rewrites it without losing
+ * a field. Written without a namespace (<vm><id>..), the form
+ * virDomainSetMetadata takes (it puts the element in VIRT_XML_NS itself).
+ * NULL with err on a record that does not validate.
+ */
+char *virt_xml_metadata_vm(const struct vm_info *vm,
+    const struct virt_xml_rebuild *rb, struct carve_error *err);
 
 /*
  * Storage XML for carve's dir pool and its volumes (values escaped like
@@ -80,13 +151,38 @@ int virt_xml_parse_pool_path(const char *xml, char **path,
 
 /*
  * Parse a metadata element as returned by virDomainGetMetadata into vm
- * (id, name, vcpus, memory_mib, disk_gib, command_id, created_at; state is
- * left alone). Strictly validated: CARVE_EINVAL on anything off, and vm is
+ * (id, name, vcpus, memory_mib, disk_gib, command_id, created_at, image,
+ * data disks; state is left alone). Strictly validated: CARVE_EINVAL on anything off, and vm is
  * untouched then. The element may be in VIRT_XML_NS or, as libvirt returns
  * it, in no namespace; any other namespace is refused, as is any DTD.
  * UUIDs come back lower-case.
  */
 int virt_xml_parse_metadata(const char *xml, struct vm_info *vm,
+    struct carve_error *err);
+/* The same, and the rebuild bookkeeping into *rb (zeroed when absent). */
+int virt_xml_parse_metadata_rebuild(const char *xml, struct vm_info *vm,
+    struct virt_xml_rebuild *rb, struct carve_error *err);
+
+/*
+ * A metadata element (as virDomainGetMetadata returns it) with its vcpus
+ * and memory_mib replaced, everything else kept as it was: *out is a new
+ * string to hand to virDomainSetMetadata. The input must be valid carve
+ * metadata (virt_xml_parse_metadata) and the sizes in range; else
+ * CARVE_EINVAL and *out is NULL.
+ */
+int virt_xml_metadata_set_size(const char *xml, unsigned vcpus,
+    uint64_t memory_mib, char **out, struct carve_error *err);
+
+/* The sizes a domain definition (virDomainGetXMLDesc) declares. */
+struct virt_xml_sizes {
+	unsigned vcpus_max;           /* <vcpu>MAX</vcpu> */
+	unsigned vcpus;               /* its current='' attribute, else MAX */
+	uint64_t memory_max_kib;      /* <memory>: what the balloon may reach */
+	uint64_t memory_kib;          /* <currentMemory>, else <memory> */
+};
+
+/* Read them (any unit libvirt writes); CARVE_EINVAL when missing or odd. */
+int virt_xml_parse_sizes(const char *xml, struct virt_xml_sizes *out,
     struct carve_error *err);
 
 #define VIRT_CPU_FEATURES_MAX 256

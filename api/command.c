@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "api/command.h"
 #include "common/jsonx.h"
 #include "common/text.h"
@@ -42,6 +44,14 @@ static void command_create_clear(struct command *);
 static int command_stop_decode(json_object *, struct command *,
     struct carve_error *);
 static json_object *command_stop_encode(const struct command *);
+static int command_resize_decode(json_object *, struct command *,
+    struct carve_error *);
+static json_object *command_resize_encode(const struct command *);
+static int command_rebuild_decode(json_object *, struct command *,
+    struct carve_error *);
+static json_object *command_rebuild_encode(const struct command *);
+static void command_rebuild_copy(struct command *, const struct command *);
+static void command_rebuild_clear(struct command *);
 static int command_noargs_decode(json_object *, struct command *,
     struct carve_error *);
 static json_object *command_noargs_encode(const struct command *);
@@ -90,6 +100,13 @@ static const struct command_entry command_table[CMD_TYPE_MAX] = {
 		.ce_decode = command_noargs_decode,
 		.ce_encode = command_noargs_encode,
 	},
+	[CMD_VM_RESIZE] = {
+		.ce_name = "vm.resize",
+		.ce_needs_vm = true,
+		.ce_args_required = true,
+		.ce_decode = command_resize_decode,
+		.ce_encode = command_resize_encode,
+	},
 	[CMD_VM_MIGRATE_PREPARE] = {
 		.ce_name = "vm.migrate.prepare",
 		.ce_needs_vm = false,
@@ -119,6 +136,14 @@ static const struct command_entry command_table[CMD_TYPE_MAX] = {
 		.ce_needs_vm = true,
 		.ce_decode = command_noargs_decode,
 		.ce_encode = command_noargs_encode,
+	},
+	[CMD_VM_REBUILD] = {
+		.ce_name = "vm.rebuild",
+		.ce_needs_vm = true,
+		.ce_decode = command_rebuild_decode,
+		.ce_encode = command_rebuild_encode,
+		.ce_copy = command_rebuild_copy,
+		.ce_clear = command_rebuild_clear,
 	},
 };
 
@@ -404,25 +429,17 @@ command_check_url(const char *url, struct carve_error *err)
 	return 0;
 }
 
-static const char *const vm_image_keys[] = { "url", "sha256", "format", NULL };
-
-static int
-command_get_image(json_object *args, struct vm_image *out,
-    struct carve_error *err)
+int
+vm_image_parse(const char *url, const char *sum, const char *fmt,
+    struct vm_image *out, struct carve_error *err)
 {
-	json_object *img = NULL;
-	const char *url, *sum, *fmt;
 	char q[COMMAND_QUOTE_MAX + 8];
-	int rc;
+	char hex[65];
 
-	if ((rc = jsonx_get_object(args, "image", false, &img, err)) != 1)
-		return rc;
-	if (jsonx_check_object(img, "image", vm_image_keys, err) == -1 ||
-	    jsonx_get_string(img, "url", true, VM_IMAGE_URL_MAX, &url,
-	    err) == -1 ||
-	    jsonx_get_string(img, "sha256", true, SIZE_MAX, &sum, err) == -1 ||
-	    jsonx_get_string(img, "format", true, SIZE_MAX, &fmt, err) == -1)
-		return -1;
+	memset(out, 0, sizeof(*out));
+	if (strlen(url) > VM_IMAGE_URL_MAX)
+		return error_set(err, CARVE_EINVAL, "image.url is longer than "
+		    "%d bytes", VM_IMAGE_URL_MAX);
 	if (command_check_url(url, err) == -1)
 		return -1;
 	if (strlen(sum) != 64)
@@ -434,17 +451,154 @@ command_get_image(json_object *args, struct vm_image *out,
 		    (c >= 'A' && c <= 'F')))
 			return error_set(err, CARVE_EINVAL,
 			    "image.sha256 must be 64 hexadecimal digits");
-		out->vi_sha256[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' +
-		    'a') : c;
+		hex[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' + 'a') : c;
 	}
-	out->vi_sha256[64] = '\0';
+	hex[64] = '\0';
 	if (vm_image_format_parse(fmt, &out->vi_format) == -1) {
 		text_quote(fmt, COMMAND_QUOTE_MAX, q, sizeof(q));
 		return error_set(err, CARVE_EINVAL, "image.format \"%s\" must "
 		    "be \"qcow2\" or \"raw\"", q);
 	}
+	memcpy(out->vi_sha256, hex, sizeof(out->vi_sha256));
 	out->vi_url = xstrdup(url);
+	return 0;
+}
+
+void
+vm_image_clear(struct vm_image *img)
+{
+	if (img == NULL)
+		return;
+	free(img->vi_url);
+	memset(img, 0, sizeof(*img));
+}
+
+void
+vm_image_copy(struct vm_image *dst, const struct vm_image *src)
+{
+	*dst = *src;
+	if (src->vi_url != NULL)
+		dst->vi_url = xstrdup(src->vi_url);
+}
+
+static const char *const vm_image_keys[] = { "url", "sha256", "format", NULL };
+
+int
+vm_image_get(json_object *args, struct vm_image *out,
+    struct carve_error *err)
+{
+	json_object *img = NULL;
+	const char *url, *sum, *fmt;
+	int rc;
+
+	if ((rc = jsonx_get_object(args, "image", false, &img, err)) != 1)
+		return rc;
+	if (jsonx_check_object(img, "image", vm_image_keys, err) == -1 ||
+	    jsonx_get_string(img, "url", true, VM_IMAGE_URL_MAX, &url,
+	    err) == -1 ||
+	    jsonx_get_string(img, "sha256", true, SIZE_MAX, &sum, err) == -1 ||
+	    jsonx_get_string(img, "format", true, SIZE_MAX, &fmt, err) == -1)
+		return -1;
+	if (vm_image_parse(url, sum, fmt, out, err) == -1)
+		return -1;
 	return 1;
+}
+
+json_object *
+vm_image_encode(const struct vm_image *img)
+{
+	json_object *o = command_new_object();
+
+	jsonx_add_string(o, "url", img->vi_url);
+	jsonx_add_string(o, "sha256", img->vi_sha256);
+	jsonx_add_string(o, "format", vm_image_format_name(img->vi_format));
+	return o;
+}
+
+/* ------------------------------------------------------------ data disks */
+
+static const char *const vm_data_disk_keys[] = { "size_gib", NULL };
+
+/*
+ * "data_disks": [{"size_gib": N}, ...]. The messages name the entry
+ * ("data_disks[1].size_gib ..."), which jsonx's getters could not.
+ */
+int
+vm_data_disks_get(json_object *args, struct vm_data_disk *out, size_t *nout,
+    struct carve_error *err)
+{
+	json_object *arr, *d, *v;
+	char what[48];
+	size_t n;
+	int64_t size;
+
+	*nout = 0;
+	if (!json_object_object_get_ex(args, "data_disks", &arr) || arr == NULL)
+		return 0;
+	if (!json_object_is_type(arr, json_type_array))
+		return error_set(err, CARVE_EINVAL,
+		    "data_disks must be an array of objects");
+	n = json_object_array_length(arr);
+	if (n > VM_DATA_DISKS_MAX)
+		return error_set(err, CARVE_EINVAL, "data_disks has %zu entries; "
+		    "at most %d are allowed", n, VM_DATA_DISKS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		d = json_object_array_get_idx(arr, i);
+		snprintf(what, sizeof(what), "data_disks[%zu]", i);
+		if (!json_object_is_type(d, json_type_object))
+			return error_set(err, CARVE_EINVAL,
+			    "%s must be an object", what);
+		if (jsonx_check_object(d, what, vm_data_disk_keys, err) == -1)
+			return -1;
+		if (!json_object_object_get_ex(d, "size_gib", &v) || v == NULL)
+			return error_set(err, CARVE_EINVAL,
+			    "%s.size_gib is required", what);
+		if (!json_object_is_type(v, json_type_int))
+			return error_set(err, CARVE_EINVAL,
+			    "%s.size_gib must be an integer", what);
+		/* Values above INT64_MAX read as INT64_MAX: still too large. */
+		size = json_object_get_int64(v);
+		if (size < 1)
+			return error_set(err, CARVE_EINVAL,
+			    "%s.size_gib must be at least 1 GiB", what);
+		if (size > (int64_t)VM_DISK_GIB_MAX)
+			return error_set(err, CARVE_EINVAL,
+			    "%s.size_gib must be at most %llu GiB", what,
+			    (unsigned long long)VM_DISK_GIB_MAX);
+		out[i].dd_size_gib = (uint64_t)size;
+	}
+	*nout = n;
+	return n > 0 ? 1 : 0;
+}
+
+json_object *
+vm_data_disks_encode(const struct vm_data_disk *disks, size_t n)
+{
+	json_object *arr = json_object_new_array();
+
+	if (arr == NULL) {
+		fprintf(stderr, "level=fatal comp=command msg=\"out of memory\"\n");
+		abort();
+	}
+	for (size_t i = 0; i < n && i < VM_DATA_DISKS_MAX; i++) {
+		json_object *d = command_new_object();
+
+		jsonx_add_int(d, "size_gib", (int64_t)disks[i].dd_size_gib);
+		json_object_array_add(arr, d);
+	}
+	return arr;
+}
+
+uint64_t
+vm_spec_disk_gib_total(const struct vm_spec *spec)
+{
+	uint64_t sum = spec->vs_disk_gib;
+
+	/* At most 9 x VM_DISK_GIB_MAX: no overflow. */
+	for (size_t i = 0; i < spec->vs_ndata_disks && i < VM_DATA_DISKS_MAX;
+	    i++)
+		sum += spec->vs_data_disks[i].dd_size_gib;
+	return sum;
 }
 
 /* ------------------------------------------------------------ cloud-init */
@@ -570,11 +724,219 @@ command_get_user_data(json_object *args, char **out, struct carve_error *err)
 	return 1;
 }
 
+/* ------------------------------------------------------------ networks */
+
+static const char *const vm_nic_kind_names[] = {
+	[VM_NIC_NETWORK] = "network",
+	[VM_NIC_BRIDGE] = "bridge",
+};
+
+const char *
+vm_nic_kind_name(enum vm_nic_kind kind)
+{
+	if ((int)kind < 0 || kind > VM_NIC_BRIDGE)
+		return "unknown";
+	return vm_nic_kind_names[kind];
+}
+
+static int
+command_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+vm_mac_parse(const char *s, const char *what, char out[VM_MAC_LEN + 1],
+    struct carve_error *err)
+{
+	char q[COMMAND_QUOTE_MAX + 8], mac[VM_MAC_LEN + 1];
+	unsigned char oct[6];
+
+	text_quote(s, COMMAND_QUOTE_MAX, q, sizeof(q));
+	if (strlen(s) != VM_MAC_LEN)
+		goto syntax;
+	for (size_t i = 0; i < 6; i++) {
+		const char *p = s + i * 3;
+		int hi = command_hex(p[0]), lo = command_hex(p[1]);
+
+		if (hi < 0 || lo < 0 || (i < 5 && p[2] != ':'))
+			goto syntax;
+		oct[i] = (unsigned char)(hi << 4 | lo);
+	}
+	/* Guests drop frames to a group address as their own source. */
+	if (oct[0] & 0x01)
+		return error_set(err, CARVE_EINVAL, "%s \"%s\" is a multicast "
+		    "address (the first octet must be even)", what, q);
+	if ((oct[0] | oct[1] | oct[2] | oct[3] | oct[4] | oct[5]) == 0)
+		return error_set(err, CARVE_EINVAL, "%s must not be all zero",
+		    what);
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", oct[0],
+	    oct[1], oct[2], oct[3], oct[4], oct[5]);
+	memcpy(out, mac, sizeof(mac));
+	return 0;
+syntax:
+	return error_set(err, CARVE_EINVAL, "%s \"%s\" must be six pairs of "
+	    "hexadecimal digits separated by ':' (e.g. 52:54:00:12:34:56)",
+	    what, q);
+}
+
+void
+vm_mac_derive(const char *vm_id, size_t index, char out[VM_MAC_LEN + 1])
+{
+	char in[IDS_UUID_LEN + 32], id[IDS_UUID_LEN + 1];
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int n;
+
+	/* The caller's id is valid; the same id in either case is one VM. */
+	if (ids_uuid_valid(vm_id))
+		ids_uuid_normalize(vm_id, id);
+	else
+		snprintf(id, sizeof(id), "%s", vm_id);
+	n = snprintf(in, sizeof(in), "%s/%zu", id, index);
+	if (n < 0 || (size_t)n >= sizeof(in) ||
+	    EVP_Digest(in, (size_t)n, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen < 3) {
+		fprintf(stderr, "level=fatal comp=command msg=\"SHA-256 "
+		    "failed\"\n");
+		abort();
+	}
+	snprintf(out, VM_MAC_LEN + 1, "52:54:00:%02x:%02x:%02x", md[0], md[1],
+	    md[2]);
+}
+
+void
+vm_spec_derive_macs(struct vm_spec *spec, const char *vm_id)
+{
+	for (size_t i = 0; i < spec->vs_nnics; i++)
+		if (spec->vs_nics[i].vn_mac[0] == '\0')
+			vm_mac_derive(vm_id, i, spec->vs_nics[i].vn_mac);
+}
+
+static const char *const vm_nic_keys[] = { "network", "bridge", "mac", NULL };
+
+/*
+ * One entry of "networks": exactly one of network/bridge, maybe a mac.
+ * Messages name the entry: "networks[1]: bridge is 16 bytes long; ...".
+ */
+static int
+command_get_nic(json_object *o, size_t i, struct vm_nic *out,
+    struct carve_error *err)
+{
+	struct carve_error lerr = { 0 };
+	const char *key, *name = NULL, *mac = NULL;
+	char what[32];
+	int has_net, has_br;
+
+	snprintf(what, sizeof(what), "networks[%zu]", i);
+	if (jsonx_check_object(o, what, vm_nic_keys, err) == -1)
+		return -1;
+	has_net = json_object_object_get_ex(o, "network", NULL);
+	has_br = json_object_object_get_ex(o, "bridge", NULL);
+	if (has_net == has_br)
+		return error_set(err, CARVE_EINVAL, "%s must have exactly one "
+		    "of \"network\" and \"bridge\"", what);
+	out->vn_kind = has_net ? VM_NIC_NETWORK : VM_NIC_BRIDGE;
+	key = vm_nic_kind_name(out->vn_kind);
+	if (jsonx_get_string(o, key, true, IDS_NAME_MAX, &name, &lerr) == -1 ||
+	    ids_name_check(name, key, &lerr) == -1)
+		goto fail;
+	/* The kernel's limit on interface names (IFNAMSIZ with its NUL). */
+	if (out->vn_kind == VM_NIC_BRIDGE &&
+	    strlen(name) > VM_BRIDGE_NAME_MAX) {
+		error_set(&lerr, CARVE_EINVAL, "bridge is %zu bytes long; a "
+		    "bridge name has at most %d", strlen(name),
+		    VM_BRIDGE_NAME_MAX);
+		goto fail;
+	}
+	snprintf(out->vn_name, sizeof(out->vn_name), "%s", name);
+	out->vn_mac[0] = '\0';
+	if (jsonx_get_string(o, "mac", false, SIZE_MAX, &mac, &lerr) == -1 ||
+	    (mac != NULL && vm_mac_parse(mac, "mac", out->vn_mac, &lerr) == -1))
+		goto fail;
+	return 0;
+fail:
+	return error_set(err, lerr.code, "%s: %s", what, lerr.message);
+}
+
+/* Writes into nics (VM_NICS_MAX entries) only what the caller keeps. */
+static int
+command_get_nics(json_object *args, struct vm_nic *nics, size_t *nout,
+    struct carve_error *err)
+{
+	struct vm_nic tmp[VM_NICS_MAX];
+	json_object *arr;
+	size_t n;
+
+	if (!json_object_object_get_ex(args, "networks", &arr) || arr == NULL)
+		return 0;
+	if (!json_object_is_type(arr, json_type_array))
+		return error_set(err, CARVE_EINVAL,
+		    "networks must be an array of objects");
+	n = json_object_array_length(arr);
+	if (n > VM_NICS_MAX)
+		return error_set(err, CARVE_EINVAL, "networks has %zu entries; "
+		    "at most %d are allowed", n, VM_NICS_MAX);
+	memset(tmp, 0, sizeof(tmp));
+	for (size_t i = 0; i < n; i++) {
+		if (command_get_nic(json_object_array_get_idx(arr, i), i,
+		    &tmp[i], err) == -1)
+			return -1;
+		/* Two NICs with one MAC confuse every switch they reach. */
+		for (size_t j = 0; j < i && tmp[i].vn_mac[0] != '\0'; j++)
+			if (strcmp(tmp[i].vn_mac, tmp[j].vn_mac) == 0)
+				return error_set(err, CARVE_EINVAL,
+				    "networks[%zu]: mac %s is also the mac of "
+				    "networks[%zu]", i, tmp[i].vn_mac, j);
+	}
+	memcpy(nics, tmp, sizeof(tmp));
+	*nout = n;
+	return n > 0 ? 1 : 0;
+}
+
+static json_object *
+command_new_array(void)
+{
+	json_object *a = json_object_new_array();
+
+	if (a == NULL) {
+		fprintf(stderr,
+		    "level=fatal comp=command msg=\"out of memory\"\n");
+		abort();
+	}
+	return a;
+}
+
+json_object *
+vm_nics_encode(const struct vm_nic *nics, size_t n)
+{
+	json_object *arr = command_new_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = command_new_object();
+
+		jsonx_add_string(o, vm_nic_kind_name(nics[i].vn_kind),
+		    nics[i].vn_name);
+		if (nics[i].vn_mac[0] != '\0')
+			jsonx_add_string(o, "mac", nics[i].vn_mac);
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
 /* ------------------------------------------------------------ vm spec */
 
 static const char *const vm_spec_keys[] = {
 	"name", "vcpus", "memory_mib", "disk_gib", "kernel", "initrd",
-	"cmdline", "image", "ssh_authorized_keys", "user_data", NULL
+	"cmdline", "image", "ssh_authorized_keys", "user_data", "networks",
+	"data_disks",
+	NULL
 };
 
 int
@@ -604,10 +966,13 @@ vm_spec_decode(json_object *args, struct vm_spec *out,
 	if (command_get_filename(args, "kernel", &spec.vs_kernel, err) == -1 ||
 	    command_get_filename(args, "initrd", &spec.vs_initrd, err) == -1 ||
 	    command_get_cmdline(args, "cmdline", &spec.vs_cmdline, err) == -1 ||
-	    command_get_image(args, &spec.vs_image, err) == -1 ||
+	    vm_image_get(args, &spec.vs_image, err) == -1 ||
 	    command_get_ssh_keys(args, &spec.vs_ssh_keys, &spec.vs_nssh_keys,
 	    err) == -1 ||
-	    command_get_user_data(args, &spec.vs_user_data, err) == -1)
+	    command_get_user_data(args, &spec.vs_user_data, err) == -1 ||
+	    command_get_nics(args, spec.vs_nics, &spec.vs_nnics, err) == -1 ||
+	    vm_data_disks_get(args, spec.vs_data_disks, &spec.vs_ndata_disks,
+	    err) == -1)
 		goto fail;
 	/* cloud-init reads them from the seed that comes with an image. */
 	if (spec.vs_image.vi_url == NULL && spec.vs_nssh_keys > 0) {
@@ -653,15 +1018,9 @@ vm_spec_encode(const struct vm_spec *spec)
 		jsonx_add_string(o, "initrd", spec->vs_initrd);
 	if (spec->vs_cmdline != NULL)
 		jsonx_add_string(o, "cmdline", spec->vs_cmdline);
-	if (spec->vs_image.vi_url != NULL) {
-		json_object *img = command_new_object();
-
-		jsonx_add_string(img, "url", spec->vs_image.vi_url);
-		jsonx_add_string(img, "sha256", spec->vs_image.vi_sha256);
-		jsonx_add_string(img, "format",
-		    vm_image_format_name(spec->vs_image.vi_format));
-		json_object_object_add(o, "image", img);
-	}
+	if (spec->vs_image.vi_url != NULL)
+		json_object_object_add(o, "image",
+		    vm_image_encode(&spec->vs_image));
 	if (spec->vs_nssh_keys > 0) {
 		json_object *arr = json_object_new_array();
 
@@ -677,6 +1036,13 @@ vm_spec_encode(const struct vm_spec *spec)
 	}
 	if (spec->vs_user_data != NULL)
 		jsonx_add_string(o, "user_data", spec->vs_user_data);
+	if (spec->vs_nnics > 0)
+		json_object_object_add(o, "networks",
+		    vm_nics_encode(spec->vs_nics, spec->vs_nnics));
+	if (spec->vs_ndata_disks > 0)
+		json_object_object_add(o, "data_disks",
+		    vm_data_disks_encode(spec->vs_data_disks,
+		    spec->vs_ndata_disks));
 	return o;
 }
 
@@ -688,7 +1054,7 @@ vm_spec_clear(struct vm_spec *spec)
 	free(spec->vs_kernel);
 	free(spec->vs_initrd);
 	free(spec->vs_cmdline);
-	free(spec->vs_image.vi_url);
+	vm_image_clear(&spec->vs_image);
 	command_free_keys(spec->vs_ssh_keys, spec->vs_nssh_keys);
 	free(spec->vs_user_data);
 	memset(spec, 0, sizeof(*spec));
@@ -707,7 +1073,7 @@ vm_spec_copy(struct vm_spec *dst, const struct vm_spec *src)
 	dst->vs_kernel = command_strdup_null(src->vs_kernel);
 	dst->vs_initrd = command_strdup_null(src->vs_initrd);
 	dst->vs_cmdline = command_strdup_null(src->vs_cmdline);
-	dst->vs_image.vi_url = command_strdup_null(src->vs_image.vi_url);
+	vm_image_copy(&dst->vs_image, &src->vs_image);
 	dst->vs_ssh_keys = NULL;
 	if (src->vs_nssh_keys > 0) {
 		dst->vs_ssh_keys = xcalloc(src->vs_nssh_keys, sizeof(char *));
@@ -775,6 +1141,89 @@ command_stop_encode(const struct command *cmd)
 	jsonx_add_bool(o, "force", cmd->cmd_args.stop.force);
 	jsonx_add_int(o, "timeout_s", cmd->cmd_args.stop.timeout_s);
 	return o;
+}
+
+static const char *const command_resize_keys[] = { "vcpus", "memory_mib",
+	NULL };
+
+static int
+command_resize_decode(json_object *args, struct command *cmd,
+    struct carve_error *err)
+{
+	struct command_resize_args *ra = &cmd->cmd_args.resize;
+	int64_t vcpus = 0, mem = 0;
+	int rv, rm;
+
+	memset(ra, 0, sizeof(*ra));
+	if (jsonx_check_object(args, "vm.resize args", command_resize_keys,
+	    err) == -1 ||
+	    (rv = jsonx_get_int(args, "vcpus", false, 1, VM_VCPUS_MAX, &vcpus,
+	    err)) == -1 ||
+	    (rm = command_get_size(args, "memory_mib", false, VM_MEMORY_MIB_MIN,
+	    (int64_t)VM_MEMORY_MIB_MAX, "MiB", &mem, err)) == -1)
+		return -1;
+	/* A resize that names nothing to change is a mistake, not a no-op. */
+	if (rv == 0 && rm == 0)
+		return error_set(err, CARVE_EINVAL,
+		    "vm.resize needs vcpus, memory_mib or both");
+	ra->vcpus = (unsigned)vcpus;
+	ra->memory_mib = (uint64_t)mem;
+	return 0;
+}
+
+static json_object *
+command_resize_encode(const struct command *cmd)
+{
+	const struct command_resize_args *ra = &cmd->cmd_args.resize;
+	json_object *o = command_new_object();
+
+	if (ra->vcpus != 0)
+		jsonx_add_int(o, "vcpus", ra->vcpus);
+	if (ra->memory_mib != 0)
+		jsonx_add_int(o, "memory_mib", (int64_t)ra->memory_mib);
+	return o;
+}
+
+static const char *const command_rebuild_keys[] = { "image", NULL };
+
+static int
+command_rebuild_decode(json_object *args, struct command *cmd,
+    struct carve_error *err)
+{
+	struct vm_image *img = &cmd->cmd_args.rebuild.image;
+
+	memset(img, 0, sizeof(*img));
+	if (args == NULL)
+		return 0;
+	if (jsonx_check_object(args, "vm.rebuild args", command_rebuild_keys,
+	    err) == -1 ||
+	    vm_image_get(args, img, err) == -1)
+		return -1;
+	return 0;
+}
+
+static json_object *
+command_rebuild_encode(const struct command *cmd)
+{
+	const struct vm_image *img = &cmd->cmd_args.rebuild.image;
+	json_object *o = command_new_object();
+
+	if (img->vi_url != NULL)
+		json_object_object_add(o, "image", vm_image_encode(img));
+	return o;
+}
+
+static void
+command_rebuild_copy(struct command *dst, const struct command *src)
+{
+	vm_image_copy(&dst->cmd_args.rebuild.image,
+	    &src->cmd_args.rebuild.image);
+}
+
+static void
+command_rebuild_clear(struct command *cmd)
+{
+	vm_image_clear(&cmd->cmd_args.rebuild.image);
 }
 
 static int

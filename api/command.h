@@ -9,9 +9,12 @@
  * args per type:
  *   vm.create  {"name","vcpus","memory_mib","disk_gib"?,"kernel"?,"initrd"?,"cmdline"?,
  *               "image"?:{"url","sha256","format"},"ssh_authorized_keys"?:[..],
- *               "user_data"?}
+ *               "user_data"?,"networks"?:[{"network"|"bridge":NAME,"mac"?:MAC}],
+ *               "data_disks"?:[{"size_gib"},..]}
+ *   vm.rebuild {"image"?:{"url","sha256","format"}}   (default: the VM's own)
  *   vm.start   {}            vm.reboot {}            vm.destroy {}
  *   vm.stop    {"force"?: bool, "timeout_s"?: 1..3600 (default 60)}
+ *   vm.resize  {"vcpus"?: 1..VM_VCPUS_MAX, "memory_mib"?: 64..} (at least one)
  *   vm.migrate.prepare (destination)
  *              {"spec": <vm.create args>, "source_node": NAME}
  *   vm.migrate (source)
@@ -47,6 +50,12 @@
 #define VM_SSH_KEYS_MAX     32
 #define VM_SSH_KEY_MAX      (8 * 1024)
 #define VM_USER_DATA_MAX    (64 * 1024)
+#define VM_NICS_MAX         8
+#define VM_BRIDGE_NAME_MAX  15      /* IFNAMSIZ - 1 */
+#define VM_MAC_LEN          17      /* "xx:xx:xx:xx:xx:xx" */
+#define VM_DATA_DISKS_MAX   8
+/* The most DISK_GIB one VM can take: its root and every data disk. */
+#define VM_DISK_GIB_TOTAL_MAX (VM_DISK_GIB_MAX * (1 + VM_DATA_DISKS_MAX))
 /*
  * Room for the largest valid vm.create: 32 keys of 8 KiB plus 64 KiB of
  * user data whose every byte is escaped (2 bytes in JSON), with margin; still
@@ -60,10 +69,12 @@ enum command_type {
 	CMD_VM_STOP,
 	CMD_VM_REBOOT,
 	CMD_VM_DESTROY,
+	CMD_VM_RESIZE,
 	CMD_VM_MIGRATE_PREPARE,
 	CMD_VM_MIGRATE,
 	CMD_VM_MIGRATE_CANCEL,
 	CMD_VM_MIGRATE_FINISH,
+	CMD_VM_REBUILD,
 	CMD_TYPE_MAX
 };
 
@@ -86,6 +97,29 @@ struct vm_image {
 	enum vm_image_format vi_format;
 };
 
+/* An extra disk: an empty qcow2 volume that survives vm.rebuild. */
+struct vm_data_disk {
+	uint64_t dd_size_gib;   /* 1..VM_DISK_GIB_MAX */
+};
+
+enum vm_nic_kind {
+	VM_NIC_NETWORK = 0,     /* a libvirt network */
+	VM_NIC_BRIDGE,          /* a host bridge */
+};
+
+/*
+ * A network interface: attached to the libvirt network or host bridge
+ * vn_name (1..64 bytes of [A-Za-z0-9._-] starting with a letter or digit; a
+ * bridge at most VM_BRIDGE_NAME_MAX bytes), with the MAC vn_mac (lower-case,
+ * unicast, not all zero), or "" when none was given and carve derives one
+ * (vm_mac_derive). Whether the host allows the name is the agent's check.
+ */
+struct vm_nic {
+	enum vm_nic_kind vn_kind;
+	char vn_name[IDS_NAME_MAX + 1];
+	char vn_mac[VM_MAC_LEN + 1];
+};
+
 /* What a VM is made of. Strings are owned by the spec (vm_spec_clear). */
 struct vm_spec {
 	char vs_name[IDS_NAME_MAX + 1];
@@ -105,14 +139,81 @@ struct vm_spec {
 	char **vs_ssh_keys;
 	size_t vs_nssh_keys;
 	char *vs_user_data;
+	/* NICs in guest order (no MAC appears twice); none: no NIC at all. */
+	struct vm_nic vs_nics[VM_NICS_MAX];
+	size_t vs_nnics;
+	/* Attached as vdb, vdc, ... in this order. */
+	struct vm_data_disk vs_data_disks[VM_DATA_DISKS_MAX];
+	size_t vs_ndata_disks;
 };
+
+/*
+ * The DISK_GIB a VM of this spec takes: its root disk (disk_gib) and its
+ * data disks.
+ */
+uint64_t vm_spec_disk_gib_total(const struct vm_spec *spec);
 
 const char *vm_image_format_name(enum vm_image_format f);
 int vm_image_format_parse(const char *name, enum vm_image_format *out);
+/*
+ * Check an image given as its three members (as in the "image" object; also
+ * what carve's domain metadata records) with the decoder's rules; on
+ * success out->vi_url is a new string (vm_image_clear).
+ */
+int vm_image_parse(const char *url, const char *sha256, const char *format,
+    struct vm_image *out, struct carve_error *err);
+void vm_image_clear(struct vm_image *img);
+void vm_image_copy(struct vm_image *dst, const struct vm_image *src);
+/*
+ * The "image" member of obj: 1 and *out filled (vm_image_clear) when
+ * present, 0 when absent or null, -1 with err (CARVE_EINVAL) when bad.
+ */
+int vm_image_get(json_object *obj, struct vm_image *out,
+    struct carve_error *err);
+/* {"url","sha256","format"} */
+json_object *vm_image_encode(const struct vm_image *img);
+/*
+ * The "data_disks" member of obj, [{"size_gib": 1..VM_DISK_GIB_MAX}] with
+ * at most VM_DATA_DISKS_MAX entries, into out[] and *n (0 when absent).
+ */
+int vm_data_disks_get(json_object *obj, struct vm_data_disk *out, size_t *n,
+    struct carve_error *err);
+json_object *vm_data_disks_encode(const struct vm_data_disk *disks, size_t n);
+
+/* "network" or "bridge": the key an entry of "networks" names it by. */
+const char *vm_nic_kind_name(enum vm_nic_kind kind);
+/*
+ * Check a MAC address ("xx:xx:xx:xx:xx:xx", hex digits of either case):
+ * unicast (bit 0 of the first octet clear) and not all zero. On success it
+ * is written lower-case to out; on failure err (CARVE_EINVAL) names what.
+ */
+int vm_mac_parse(const char *s, const char *what, char out[VM_MAC_LEN + 1],
+    struct carve_error *err);
+/*
+ * The MAC carve gives NIC index (0-based) of VM vm_id when the spec names
+ * none: 52:54:00 (QEMU's prefix, unicast and locally administered) followed
+ * by the first 3 bytes of SHA-256("<vm_id>/<index>"), vm_id lower-case and
+ * index in decimal. The same VM always gets the same MACs.
+ */
+void vm_mac_derive(const char *vm_id, size_t index, char out[VM_MAC_LEN + 1]);
+/* Fill every NIC of spec that has no MAC with its derived one. */
+void vm_spec_derive_macs(struct vm_spec *spec, const char *vm_id);
+/*
+ * [{"network"|"bridge": NAME, "mac"?: MAC}, ...] for n NICs (a new array;
+ * "mac" only where one is set): the spec's "networks" and, once the MACs
+ * are filled in, a create result's "interfaces".
+ */
+json_object *vm_nics_encode(const struct vm_nic *nics, size_t n);
 
 struct command_stop_args {
 	bool force;
 	unsigned timeout_s;
+};
+
+/* The new size; 0 leaves that dimension as it is (at least one is set). */
+struct command_resize_args {
+	unsigned vcpus;
+	uint64_t memory_mib;
 };
 
 /* Live migration (see api/openapi.yaml and agent/migrate.h). */
@@ -158,6 +259,11 @@ struct command_migrate_args {
 	unsigned mg_timeout_s;
 };
 
+/* vm.rebuild: the image of the new root disk (vi_url NULL: the VM's own). */
+struct command_rebuild_args {
+	struct vm_image image;
+};
+
 struct command {
 	char cmd_id[IDS_UUID_LEN + 1];      /* lower-case */
 	enum command_type cmd_type;
@@ -165,8 +271,10 @@ struct command {
 	union {
 		struct vm_spec create;
 		struct command_stop_args stop;
+		struct command_resize_args resize;
 		struct command_migrate_prepare_args migrate_prepare;
 		struct command_migrate_args migrate;
+		struct command_rebuild_args rebuild;
 	} cmd_args;
 };
 

@@ -1178,9 +1178,11 @@ proto_heartbeat_resp_encode(const struct proto_heartbeat_resp *msg)
 
 /* ------------------------------------------------------------ admin: VMs */
 
+/* The VmSpec keys (vm_spec_decode checks their values) plus "node". */
 static const char *const proto_vm_create_keys[] = {
 	"name", "vcpus", "memory_mib", "disk_gib", "node", "kernel", "initrd",
-	"cmdline", NULL
+	"cmdline", "image", "ssh_authorized_keys", "user_data", "networks",
+	"data_disks", NULL
 };
 
 int
@@ -1304,12 +1306,16 @@ struct proto_action_entry {
 	const char *pa_name;
 	enum command_type pa_command;
 	bool pa_force;          /* takes "force" */
+	bool pa_sizes;          /* takes "vcpus" and "memory_mib" */
+	bool pa_image;          /* takes "image" */
 };
 
 static const struct proto_action_entry proto_actions[PROTO_VM_ACTION_MAX] = {
-	[PROTO_VM_START] = { "start", CMD_VM_START, false },
-	[PROTO_VM_STOP] = { "stop", CMD_VM_STOP, true },
-	[PROTO_VM_REBOOT] = { "reboot", CMD_VM_REBOOT, false },
+	[PROTO_VM_START] = { "start", CMD_VM_START, false, false, false },
+	[PROTO_VM_STOP] = { "stop", CMD_VM_STOP, true, false, false },
+	[PROTO_VM_REBOOT] = { "reboot", CMD_VM_REBOOT, false, false, false },
+	[PROTO_VM_RESIZE] = { "resize", CMD_VM_RESIZE, false, true, false },
+	[PROTO_VM_REBUILD] = { "rebuild", CMD_VM_REBUILD, false, false, true },
 };
 
 const char *
@@ -1328,7 +1334,40 @@ proto_vm_action_command(enum proto_vm_action a)
 	return proto_actions[a].pa_command;
 }
 
-static const char *const proto_action_keys[] = { "action", "force", NULL };
+static const char *const proto_action_keys[] = { "action", "force", "vcpus",
+	"memory_mib", "image", NULL };
+
+/*
+ * vcpus and memory_mib of a resize, checked by the command's own decoder
+ * (the same bounds and messages as vm.resize from any other source).
+ */
+static int
+proto_action_sizes(json_object *obj, struct command_resize_args *out,
+    struct carve_error *err)
+{
+	static const char *const keys[] = { "vcpus", "memory_mib", NULL };
+	struct command cmd;
+	json_object *o, *args, *v;
+	int rc;
+
+	o = proto_new_object();
+	args = proto_new_object();
+	for (const char *const *k = keys; *k != NULL; k++)
+		if (json_object_object_get_ex(obj, *k, &v))
+			json_object_object_add(args, *k, json_object_get(v));
+	/* Placeholder ids: only the arguments are being checked. */
+	jsonx_add_string(o, "id", "00000000-0000-4000-8000-000000000000");
+	jsonx_add_string(o, "type", command_type_name(CMD_VM_RESIZE));
+	jsonx_add_string(o, "vm_id", "00000000-0000-4000-8000-000000000000");
+	json_object_object_add(o, "args", args);
+	rc = command_decode(o, &cmd, err);
+	json_object_put(o);
+	if (rc == 0) {
+		*out = cmd.cmd_args.resize;
+		command_clear(&cmd);
+	}
+	return rc;
+}
 
 int
 proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
@@ -1351,8 +1390,8 @@ proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
 	if (a == PROTO_VM_ACTION_MAX) {
 		text_quote(name, PROTO_QUOTE_MAX, q, sizeof(q));
 		return error_set(err, CARVE_EINVAL,
-		    "action \"%s\" is unknown (expected start, stop or reboot)",
-		    q);
+		    "action \"%s\" is unknown (expected start, stop, reboot, "
+		    "resize or rebuild)", q);
 	}
 	m.va_action = (enum proto_vm_action)a;
 	if ((rc = jsonx_get_bool(obj, "force", false, &m.va_force, err)) == -1)
@@ -1360,6 +1399,22 @@ proto_vm_action_req_decode(json_object *obj, struct proto_vm_action_req *out,
 	if (rc == 1 && !proto_actions[a].pa_force)
 		return error_set(err, CARVE_EINVAL,
 		    "force applies to the stop action only");
+	/* A JSON null counts as absent, as everywhere. */
+	if (proto_actions[a].pa_sizes) {
+		if (proto_action_sizes(obj, &m.va_resize, err) == -1)
+			return -1;
+	} else if (json_object_object_get(obj, "vcpus") != NULL ||
+	    json_object_object_get(obj, "memory_mib") != NULL) {
+		return error_set(err, CARVE_EINVAL,
+		    "vcpus and memory_mib apply to the resize action only");
+	}
+	if (proto_actions[a].pa_image) {
+		if (vm_image_get(obj, &m.va_image, err) == -1)
+			return -1;
+	} else if (json_object_object_get(obj, "image") != NULL) {
+		return error_set(err, CARVE_EINVAL,
+		    "image applies to the rebuild action only");
+	}
 	*out = m;
 	return 0;
 }
@@ -1371,12 +1426,33 @@ json_object *
 proto_vm_action_req_encode(const struct proto_vm_action_req *msg)
 {
 	json_object *o = proto_new_object();
+	const struct proto_action_entry *pa = NULL;
 
 	jsonx_add_string(o, "action", proto_vm_action_name(msg->va_action));
-	if ((int)msg->va_action >= 0 && msg->va_action < PROTO_VM_ACTION_MAX &&
-	    proto_actions[msg->va_action].pa_force)
+	if ((int)msg->va_action >= 0 && msg->va_action < PROTO_VM_ACTION_MAX)
+		pa = &proto_actions[msg->va_action];
+	if (pa != NULL && pa->pa_force)
 		jsonx_add_bool(o, "force", msg->va_force);
+	if (pa != NULL && pa->pa_sizes) {
+		if (msg->va_resize.vcpus != 0)
+			jsonx_add_int(o, "vcpus", msg->va_resize.vcpus);
+		if (msg->va_resize.memory_mib != 0)
+			jsonx_add_int(o, "memory_mib",
+			    (int64_t)msg->va_resize.memory_mib);
+	}
+	if (pa != NULL && pa->pa_image && msg->va_image.vi_url != NULL)
+		json_object_object_add(o, "image",
+		    vm_image_encode(&msg->va_image));
 	return o;
+}
+
+void
+proto_vm_action_req_clear(struct proto_vm_action_req *msg)
+{
+	if (msg == NULL)
+		return;
+	vm_image_clear(&msg->va_image);
+	memset(msg, 0, sizeof(*msg));
 }
 
 static const char *const proto_desired_names[PROTO_DESIRED_MAX] = {
@@ -1406,8 +1482,41 @@ proto_desired_state_parse(const char *name, enum proto_desired_state *out)
 
 static const char *const proto_vm_keys[] = {
 	"id", "name", "node", "vcpus", "memory_mib", "disk_gib",
-	"desired_state", "state", "last_command_id", "updated_at", NULL
+	"desired_state", "state", "last_command_id", "updated_at", "migration",
+	NULL
 };
+
+static const char *const proto_vm_mig_keys[] = {
+	"id", "state", "target", NULL
+};
+
+/* A VM record's optional "migration": {"id","state","target"}. */
+static int
+proto_vm_migration(json_object *obj, struct proto_vm *m,
+    struct carve_error *err)
+{
+	struct carve_error sub = { 0 };
+	json_object *mo;
+	const char *state;
+	int rc;
+
+	if ((rc = jsonx_get_object(obj, "migration", false, &mo, err)) != 1)
+		return rc;
+	if (jsonx_check_object(mo, "migration", proto_vm_mig_keys,
+	    &sub) == -1 ||
+	    jsonx_get_uuid(mo, "id", true, m->pv_migration_id, &sub) == -1 ||
+	    jsonx_get_string(mo, "state", true, PROTO_STATE_NAME_MAX, &state,
+	    &sub) == -1 ||
+	    proto_get_name(mo, "target", true, m->pv_migration_target,
+	    &sub) == -1)
+		return proto_nested(err, &sub, "migration");
+	if (!proto_mig_state_valid(state))
+		return error_set(err, CARVE_EINVAL, "migration.state must be "
+		    "preparing, migrating, finishing, done or failed");
+	snprintf(m->pv_migration_state, sizeof(m->pv_migration_state), "%s",
+	    state);
+	return 0;
+}
 
 int
 proto_vm_decode(json_object *obj, struct proto_vm *out,
@@ -1432,8 +1541,9 @@ proto_vm_decode(json_object *obj, struct proto_vm *out,
 	    (int64_t)VM_MEMORY_MIB_MAX, &v, err) == -1)
 		return -1;
 	m.pv_memory_mib = (uint64_t)v;
-	if (jsonx_get_int(obj, "disk_gib", true, 0, (int64_t)VM_DISK_GIB_MAX,
-	    &v, err) == -1)
+	/* carve-cp's record counts the data disks in (what the VM takes). */
+	if (jsonx_get_int(obj, "disk_gib", true, 0,
+	    (int64_t)VM_DISK_GIB_TOTAL_MAX, &v, err) == -1)
 		return -1;
 	m.pv_disk_gib = (uint64_t)v;
 	if (jsonx_get_string(obj, "desired_state", true, 16, &desired,
@@ -1453,7 +1563,8 @@ proto_vm_decode(json_object *obj, struct proto_vm *out,
 	if (jsonx_get_uuid(obj, "last_command_id", true, m.pv_last_command_id,
 	    err) == -1 ||
 	    proto_get_time(obj, "updated_at", false, &m.pv_updated_at_ms,
-	    err) == -1)
+	    err) == -1 ||
+	    proto_vm_migration(obj, &m, err) == -1)
 		return -1;
 	*out = m;
 	return 0;
@@ -1477,6 +1588,14 @@ proto_vm_encode(const struct proto_vm *vm)
 	jsonx_add_string(o, "state", vm->pv_state);
 	jsonx_add_string(o, "last_command_id", vm->pv_last_command_id);
 	jsonx_add_int(o, "updated_at", vm->pv_updated_at_ms);
+	if (vm->pv_migration_id[0] != '\0') {
+		json_object *mo = proto_new_object();
+
+		jsonx_add_string(mo, "id", vm->pv_migration_id);
+		jsonx_add_string(mo, "state", vm->pv_migration_state);
+		jsonx_add_string(mo, "target", vm->pv_migration_target);
+		json_object_object_add(o, "migration", mo);
+	}
 	return o;
 }
 
@@ -1523,7 +1642,7 @@ proto_vm_list_encode(const struct proto_vm *vms, size_t n)
 
 static const char *const proto_node_keys[] = {
 	"name", "up", "schedulable", "last_heartbeat", "registered_at",
-	"agent_version", "host", "capacity", "vms", NULL
+	"agent_version", "host", "capacity", "vms", "evacuation", NULL
 };
 
 int
@@ -1531,7 +1650,7 @@ proto_node_decode(json_object *obj, struct proto_node *out,
     struct carve_error *err)
 {
 	struct proto_node m;
-	json_object *host;
+	json_object *host, *evac = NULL;
 
 	memset(&m, 0, sizeof(m));
 	memset(out, 0, sizeof(*out));
@@ -1548,9 +1667,11 @@ proto_node_decode(json_object *obj, struct proto_node *out,
 	    err) == -1 ||
 	    jsonx_get_object(obj, "host", true, &host, err) == -1 ||
 	    jsonx_get_int(obj, "vms", true, 0, INT64_MAX, &m.nd_vms, err) == -1 ||
+	    jsonx_get_object(obj, "evacuation", false, &evac, err) == -1 ||
 	    proto_get_capacity(obj, "capacity", &m.nd_capacity, err) == -1)
 		return -1;
 	m.nd_host = json_object_get(host);
+	m.nd_evacuation = json_object_get(evac);
 	*out = m;
 	return 0;
 }
@@ -1572,6 +1693,9 @@ proto_node_encode(const struct proto_node *node)
 	json_object_object_add(o, "capacity",
 	    json_object_get(node->nd_capacity));
 	jsonx_add_int(o, "vms", node->nd_vms);
+	if (node->nd_evacuation != NULL)
+		json_object_object_add(o, "evacuation",
+		    json_object_get(node->nd_evacuation));
 	return o;
 }
 
@@ -1582,6 +1706,7 @@ proto_node_clear(struct proto_node *node)
 		return;
 	json_object_put(node->nd_host);
 	json_object_put(node->nd_capacity);
+	json_object_put(node->nd_evacuation);
 	memset(node, 0, sizeof(*node));
 }
 
@@ -1770,4 +1895,377 @@ proto_command_info_clear(struct proto_command_info *ci)
 	json_object_put(ci->ci_result);
 	proto_progress_clear(&ci->ci_progress);
 	memset(ci, 0, sizeof(*ci));
+}
+
+/* ------------------------------------------------------------ admin: migrations */
+
+static const char *const proto_mig_state_names[] = {
+	"preparing", "migrating", "finishing", "done", "failed", NULL
+};
+
+bool
+proto_mig_state_valid(const char *name)
+{
+	for (size_t i = 0; proto_mig_state_names[i] != NULL; i++)
+		if (strcmp(proto_mig_state_names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* An optional limit: -1 when absent or null. */
+static int
+proto_get_limit(json_object *obj, const char *key, int64_t min, int64_t max,
+    int64_t *out, struct carve_error *err)
+{
+	int rc;
+
+	*out = -1;
+	if ((rc = jsonx_get_int(obj, key, false, min, max, out, err)) == 0)
+		*out = -1;
+	return rc;
+}
+
+static void
+proto_add_limit(json_object *o, const char *key, int64_t v, bool nullable)
+{
+	if (v >= 0)
+		jsonx_add_int(o, key, v);
+	else if (nullable)
+		json_object_object_add(o, key, NULL);
+}
+
+static const char *const proto_migrate_keys[] = {
+	"action", "target_node", "max_downtime_ms", "bandwidth_mibps",
+	"timeout_s", NULL
+};
+
+bool
+proto_vm_action_is_migrate(json_object *obj)
+{
+	json_object *v;
+
+	return json_object_is_type(obj, json_type_object) &&
+	    json_object_object_get_ex(obj, "action", &v) &&
+	    json_object_is_type(v, json_type_string) &&
+	    strcmp(json_object_get_string(v), "migrate") == 0;
+}
+
+/* The limits shared by the migrate request and the migration record. */
+static int
+proto_mig_limits(json_object *obj, int64_t *downtime, int64_t *bandwidth,
+    int64_t *timeout, struct carve_error *err)
+{
+	if (proto_get_limit(obj, "max_downtime_ms", 1,
+	    PROTO_MIG_DOWNTIME_MAX_MS, downtime, err) == -1 ||
+	    proto_get_limit(obj, "bandwidth_mibps", 0, PROTO_MIG_BANDWIDTH_MAX,
+	    bandwidth, err) == -1 ||
+	    proto_get_limit(obj, "timeout_s", PROTO_MIG_TIMEOUT_MIN_S,
+	    PROTO_MIG_TIMEOUT_MAX_S, timeout, err) == -1)
+		return -1;
+	return 0;
+}
+
+int
+proto_vm_migrate_req_decode(json_object *obj, struct proto_vm_migrate_req *out,
+    struct carve_error *err)
+{
+	struct proto_vm_migrate_req m;
+	const char *action;
+
+	memset(&m, 0, sizeof(m));
+	memset(out, 0, sizeof(*out));
+	if (jsonx_check_object(obj, "migrate request", proto_migrate_keys,
+	    err) == -1 ||
+	    jsonx_get_string(obj, "action", true, SIZE_MAX, &action, err) == -1)
+		return -1;
+	if (strcmp(action, "migrate") != 0)
+		return error_set(err, CARVE_EINVAL, "action must be \"migrate\"");
+	if (proto_get_name(obj, "target_node", false, m.mq_target, err) == -1 ||
+	    proto_mig_limits(obj, &m.mq_max_downtime_ms, &m.mq_bandwidth_mibps,
+	    &m.mq_timeout_s, err) == -1)
+		return -1;
+	*out = m;
+	return 0;
+}
+
+PROTO_DECODE_BUF(proto_vm_migrate_req, struct proto_vm_migrate_req,
+    PROTO_REQUEST_MAX)
+
+json_object *
+proto_vm_migrate_req_encode(const struct proto_vm_migrate_req *msg)
+{
+	json_object *o = proto_new_object();
+
+	jsonx_add_string(o, "action", "migrate");
+	if (msg->mq_target[0] != '\0')
+		jsonx_add_string(o, "target_node", msg->mq_target);
+	proto_add_limit(o, "max_downtime_ms", msg->mq_max_downtime_ms, false);
+	proto_add_limit(o, "bandwidth_mibps", msg->mq_bandwidth_mibps, false);
+	proto_add_limit(o, "timeout_s", msg->mq_timeout_s, false);
+	return o;
+}
+
+static const char *const proto_migration_ref_keys[] = {
+	"command_id", "migration_id", NULL
+};
+
+int
+proto_migration_ref_decode(json_object *obj, struct proto_migration_ref *out,
+    struct carve_error *err)
+{
+	struct proto_migration_ref m;
+
+	memset(&m, 0, sizeof(m));
+	memset(out, 0, sizeof(*out));
+	if (jsonx_check_object(obj, "migration reference",
+	    proto_migration_ref_keys, err) == -1 ||
+	    jsonx_get_uuid(obj, "command_id", true, m.mf_command_id,
+	    err) == -1 ||
+	    jsonx_get_uuid(obj, "migration_id", true, m.mf_migration_id,
+	    err) == -1)
+		return -1;
+	*out = m;
+	return 0;
+}
+
+PROTO_DECODE_BUF(proto_migration_ref, struct proto_migration_ref,
+    PROTO_RESPONSE_MAX)
+
+json_object *
+proto_migration_ref_encode(const struct proto_migration_ref *msg)
+{
+	json_object *o = proto_new_object();
+
+	jsonx_add_string(o, "command_id", msg->mf_command_id);
+	jsonx_add_string(o, "migration_id", msg->mf_migration_id);
+	return o;
+}
+
+static const char *const proto_migration_keys[] = {
+	"id", "vm_id", "source", "target", "state", "reason",
+	"max_downtime_ms", "bandwidth_mibps", "timeout_s", "commands",
+	"cancel_requested", "progress", "result", "error", "started_at",
+	"updated_at", "finished_at", NULL
+};
+
+static const char *const proto_mig_command_keys[] = {
+	"prepare", "migrate", "finish", "cancel", NULL
+};
+
+/* A nullable UUID: present, null ("") or a UUID. */
+static int
+proto_get_uuid_or_null(json_object *obj, const char *key,
+    char out[IDS_UUID_LEN + 1], struct carve_error *err)
+{
+	out[0] = '\0';
+	if (proto_require_key(obj, key, err) == -1)
+		return -1;
+	return jsonx_get_uuid(obj, key, false, out, err);
+}
+
+static int
+proto_mig_commands(json_object *obj, struct proto_migration *m,
+    struct carve_error *err)
+{
+	struct carve_error sub = { 0 };
+	json_object *c;
+
+	if (jsonx_get_object(obj, "commands", true, &c, err) == -1)
+		return -1;
+	if (jsonx_check_object(c, "commands", proto_mig_command_keys,
+	    &sub) == -1 ||
+	    jsonx_get_uuid(c, "prepare", true, m->pm_prepare_cmd, &sub) == -1 ||
+	    proto_get_uuid_or_null(c, "migrate", m->pm_migrate_cmd,
+	    &sub) == -1 ||
+	    proto_get_uuid_or_null(c, "finish", m->pm_finish_cmd, &sub) == -1 ||
+	    proto_get_uuid_or_null(c, "cancel", m->pm_cancel_cmd, &sub) == -1)
+		return proto_nested(err, &sub, "commands");
+	return 0;
+}
+
+/* The nullable limits: present, null or in range. */
+static int
+proto_mig_record_limits(json_object *obj, struct proto_migration *m,
+    struct carve_error *err)
+{
+	if (proto_require_key(obj, "max_downtime_ms", err) == -1 ||
+	    proto_require_key(obj, "bandwidth_mibps", err) == -1 ||
+	    proto_require_key(obj, "timeout_s", err) == -1)
+		return -1;
+	return proto_mig_limits(obj, &m->pm_max_downtime_ms,
+	    &m->pm_bandwidth_mibps, &m->pm_timeout_s, err);
+}
+
+/* The nullable members: progress, result, error. */
+static int
+proto_mig_tail(json_object *obj, struct proto_migration *m,
+    struct carve_error *err)
+{
+	struct carve_error sub = { 0 };
+	json_object *res = NULL, *e = NULL, *pg = NULL;
+
+	if (proto_require_key(obj, "progress", err) == -1 ||
+	    proto_require_key(obj, "result", err) == -1 ||
+	    proto_require_key(obj, "error", err) == -1 ||
+	    jsonx_get_object(obj, "progress", false, &pg, err) == -1 ||
+	    jsonx_get_object(obj, "result", false, &res, err) == -1 ||
+	    jsonx_get_object(obj, "error", false, &e, err) == -1)
+		return -1;
+	if (e != NULL && proto_errobj_decode(e, "error", &m->pm_error,
+	    err) == -1)
+		return -1;
+	if (pg != NULL) {
+		if (proto_progress_decode(pg, &m->pm_progress, &sub) == -1)
+			return proto_nested(err, &sub, "progress");
+		m->pm_has_progress = true;
+	}
+	m->pm_result = json_object_get(res);
+	return 0;
+}
+
+int
+proto_migration_decode(json_object *obj, struct proto_migration *out,
+    struct carve_error *err)
+{
+	struct proto_migration m;
+	const char *state, *reason;
+
+	memset(&m, 0, sizeof(m));
+	memset(out, 0, sizeof(*out));
+	if (jsonx_check_object(obj, "migration", proto_migration_keys,
+	    err) == -1 ||
+	    jsonx_get_uuid(obj, "id", true, m.pm_id, err) == -1 ||
+	    jsonx_get_uuid(obj, "vm_id", true, m.pm_vm_id, err) == -1 ||
+	    proto_get_name(obj, "source", true, m.pm_source, err) == -1 ||
+	    proto_get_name(obj, "target", true, m.pm_target, err) == -1 ||
+	    jsonx_get_string(obj, "state", true, PROTO_STATE_NAME_MAX, &state,
+	    err) == -1)
+		return -1;
+	if (!proto_mig_state_valid(state))
+		return error_set(err, CARVE_EINVAL, "state must be preparing, "
+		    "migrating, finishing, done or failed");
+	snprintf(m.pm_state, sizeof(m.pm_state), "%s", state);
+	if (jsonx_get_string(obj, "reason", true, 16, &reason, err) == -1)
+		return -1;
+	if (strcmp(reason, "admin") != 0 && strcmp(reason, "evacuation") != 0)
+		return error_set(err, CARVE_EINVAL, "reason must be \"admin\" "
+		    "or \"evacuation\"");
+	m.pm_evacuation = strcmp(reason, "evacuation") == 0;
+	if (proto_mig_record_limits(obj, &m, err) == -1 ||
+	    proto_mig_commands(obj, &m, err) == -1 ||
+	    jsonx_get_bool(obj, "cancel_requested", true, &m.pm_cancel_requested,
+	    err) == -1 ||
+	    proto_get_time(obj, "started_at", false, &m.pm_started_at_ms,
+	    err) == -1 ||
+	    proto_get_time(obj, "updated_at", false, &m.pm_updated_at_ms,
+	    err) == -1 ||
+	    proto_get_time(obj, "finished_at", true, &m.pm_finished_at_ms,
+	    err) == -1)
+		return -1;
+	if (proto_mig_tail(obj, &m, err) == -1) {
+		proto_migration_clear(&m);
+		return -1;
+	}
+	*out = m;
+	return 0;
+}
+
+PROTO_DECODE_BUF(proto_migration, struct proto_migration, PROTO_RESPONSE_MAX)
+
+static void
+proto_add_id_or_null(json_object *o, const char *key, const char *id)
+{
+	if (id[0] == '\0')
+		json_object_object_add(o, key, NULL);
+	else
+		jsonx_add_string(o, key, id);
+}
+
+json_object *
+proto_migration_encode(const struct proto_migration *m)
+{
+	json_object *o = proto_new_object(), *c = proto_new_object();
+
+	jsonx_add_string(o, "id", m->pm_id);
+	jsonx_add_string(o, "vm_id", m->pm_vm_id);
+	jsonx_add_string(o, "source", m->pm_source);
+	jsonx_add_string(o, "target", m->pm_target);
+	jsonx_add_string(o, "state", m->pm_state);
+	jsonx_add_string(o, "reason", m->pm_evacuation ? "evacuation" :
+	    "admin");
+	proto_add_limit(o, "max_downtime_ms", m->pm_max_downtime_ms, true);
+	proto_add_limit(o, "bandwidth_mibps", m->pm_bandwidth_mibps, true);
+	proto_add_limit(o, "timeout_s", m->pm_timeout_s, true);
+	jsonx_add_string(c, "prepare", m->pm_prepare_cmd);
+	proto_add_id_or_null(c, "migrate", m->pm_migrate_cmd);
+	proto_add_id_or_null(c, "finish", m->pm_finish_cmd);
+	proto_add_id_or_null(c, "cancel", m->pm_cancel_cmd);
+	json_object_object_add(o, "commands", c);
+	jsonx_add_bool(o, "cancel_requested", m->pm_cancel_requested);
+	json_object_object_add(o, "progress", m->pm_has_progress ?
+	    proto_progress_encode(&m->pm_progress) : NULL);
+	json_object_object_add(o, "result", json_object_get(m->pm_result));
+	json_object_object_add(o, "error", m->pm_error.code != CARVE_OK ?
+	    proto_errobj_encode(&m->pm_error) : NULL);
+	jsonx_add_int(o, "started_at", m->pm_started_at_ms);
+	jsonx_add_int(o, "updated_at", m->pm_updated_at_ms);
+	proto_add_time_or_null(o, "finished_at", m->pm_finished_at_ms);
+	return o;
+}
+
+void
+proto_migration_clear(struct proto_migration *m)
+{
+	if (m == NULL)
+		return;
+	json_object_put(m->pm_result);
+	proto_progress_clear(&m->pm_progress);
+	memset(m, 0, sizeof(*m));
+}
+
+int
+proto_migration_list_decode(json_object *arr, struct proto_migration **out,
+    size_t *n, struct carve_error *err)
+{
+	struct carve_error sub = { 0 };
+	struct proto_migration *ms = NULL;
+	char where[32];
+	size_t len;
+
+	*out = NULL;
+	*n = 0;
+	if (!json_object_is_type(arr, json_type_array))
+		return error_set(err, CARVE_EINVAL,
+		    "migration list must be a JSON array");
+	len = json_object_array_length(arr);
+	if (len > 0)
+		ms = xcalloc(len, sizeof(*ms));
+	for (size_t i = 0; i < len; i++)
+		if (proto_migration_decode(json_object_array_get_idx(arr, i),
+		    &ms[i], &sub) == -1) {
+			proto_migration_list_free(ms, i);
+			snprintf(where, sizeof(where), "[%zu]", i);
+			return proto_nested(err, &sub, where);
+		}
+	*out = ms;
+	*n = len;
+	return 0;
+}
+
+json_object *
+proto_migration_list_encode(const struct proto_migration *ms, size_t n)
+{
+	json_object *arr = proto_new_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(arr, proto_migration_encode(&ms[i]));
+	return arr;
+}
+
+void
+proto_migration_list_free(struct proto_migration *ms, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		proto_migration_clear(&ms[i]);
+	free(ms);
 }

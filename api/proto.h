@@ -336,7 +336,9 @@ json_object *proto_heartbeat_resp_encode(
 
 /*
  * POST /v1/vms  {"name","vcpus","memory_mib","disk_gib"?,"node"?,"kernel"?,
- * "initrd"?,"cmdline"?}: vm_spec_decode's form plus an optional node name.
+ * "initrd"?,"cmdline"?,"image"?,"ssh_authorized_keys"?,"user_data"?,
+ * "networks"?,"data_disks"?}: vm_spec_decode's form plus an optional node
+ * name.
  * vc_node is "" when absent (the scheduler picks).
  */
 struct proto_vm_create_req {
@@ -376,39 +378,53 @@ int proto_command_ref_decode_buf(const char *buf, size_t len,
 json_object *proto_command_ref_encode(const struct proto_command_ref *msg);
 
 /*
- * POST /v1/vms/{id}/actions  {"action":"start"|"stop"|"reboot","force"?:bool}
- * force applies to stop only (given with start or reboot it is refused);
- * the encoder writes it for stop only.
+ * POST /v1/vms/{id}/actions  {"action":"start"|"stop"|"reboot"|"resize"|
+ *                             "rebuild", "force"?:bool, "vcpus"?,
+ *                             "memory_mib"?, "image"?:{"url","sha256",
+ *                             "format"}}
+ * force applies to stop only, vcpus and memory_mib (same bounds as
+ * vm.resize, at least one of them) to resize only, image to rebuild only:
+ * given with another action they are refused. The encoder writes each for
+ * its action only.
  */
 enum proto_vm_action {
 	PROTO_VM_START = 0,
 	PROTO_VM_STOP,
 	PROTO_VM_REBOOT,
+	PROTO_VM_RESIZE,
+	PROTO_VM_REBUILD,
 	PROTO_VM_ACTION_MAX
 };
 
 struct proto_vm_action_req {
 	enum proto_vm_action va_action;
 	bool va_force;
+	struct command_resize_args va_resize;   /* resize: 0 = unchanged */
+	/* rebuild: the new image (vi_url NULL: the VM's own); owned. */
+	struct vm_image va_image;
 };
 
-/* "start", "stop", "reboot" */
+/* "start", "stop", "reboot", "resize", "rebuild" */
 const char *proto_vm_action_name(enum proto_vm_action a);
-/* CMD_VM_START, CMD_VM_STOP, CMD_VM_REBOOT */
+/* CMD_VM_START, CMD_VM_STOP, CMD_VM_REBOOT, CMD_VM_RESIZE, CMD_VM_REBUILD */
 enum command_type proto_vm_action_command(enum proto_vm_action a);
 int proto_vm_action_req_decode(json_object *obj,
     struct proto_vm_action_req *out, struct carve_error *err);
 int proto_vm_action_req_decode_buf(const char *buf, size_t len,
     struct proto_vm_action_req *out, struct carve_error *err);
 json_object *proto_vm_action_req_encode(const struct proto_vm_action_req *msg);
+void proto_vm_action_req_clear(struct proto_vm_action_req *msg);
 
 /*
- * The VM record of GET /v1/vms and GET /v1/vms/{id}:
+ * The VM record of GET /v1/vms and GET /v1/vms/{id} (disk_gib: what the VM
+ * takes of DISK_GIB, its root and data disks):
  *   {"id","name","node","vcpus","memory_mib","disk_gib",
  *    "desired_state":"running"|"stopped"|"deleted",
- *    "state":"<vm_state name>"|"pending","last_command_id","updated_at"}
- * All keys required. pv_state is a vm_state_name() or "pending" (nothing
- * reported yet).
+ *    "state":"<vm_state name>"|"pending","last_command_id","updated_at",
+ *    "migration"?:{"id","state","target"}}
+ * All keys but migration required. pv_state is a vm_state_name() or
+ * "pending" (nothing reported yet). migration is there while the VM is
+ * being migrated (state: a proto_mig_state_names entry that is not final).
  */
 enum proto_desired_state {
 	PROTO_DESIRED_RUNNING = 0,
@@ -428,6 +444,9 @@ struct proto_vm {
 	char pv_state[PROTO_STATE_NAME_MAX + 1];
 	char pv_last_command_id[IDS_UUID_LEN + 1];
 	int64_t pv_updated_at_ms;
+	char pv_migration_id[IDS_UUID_LEN + 1];     /* "": no migration */
+	char pv_migration_state[PROTO_STATE_NAME_MAX + 1];
+	char pv_migration_target[IDS_NAME_MAX + 1];
 };
 
 const char *proto_desired_state_name(enum proto_desired_state s);
@@ -448,9 +467,11 @@ json_object *proto_vm_list_encode(const struct proto_vm *vms, size_t n);
  * The node record of GET /v1/nodes and GET /v1/nodes/{name}:
  *   {"name","up":bool,"schedulable":bool,"last_heartbeat":ms|null,
  *    "registered_at":ms,"agent_version","host":{...},"capacity":{...},
- *    "vms":N}
+ *    "vms":N,"evacuation"?:{...}}
  * nd_last_heartbeat_ms is 0 for null (never heartbeated); on the wire a
- * present time is >= 1. host and capacity as in register.
+ * present time is >= 1. host and capacity as in register. evacuation (the
+ * node's last evacuation, when it had one; see openapi.yaml) is passed
+ * through, only checked to be an object.
  */
 struct proto_node {
 	char nd_name[IDS_NAME_MAX + 1];
@@ -462,6 +483,7 @@ struct proto_node {
 	json_object *nd_host;               /* owned reference */
 	json_object *nd_capacity;           /* owned reference */
 	int64_t nd_vms;
+	json_object *nd_evacuation;         /* owned reference; NULL: none */
 };
 
 int proto_node_decode(json_object *obj, struct proto_node *out,
@@ -520,5 +542,104 @@ int proto_command_info_decode_buf(const char *buf, size_t len,
     struct proto_command_info *out, struct carve_error *err);
 json_object *proto_command_info_encode(const struct proto_command_info *ci);
 void proto_command_info_clear(struct proto_command_info *ci);
+
+/* ------------------------------------------------------------ admin: migrations */
+
+#define PROTO_MIG_DOWNTIME_MAX_MS   60000
+#define PROTO_MIG_BANDWIDTH_MAX     1000000     /* MiB/s; 0 is unlimited */
+#define PROTO_MIG_TIMEOUT_MIN_S     10
+#define PROTO_MIG_TIMEOUT_MAX_S     86400
+
+/*
+ * POST /v1/vms/{id}/actions  {"action":"migrate","target_node"?:NAME,
+ *   "max_downtime_ms"?:1..60000,"bandwidth_mibps"?:0..1000000,
+ *   "timeout_s"?:10..86400}
+ * The action request of a migration (proto_vm_action_req is the others').
+ * mq_target is "" when absent (the scheduler picks); limits are -1 when
+ * absent (the agent's defaults). proto_vm_action_is_migrate tells which
+ * decoder a body needs.
+ */
+struct proto_vm_migrate_req {
+	char mq_target[IDS_NAME_MAX + 1];
+	int64_t mq_max_downtime_ms;
+	int64_t mq_bandwidth_mibps;
+	int64_t mq_timeout_s;
+};
+
+/* True when obj is an object whose "action" is the string "migrate". */
+bool proto_vm_action_is_migrate(json_object *obj);
+int proto_vm_migrate_req_decode(json_object *obj,
+    struct proto_vm_migrate_req *out, struct carve_error *err);
+int proto_vm_migrate_req_decode_buf(const char *buf, size_t len,
+    struct proto_vm_migrate_req *out, struct carve_error *err);
+json_object *proto_vm_migrate_req_encode(const struct proto_vm_migrate_req *msg);
+
+/* Response 202 {"command_id":"<the prepare command>","migration_id"} */
+struct proto_migration_ref {
+	char mf_command_id[IDS_UUID_LEN + 1];
+	char mf_migration_id[IDS_UUID_LEN + 1];
+};
+
+int proto_migration_ref_decode(json_object *obj,
+    struct proto_migration_ref *out, struct carve_error *err);
+int proto_migration_ref_decode_buf(const char *buf, size_t len,
+    struct proto_migration_ref *out, struct carve_error *err);
+json_object *proto_migration_ref_encode(const struct proto_migration_ref *msg);
+
+/*
+ * GET /v1/migrations/{id} (and the elements of GET /v1/migrations):
+ *   {"id","vm_id","source","target",
+ *    "state":"preparing"|"migrating"|"finishing"|"done"|"failed",
+ *    "reason":"admin"|"evacuation",
+ *    "max_downtime_ms":N|null,"bandwidth_mibps":N|null,"timeout_s":N|null,
+ *    "commands":{"prepare":ID,"migrate":ID|null,"finish":ID|null,
+ *                "cancel":ID|null},
+ *    "cancel_requested":bool,
+ *    "progress":{"percent","message"?}|null,
+ *    "result":{...}|null,
+ *    "error":{"code","message"}|null,
+ *    "started_at":ms,"updated_at":ms,"finished_at":ms|null}
+ * Every key present (null where nothing). progress is the source's last
+ * report for vm.migrate; result is vm.migrate's result (elapsed_ms,
+ * downtime_ms, ...), passed through.
+ */
+struct proto_migration {
+	char pm_id[IDS_UUID_LEN + 1];
+	char pm_vm_id[IDS_UUID_LEN + 1];
+	char pm_source[IDS_NAME_MAX + 1];
+	char pm_target[IDS_NAME_MAX + 1];
+	char pm_state[PROTO_STATE_NAME_MAX + 1];
+	bool pm_evacuation;
+	int64_t pm_max_downtime_ms;         /* -1: null */
+	int64_t pm_bandwidth_mibps;         /* -1: null */
+	int64_t pm_timeout_s;               /* -1: null */
+	char pm_prepare_cmd[IDS_UUID_LEN + 1];
+	char pm_migrate_cmd[IDS_UUID_LEN + 1];  /* "": null */
+	char pm_finish_cmd[IDS_UUID_LEN + 1];   /* "": null */
+	char pm_cancel_cmd[IDS_UUID_LEN + 1];   /* "": null */
+	bool pm_cancel_requested;
+	bool pm_has_progress;
+	struct proto_progress pm_progress;  /* owned when pm_has_progress */
+	json_object *pm_result;             /* owned reference; NULL: null */
+	struct carve_error pm_error;        /* code CARVE_OK: null */
+	int64_t pm_started_at_ms;
+	int64_t pm_updated_at_ms;
+	int64_t pm_finished_at_ms;          /* 0: null */
+};
+
+/* True for the five state names above. */
+bool proto_mig_state_valid(const char *name);
+int proto_migration_decode(json_object *obj, struct proto_migration *out,
+    struct carve_error *err);
+int proto_migration_decode_buf(const char *buf, size_t len,
+    struct proto_migration *out, struct carve_error *err);
+json_object *proto_migration_encode(const struct proto_migration *m);
+void proto_migration_clear(struct proto_migration *m);
+/* A JSON array of migration records; free with proto_migration_list_free. */
+int proto_migration_list_decode(json_object *arr, struct proto_migration **out,
+    size_t *n, struct carve_error *err);
+json_object *proto_migration_list_encode(const struct proto_migration *ms,
+    size_t n);
+void proto_migration_list_free(struct proto_migration *ms, size_t n);
 
 #endif

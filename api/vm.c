@@ -81,20 +81,47 @@ vm_info_encode(const struct vm_info *vm)
 	if (vm->vm_command_id[0] != '\0')
 		jsonx_add_string(o, "command_id", vm->vm_command_id);
 	jsonx_add_int(o, "created_at", vm->vm_created_at_ms);
+	if (vm->vm_image_url[0] != '\0') {
+		struct vm_image img = {
+			.vi_url = (char *)vm->vm_image_url,
+			.vi_format = vm->vm_image_format,
+		};
+
+		memcpy(img.vi_sha256, vm->vm_image_sha256,
+		    sizeof(img.vi_sha256));
+		json_object_object_add(o, "image", vm_image_encode(&img));
+	}
+	if (vm->vm_ndata_disks > 0)
+		json_object_object_add(o, "data_disks",
+		    vm_data_disks_encode(vm->vm_data_disks, vm->vm_ndata_disks));
 	return o;
+}
+
+uint64_t
+vm_info_disk_gib_total(const struct vm_info *vm)
+{
+	uint64_t sum = vm->vm_disk_gib;
+
+	for (unsigned i = 0; i < vm->vm_ndata_disks && i < VM_DATA_DISKS_MAX;
+	    i++)
+		sum += vm->vm_data_disks[i].dd_size_gib;
+	return sum;
 }
 
 static const char *const vm_info_keys[] = {
 	"id", "name", "state", "vcpus", "memory_mib", "disk_gib",
-	"command_id", "created_at", NULL
+	"command_id", "created_at", "image", "data_disks", NULL
 };
 
 int
 vm_info_decode(json_object *obj, struct vm_info *out, struct carve_error *err)
 {
 	struct vm_info vm;
+	struct vm_image img;
 	const char *name, *state;
+	size_t ndisks;
 	int64_t v;
+	int rc;
 
 	memset(&vm, 0, sizeof(vm));
 	memset(out, 0, sizeof(*out));
@@ -130,6 +157,20 @@ vm_info_decode(json_object *obj, struct vm_info *out, struct carve_error *err)
 	if (jsonx_get_int(obj, "created_at", true, 0, INT64_MAX, &v, err) == -1)
 		return -1;
 	vm.vm_created_at_ms = v;
+	/* Both optional: agents before data disks and rebuild sent neither. */
+	if ((rc = vm_image_get(obj, &img, err)) == -1)
+		return -1;
+	if (rc == 1) {
+		snprintf(vm.vm_image_url, sizeof(vm.vm_image_url), "%s",
+		    img.vi_url);
+		memcpy(vm.vm_image_sha256, img.vi_sha256,
+		    sizeof(vm.vm_image_sha256));
+		vm.vm_image_format = img.vi_format;
+		vm_image_clear(&img);
+	}
+	if (vm_data_disks_get(obj, vm.vm_data_disks, &ndisks, err) == -1)
+		return -1;
+	vm.vm_ndata_disks = (unsigned)ndisks;
 	*out = vm;
 	return 0;
 }

@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "api/command.h"
 #include "common/error.h"
 #include "common/ids.h"
 
@@ -34,6 +35,17 @@ struct vm_info {
 	char vm_command_id[IDS_UUID_LEN + 1];  /* the command that created it */
 	enum vm_state vm_state;
 	int64_t vm_created_at_ms;
+	/*
+	 * The root disk's base image: what a vm.rebuild without an image
+	 * reuses. vm_image_url is "" when the VM has none (then the other two
+	 * are zero). Fixed-size, so a vm_info stays a plain value to copy.
+	 */
+	char vm_image_url[VM_IMAGE_URL_MAX + 1];
+	char vm_image_sha256[65];
+	enum vm_image_format vm_image_format;
+	/* Its data disks (vdb, vdc, ...), which count in DISK_GIB too. */
+	struct vm_data_disk vm_data_disks[VM_DATA_DISKS_MAX];
+	unsigned vm_ndata_disks;
 };
 
 /* "running", "paused", "shutoff", ... ; never NULL. */
@@ -42,7 +54,14 @@ int vm_state_parse(const char *name, enum vm_state *out);
 /* Maps a virDomainState value to ours. */
 enum vm_state vm_state_from_libvirt(int virstate);
 
-/* {"id","name","state","vcpus","memory_mib","disk_gib","command_id","created_at"} */
+/* The DISK_GIB the VM takes: its root disk and its data disks. */
+uint64_t vm_info_disk_gib_total(const struct vm_info *vm);
+
+/*
+ * {"id","name","state","vcpus","memory_mib","disk_gib","command_id"?,
+ *  "created_at","image"?:{"url","sha256","format"},
+ *  "data_disks"?:[{"size_gib"}]}   (disk_gib: the root disk)
+ */
 json_object *vm_info_encode(const struct vm_info *vm);
 int vm_info_decode(json_object *obj, struct vm_info *out, struct carve_error *err);
 

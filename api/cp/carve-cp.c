@@ -22,6 +22,7 @@
 #include "api/cp/cp.h"
 #include "api/cp/cp_agent.h"
 #include "api/cp/cp_http.h"
+#include "api/cp/cp_mig.h"
 #include "api/cp/cp_pki.h"
 #include "api/cp/cp_store.h"
 #include "api/proto.h"
@@ -145,6 +146,14 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	log_kv(LOG_LVL_INFO, CP_COMP, "shutting down", "signal",
 	    sig == SIGTERM ? "TERM" : "INT", NULL);
 	event_base_loopexit(cp->cp_base, NULL);
+}
+
+static void
+on_mig_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	cp_mig_tick(arg);
 }
 
 /* One carve-cp per directory: the lock lives as long as the process. */
@@ -317,6 +326,21 @@ cmd_serve(int argc, char **argv)
 	cp.cp_polls = cp_polls_new();
 	if (cp_http_start(&cp, &err) < 0)
 		goto fail;
+	{
+		struct timeval tv = { .tv_sec = CP_MIG_TICK_MS / 1000,
+		    .tv_usec = (CP_MIG_TICK_MS % 1000) * 1000 };
+
+		cp.cp_mig_timer = event_new(cp.cp_base, -1, EV_PERSIST,
+		    on_mig_timer, &cp);
+		if (cp.cp_mig_timer == NULL ||
+		    event_add(cp.cp_mig_timer, &tv) < 0) {
+			error_set(&err, CARVE_EINTERNAL, "cannot start the "
+			    "migration timer");
+			goto fail;
+		}
+	}
+	/* Unfinished migrations and evacuations carry on where they were. */
+	cp_mig_tick(&cp);
 	sigterm = evsignal_new(cp.cp_base, SIGTERM, on_signal, &cp);
 	sigint = evsignal_new(cp.cp_base, SIGINT, on_signal, &cp);
 	if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) < 0 ||
@@ -350,6 +374,8 @@ fail:
 		event_free(sigterm);
 	if (sigint != NULL)
 		event_free(sigint);
+	if (cp.cp_mig_timer != NULL)
+		event_free(cp.cp_mig_timer);
 	/* Parked polls first: their requests go with the connections. */
 	cp_polls_free(cp.cp_polls);
 	cp_http_free(cp.cp_http);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "api/cp/cp_pki.h"
+#include "common/ids.h"
 
 #define CP_COMP			"cp"
 #define CP_DB_FILE		"carve-cp.db"
@@ -16,6 +17,10 @@
 #define CP_DEFAULT_HEARTBEAT_S	10
 #define CP_DEFAULT_POLL_TIMEOUT_S 30
 
+/* Nodes one transaction may have to wake (a migration step: two). */
+#define CP_WAKE_MAX		8
+
+struct event;
 struct event_base;
 struct cp_http;
 struct cp_polls;
@@ -37,6 +42,10 @@ struct cp {
 	struct cp_store		*cp_store;
 	struct cp_ca		*cp_ca;
 	struct cp_polls		*cp_polls;
+	/* Nodes with new commands, woken once their transaction commits. */
+	char			 cp_wake[CP_WAKE_MAX][IDS_NAME_MAX + 1];
+	size_t			 cp_nwake;
+	struct event		*cp_mig_timer;	/* cp_mig_tick */
 	char			 cp_admin_token[CP_PKI_TOKEN_HEX + 1];
 	char			 cp_bootstrap_token[CP_PKI_TOKEN_HEX + 1];
 };

@@ -14,6 +14,7 @@
 #include "api/command.h"
 #include "api/cp/cp_admin.h"
 #include "api/cp/cp_agent.h"
+#include "api/cp/cp_mig.h"
 #include "api/cp/cp_sched.h"
 #include "api/cp/cp_store.h"
 #include "api/proto.h"
@@ -81,6 +82,17 @@ admin_path_id(const struct cp_req *r, const char *what,
 	return 0;
 }
 
+/* The VM's migration under way, if any, into its record. */
+static void
+admin_vm_migration(const struct cp_mig_rec *m, struct proto_vm *out)
+{
+	memcpy(out->pv_migration_id, m->mr_id, sizeof(out->pv_migration_id));
+	snprintf(out->pv_migration_state, sizeof(out->pv_migration_state), "%s",
+	    cp_mig_state_name(m->mr_state));
+	memcpy(out->pv_migration_target, m->mr_target,
+	    sizeof(out->pv_migration_target));
+}
+
 static void
 admin_vm_to_proto(const struct cp_vm_rec *v, struct proto_vm *out)
 {
@@ -114,7 +126,10 @@ admin_sched_nodes(const struct cp_node_rec *recs, size_t n)
 
 		sn[i].sn_name = recs[i].nr_name;
 		sn[i].sn_last_heartbeat_ms = recs[i].nr_last_heartbeat_ms;
-		sn[i].sn_schedulable = recs[i].nr_schedulable;
+		/* A node being emptied takes nothing new. */
+		sn[i].sn_schedulable = recs[i].nr_schedulable &&
+		    (recs[i].nr_evac_reason == CP_EVAC_NONE ||
+		    recs[i].nr_evac_finished_at_ms != 0);
 		memcpy(sn[i].sn_claimed, recs[i].nr_claimed,
 		    sizeof(sn[i].sn_claimed));
 		/* A report that does not read back leaves the node no room. */
@@ -151,7 +166,7 @@ cp_admin_vm_create(struct cp_req *r, struct carve_error *err)
 	sn = admin_sched_nodes(nodes, n);
 	need[PROTO_CAP_VCPU] = req.vc_spec.vs_vcpus;
 	need[PROTO_CAP_MEMORY_MIB] = (int64_t)req.vc_spec.vs_memory_mib;
-	need[PROTO_CAP_DISK_GIB] = (int64_t)req.vc_spec.vs_disk_gib;
+	need[PROTO_CAP_DISK_GIB] = (int64_t)vm_spec_disk_gib_total(&req.vc_spec);
 	idx = cp_sched_pick(sn, n, req.vc_node, need, now,
 	    (int64_t)cp->cp_conf.cf_node_ttl_s * 1000, err);
 	if (idx < 0)
@@ -170,7 +185,8 @@ cp_admin_vm_create(struct cp_req *r, struct carve_error *err)
 	memcpy(vm.vr_node, nodes[idx].nr_name, sizeof(vm.vr_node));
 	vm.vr_vcpus = req.vc_spec.vs_vcpus;
 	vm.vr_memory_mib = req.vc_spec.vs_memory_mib;
-	vm.vr_disk_gib = req.vc_spec.vs_disk_gib;
+	/* What the VM takes of DISK_GIB: root and data disks. */
+	vm.vr_disk_gib = vm_spec_disk_gib_total(&req.vc_spec);
 	spec = vm_spec_encode(&req.vc_spec);
 	vm.vr_spec = jsonx_to_string(spec);
 	json_object_put(spec);
@@ -198,17 +214,28 @@ cleanup:
 int
 cp_admin_vm_list(struct cp_req *r, struct carve_error *err)
 {
+	struct cp_mig_rec *migs;
 	struct cp_vm_rec *recs;
 	struct proto_vm *vms;
-	size_t n;
+	size_t n, nmig;
 
 	if (cp_store_vm_list(r->rq_cp->cp_store, &recs, &n, err) < 0)
 		return -1;
+	if (cp_store_mig_list(r->rq_cp->cp_store, true, 0, &migs, &nmig,
+	    err) < 0) {
+		cp_vm_list_free(recs, n);
+		return -1;
+	}
 	vms = xcalloc(n > 0 ? n : 1, sizeof(*vms));
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		admin_vm_to_proto(&recs[i], &vms[i]);
+		for (size_t j = 0; j < nmig; j++)
+			if (strcmp(migs[j].mr_vm_id, recs[i].vr_id) == 0)
+				admin_vm_migration(&migs[j], &vms[i]);
+	}
 	cp_http_reply(r, 200, proto_vm_list_encode(vms, n));
 	free(vms);
+	cp_mig_list_free(migs, nmig);
 	cp_vm_list_free(recs, n);
 	return 0;
 }
@@ -217,13 +244,20 @@ int
 cp_admin_vm_get(struct cp_req *r, struct carve_error *err)
 {
 	char id[IDS_UUID_LEN + 1];
+	struct carve_error merr = { 0 };
 	struct cp_vm_rec rec;
+	struct cp_mig_rec mig;
 	struct proto_vm vm;
 
 	if (admin_path_id(r, "VM", id, err) < 0 ||
 	    cp_store_vm_get(r->rq_cp->cp_store, id, &rec, err) < 0)
 		return -1;
 	admin_vm_to_proto(&rec, &vm);
+	if (cp_store_mig_active_for_vm(r->rq_cp->cp_store, id, &mig,
+	    &merr) == 0) {
+		admin_vm_migration(&mig, &vm);
+		cp_mig_rec_clear(&mig);
+	}
 	cp_http_reply(r, 200, proto_vm_encode(&vm));
 	cp_vm_rec_clear(&rec);
 	return 0;
@@ -271,6 +305,8 @@ cp_admin_vm_delete(struct cp_req *r, struct carve_error *err)
 		admin_reply_command(r, vm.vr_last_command_id);
 		goto cleanup;
 	}
+	if ((rc = cp_mig_vm_check_idle(cp, vm.vr_id, err)) < 0)
+		goto cleanup;
 	memset(&cmd, 0, sizeof(cmd));
 	ids_uuid_new(cmd.cmd_id);
 	memcpy(cmd.cmd_vm_id, vm.vr_id, sizeof(cmd.cmd_vm_id));
@@ -284,6 +320,40 @@ cleanup:
 	return rc;
 }
 
+/*
+ * The growth of a resize must fit the VM's node as the scheduler sees it
+ * (its last report, less the claims of commands in flight, this VM's other
+ * resizes included); a shrink always fits. The node's agent checks again.
+ */
+static int
+admin_resize_fits(struct cp *cp, const struct cp_vm_rec *vm,
+    const struct command_resize_args *ra, struct carve_error *err)
+{
+	struct cp_node_rec node;
+	struct cp_sched_node *sn;
+	int64_t need[PROTO_CAP_NCLASSES] = { 0 };
+	int rc = 0;
+
+	if (ra->vcpus > vm->vr_vcpus)
+		need[PROTO_CAP_VCPU] = (int64_t)ra->vcpus - vm->vr_vcpus;
+	if (ra->memory_mib > vm->vr_memory_mib)
+		need[PROTO_CAP_MEMORY_MIB] = (int64_t)(ra->memory_mib -
+		    vm->vr_memory_mib);
+	if (need[PROTO_CAP_VCPU] == 0 && need[PROTO_CAP_MEMORY_MIB] == 0)
+		return 0;
+	if (cp_store_node_get(cp->cp_store, vm->vr_node, &node, err) < 0)
+		return -1;
+	sn = admin_sched_nodes(&node, 1);
+	if (!cp_sched_fits(sn, need))
+		rc = error_set(err, CARVE_ECAPACITY, "node %s has no room to "
+		    "grow VM %s by %lld vCPUs and %lld MiB", vm->vr_node,
+		    vm->vr_id, (long long)need[PROTO_CAP_VCPU],
+		    (long long)need[PROTO_CAP_MEMORY_MIB]);
+	free(sn);
+	cp_node_rec_clear(&node);
+	return rc;
+}
+
 int
 cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 {
@@ -292,18 +362,34 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 	char id[IDS_UUID_LEN + 1];
 	struct cp_vm_rec vm;
 	struct command cmd;
+	json_object *body;
+	bool migrate;
 	int rc = -1;
 
-	if (admin_path_id(r, "VM", id, err) < 0 ||
-	    proto_vm_action_req_decode_buf(r->rq_body, r->rq_body_len, &act,
-	    err) < 0 ||
-	    cp_store_vm_get(cp->cp_store, id, &vm, err) < 0)
+	if (admin_path_id(r, "VM", id, err) < 0)
 		return -1;
+	/* A migration has arguments of its own, and its own machinery. */
+	if ((body = proto_parse(r->rq_body, r->rq_body_len, PROTO_REQUEST_MAX,
+	    err)) == NULL)
+		return -1;
+	migrate = proto_vm_action_is_migrate(body);
+	json_object_put(body);
+	if (migrate)
+		return cp_mig_admin_migrate(r, id, err);
+	if (proto_vm_action_req_decode_buf(r->rq_body, r->rq_body_len, &act,
+	    err) < 0)
+		return -1;
+	if (cp_store_vm_get(cp->cp_store, id, &vm, err) < 0) {
+		proto_vm_action_req_clear(&act);
+		return -1;
+	}
+	memset(&cmd, 0, sizeof(cmd));
 	if (vm.vr_desired == PROTO_DESIRED_DELETED) {
 		error_set(err, CARVE_ECONFLICT, "VM %s is being deleted", id);
 		goto cleanup;
 	}
-	memset(&cmd, 0, sizeof(cmd));
+	if (cp_mig_vm_check_idle(cp, vm.vr_id, err) < 0)
+		goto cleanup;
 	ids_uuid_new(cmd.cmd_id);
 	memcpy(cmd.cmd_vm_id, vm.vr_id, sizeof(cmd.cmd_vm_id));
 	cmd.cmd_type = proto_vm_action_command(act.va_action);
@@ -311,12 +397,27 @@ cp_admin_vm_action(struct cp_req *r, struct carve_error *err)
 		cmd.cmd_args.stop.force = act.va_force;
 		cmd.cmd_args.stop.timeout_s = VM_STOP_TIMEOUT_DEFAULT;
 	}
+	if (cmd.cmd_type == CMD_VM_RESIZE) {
+		cmd.cmd_args.resize = act.va_resize;
+		if (admin_resize_fits(cp, &vm, &act.va_resize, err) < 0)
+			goto cleanup;
+	}
+	if (cmd.cmd_type == CMD_VM_REBUILD) {
+		/* Moved, not copied: act is cleared below either way. */
+		cmd.cmd_args.rebuild.image = act.va_image;
+		memset(&act.va_image, 0, sizeof(act.va_image));
+	}
+	/* A resize or a rebuild leaves the desired state as it is. */
 	rc = admin_store_command(cp, &cmd, vm.vr_node, NULL,
 	    act.va_action == PROTO_VM_STOP ? PROTO_DESIRED_STOPPED :
+	    act.va_action == PROTO_VM_RESIZE ||
+	    act.va_action == PROTO_VM_REBUILD ? vm.vr_desired :
 	    PROTO_DESIRED_RUNNING, err);
 	if (rc == 0)
 		admin_reply_command(r, cmd.cmd_id);
 cleanup:
+	command_clear(&cmd);
+	proto_vm_action_req_clear(&act);
 	cp_vm_rec_clear(&vm);
 	return rc;
 }
@@ -339,6 +440,11 @@ admin_node_to_proto(struct cp *cp, const struct cp_node_rec *rec,
 	out->nd_vms = rec->nr_vms;
 	if ((out->nd_host = cp_store_json(rec->nr_host, err)) == NULL ||
 	    (out->nd_capacity = cp_store_json(rec->nr_capacity, err)) == NULL) {
+		proto_node_clear(out);
+		return -1;
+	}
+	if (rec->nr_evac_reason != CP_EVAC_NONE &&
+	    (out->nd_evacuation = cp_mig_evac_encode(cp, rec, err)) == NULL) {
 		proto_node_clear(out);
 		return -1;
 	}

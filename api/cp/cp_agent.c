@@ -25,6 +25,7 @@
 
 #include "api/command.h"
 #include "api/cp/cp_agent.h"
+#include "api/cp/cp_mig.h"
 #include "api/cp/cp_store.h"
 #include "api/proto.h"
 #include "common/jsonx.h"
@@ -145,11 +146,22 @@ cp_agent_register(struct cp_req *r, struct carve_error *err)
 	};
 	int rc;
 
+	struct cp_node_rec old;
+	struct carve_error gerr = { 0 };
+	bool known;
+
 	if (proto_register_req_decode_buf(r->rq_body, r->rq_body_len, &req,
 	    err) < 0)
 		return -1;
+	/* A node that comes back drained starts its evacuation here. */
+	known = cp_store_node_get(cp->cp_store, r->rq_node, &old, &gerr) == 0;
 	rc = cp_store_node_register(cp->cp_store, r->rq_node, &req,
 	    time_now_ms(), err);
+	if (rc == 0 && known)
+		cp_mig_node_schedulable(cp, r->rq_node, old.nr_schedulable,
+		    req.rg_schedulable);
+	if (known)
+		cp_node_rec_clear(&old);
 	if (rc == 0) {
 		log_kv(LOG_LVL_INFO, CP_COMP, "node registered", "node",
 		    r->rq_node, "agent_version", req.rg_agent_version,
@@ -170,14 +182,16 @@ cp_agent_heartbeat(struct cp_req *r, struct carve_error *err)
 	struct proto_heartbeat_resp resp = {
 		.ha_heartbeat_interval_s = cp->cp_conf.cf_heartbeat_interval_s,
 	};
-	bool resync = false;
+	bool resync = false, was = true;
 	int rc;
 
 	if (proto_heartbeat_req_decode_buf(r->rq_body, r->rq_body_len, &req,
 	    err) < 0)
 		return -1;
 	rc = cp_store_node_heartbeat(cp->cp_store, r->rq_node, &req,
-	    time_now_ms(), &resync, err);
+	    time_now_ms(), &resync, &was, err);
+	if (rc == 0)
+		cp_mig_node_schedulable(cp, r->rq_node, was, req.hb_schedulable);
 	if (rc == 0) {
 		resp.ha_ack = req.hb_seq;
 		resp.ha_resync = resync;
@@ -461,6 +475,60 @@ cp_agent_wake(struct cp *cp, const char *node)
 }
 
 void
+cp_agent_wake_later(struct cp *cp, const char *node)
+{
+	for (size_t i = 0; i < cp->cp_nwake && i < CP_WAKE_MAX; i++)
+		if (strcmp(cp->cp_wake[i], node) == 0)
+			return;
+	if (cp->cp_nwake >= CP_WAKE_MAX) {
+		cp->cp_nwake = CP_WAKE_MAX + 1;		/* everyone */
+		return;
+	}
+	snprintf(cp->cp_wake[cp->cp_nwake++], sizeof(cp->cp_wake[0]), "%s",
+	    node);
+}
+
+void
+cp_agent_wake_flush(struct cp *cp)
+{
+	char node[IDS_NAME_MAX + 1];
+	struct cp_waiter *w;
+	size_t n = cp->cp_nwake;
+	bool again;
+
+	cp->cp_nwake = 0;
+	if (n <= CP_WAKE_MAX) {
+		for (size_t i = 0; i < n; i++)
+			cp_agent_wake(cp, cp->cp_wake[i]);
+		return;
+	}
+	/*
+	 * Every parked poll: each wake may answer (and free) waiters, so
+	 * start over from the head after each, until a pass finds a waiter
+	 * with nothing to deliver only.
+	 */
+	do {
+		again = false;
+		TAILQ_FOREACH(w, &cp->cp_polls->p_waiters, w_link) {
+			size_t before = cp->cp_polls->p_count;
+
+			snprintf(node, sizeof(node), "%s", w->w_node);
+			cp_agent_wake(cp, node);
+			if (cp->cp_polls->p_count != before) {
+				again = true;
+				break;
+			}
+		}
+	} while (again);
+}
+
+void
+cp_agent_wake_drop(struct cp *cp)
+{
+	cp->cp_nwake = 0;
+}
+
+void
 cp_polls_free(struct cp_polls *p)
 {
 	struct cp_waiter *w;
@@ -508,6 +576,27 @@ agent_effect_gone(struct cp *cp, const struct cp_cmd_rec *cmd,
 	    err);
 }
 
+/* A resize: the size it reports (what the VM has from now on), and state. */
+static int
+agent_effect_resized(struct cp *cp, const struct cp_cmd_rec *cmd,
+    const struct command_result *res, int64_t now_ms, struct carve_error *err)
+{
+	struct carve_error verr = { 0 };
+	int64_t vcpus, mem;
+
+	if (agent_effect_state(cp, cmd, res, now_ms, err) < 0)
+		return -1;
+	/* A result without a readable size changes nothing more. */
+	if (res->res_data == NULL ||
+	    jsonx_get_int(res->res_data, "vcpus", true, 1, VM_VCPUS_MAX, &vcpus,
+	    &verr) < 0 ||
+	    jsonx_get_int(res->res_data, "memory_mib", true, VM_MEMORY_MIB_MIN,
+	    (int64_t)VM_MEMORY_MIB_MAX, &mem, &verr) < 0)
+		return 0;
+	return cp_store_vm_set_size(cp->cp_store, cmd->cr_vm_id,
+	    (unsigned)vcpus, (uint64_t)mem, now_ms, err);
+}
+
 static const struct {
 	agent_effect_fn	succeeded;
 	agent_effect_fn	failed;
@@ -517,6 +606,11 @@ static const struct {
 	[CMD_VM_STOP] = { agent_effect_state, NULL },
 	[CMD_VM_REBOOT] = { agent_effect_state, NULL },
 	[CMD_VM_DESTROY] = { agent_effect_gone, NULL },
+	[CMD_VM_RESIZE] = { agent_effect_resized, NULL },
+	[CMD_VM_MIGRATE_PREPARE] = { cp_mig_on_result, cp_mig_on_result },
+	[CMD_VM_MIGRATE] = { cp_mig_on_result, cp_mig_on_result },
+	[CMD_VM_MIGRATE_CANCEL] = { cp_mig_on_result, cp_mig_on_result },
+	[CMD_VM_MIGRATE_FINISH] = { cp_mig_on_result, cp_mig_on_result },
 };
 
 /* Store the result and its effect on the VM in one transaction. */
@@ -552,12 +646,15 @@ agent_record_result(struct cp *cp, const struct cp_cmd_rec *cmd,
 	}
 	if (rc < 0) {
 		cp_store_rollback(cp->cp_store);
+		cp_agent_wake_drop(cp);
 		return -1;
 	}
 	if (cp_store_commit(cp->cp_store, err) < 0) {
 		cp_store_rollback(cp->cp_store);
+		cp_agent_wake_drop(cp);
 		return -1;
 	}
+	cp_agent_wake_flush(cp);
 	if (rc == 1)
 		log_kv(LOG_LVL_INFO, CP_COMP, "command finished", "id",
 		    cmd->cr_id, "type", command_type_name(cmd->cr_type),

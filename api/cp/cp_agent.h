@@ -34,5 +34,13 @@ size_t cp_polls_count(const struct cp_polls *p);
  * have something to deliver.
  */
 void cp_agent_wake(struct cp *cp, const char *node);
+/*
+ * The same once the transaction storing the command commits: queue node
+ * (cp_agent_wake_flush wakes the queue, cp_agent_wake_drop forgets it
+ * after a rollback). A full queue wakes every parked poll at the flush.
+ */
+void cp_agent_wake_later(struct cp *cp, const char *node);
+void cp_agent_wake_flush(struct cp *cp);
+void cp_agent_wake_drop(struct cp *cp);
 
 #endif

@@ -36,6 +36,7 @@
 #include "api/cp/cp_admin.h"
 #include "api/cp/cp_agent.h"
 #include "api/cp/cp_http.h"
+#include "api/cp/cp_mig.h"
 #include "api/proto.h"
 #include "common/jsonx.h"
 #include "common/log.h"
@@ -103,6 +104,14 @@ static const struct http_route http_routes[] = {
 	    cp_admin_node_delete },
 	{ EVHTTP_REQ_GET, "/v1/commands/*", HTTP_AUTH_ADMIN, 0,
 	    cp_admin_command_get },
+	{ EVHTTP_REQ_POST, "/v1/nodes/*/evacuate", HTTP_AUTH_ADMIN, 0,
+	    cp_mig_admin_evacuate },
+	{ EVHTTP_REQ_GET, "/v1/migrations", HTTP_AUTH_ADMIN, 0,
+	    cp_mig_admin_list },
+	{ EVHTTP_REQ_GET, "/v1/migrations/*", HTTP_AUTH_ADMIN, 0,
+	    cp_mig_admin_get },
+	{ EVHTTP_REQ_POST, "/v1/migrations/*/cancel", HTTP_AUTH_ADMIN, 0,
+	    cp_mig_admin_cancel },
 };
 
 #define HTTP_NROUTES (sizeof(http_routes) / sizeof(http_routes[0]))

@@ -1,8 +1,9 @@
 /*
- * Fuzz target: arbitrary bytes through virt_xml_parse_metadata and
- * virt_xml_parse_caps. Beyond "no crash, no leak", a metadata record that is
- * accepted must hold only valid values and survive a round trip through
- * virt_xml_metadata unchanged.
+ * Fuzz target: arbitrary bytes through virt_xml_parse_metadata(_rebuild)
+ * and virt_xml_parse_caps. Beyond "no crash, no leak", a metadata record
+ * that is accepted must hold only valid values (image, data disks and
+ * rebuild bookkeeping included) and survive a round trip through
+ * virt_xml_metadata_vm unchanged.
  */
 #include "config.h"
 
@@ -16,12 +17,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void
-check_record(const struct vm_info *vm)
+static bool
+lower_hex64(const char *s)
 {
-	struct vm_spec spec;
-	struct virt_xml_opts opts = { .domain_type = "kvm" };
+	for (int i = 0; i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return s[64] == '\0';
+}
+
+static void
+check_record(const struct vm_info *vm, const struct virt_xml_rebuild *rb)
+{
 	struct carve_error err = { 0 };
+	struct virt_xml_rebuild rb2;
 	struct vm_info again;
 	char *md;
 
@@ -35,29 +44,31 @@ check_record(const struct vm_info *vm)
 	for (const char *p = vm->vm_id; *p != '\0'; p++)
 		if (*p >= 'A' && *p <= 'F')
 			abort();
+	if (vm->vm_image_url[0] != '\0' && (!lower_hex64(vm->vm_image_sha256) ||
+	    (vm->vm_image_format != VM_IMAGE_QCOW2 &&
+	    vm->vm_image_format != VM_IMAGE_RAW)))
+		abort();
+	if (vm->vm_image_url[0] == '\0' && (vm->vm_image_sha256[0] != '\0' ||
+	    vm->vm_image_format != VM_IMAGE_NONE))
+		abort();
+	if (vm->vm_ndata_disks > VM_DATA_DISKS_MAX)
+		abort();
+	for (unsigned i = 0; i < vm->vm_ndata_disks; i++)
+		if (vm->vm_data_disks[i].dd_size_gib < 1 ||
+		    vm->vm_data_disks[i].dd_size_gib > VM_DISK_GIB_MAX)
+			abort();
+	if ((rb->rb_rebuilding[0] != '\0' || rb->rb_rebuilt_by[0] != '\0') !=
+	    (rb->rb_was_running != VIRT_XML_RUN_UNRECORDED))
+		abort();
 
-	memset(&spec, 0, sizeof(spec));
-	memcpy(spec.vs_name, vm->vm_name, sizeof(spec.vs_name));
-	spec.vs_vcpus = vm->vm_vcpus;
-	spec.vs_memory_mib = vm->vm_memory_mib;
-	spec.vs_disk_gib = vm->vm_disk_gib;
-	opts.vm_id = vm->vm_id;
-	opts.command_id = vm->vm_command_id;
-	opts.created_at_ms = vm->vm_created_at_ms;
-	md = virt_xml_metadata(&spec, &opts);
+	md = virt_xml_metadata_vm(vm, rb, &err);
 	if (md == NULL)
 		abort();
 	memset(&again, 0, sizeof(again));
 	again.vm_state = vm->vm_state;
-	if (virt_xml_parse_metadata(md, &again, &err) < 0 ||
-	    strcmp(again.vm_id, vm->vm_id) != 0 ||
-	    strcmp(again.vm_name, vm->vm_name) != 0 ||
-	    again.vm_vcpus != vm->vm_vcpus ||
-	    again.vm_memory_mib != vm->vm_memory_mib ||
-	    again.vm_disk_gib != vm->vm_disk_gib ||
-	    strcmp(again.vm_command_id, vm->vm_command_id) != 0 ||
-	    again.vm_created_at_ms != vm->vm_created_at_ms ||
-	    again.vm_state != vm->vm_state)
+	if (virt_xml_parse_metadata_rebuild(md, &again, &rb2, &err) < 0 ||
+	    memcmp(&again, vm, sizeof(again)) != 0 ||
+	    memcmp(&rb2, rb, sizeof(rb2)) != 0)
 		abort();
 	free(md);
 }
@@ -66,6 +77,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct carve_error err = { 0 };
+	struct virt_xml_rebuild rb;
 	struct vm_info vm;
 	struct host_cpu cpu;
 	char *s;
@@ -76,8 +88,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s[size] = '\0';
 
 	memset(&vm, 0, sizeof(vm));
-	if (virt_xml_parse_metadata(s, &vm, &err) == 0)
-		check_record(&vm);
+	memset(&rb, 0, sizeof(rb));
+	if (virt_xml_parse_metadata_rebuild(s, &vm, &rb, &err) == 0)
+		check_record(&vm, &rb);
 	else if (err.code != CARVE_EINVAL)
 		abort();
 

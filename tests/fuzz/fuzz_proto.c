@@ -81,10 +81,13 @@ FUZZ_RT(heartbeat_resp, struct proto_heartbeat_resp, fuzz_noclear)
 FUZZ_RT(vm_create_req, struct proto_vm_create_req, proto_vm_create_req_clear)
 FUZZ_RT(vm_created, struct proto_vm_created, fuzz_noclear)
 FUZZ_RT(command_ref, struct proto_command_ref, fuzz_noclear)
-FUZZ_RT(vm_action_req, struct proto_vm_action_req, fuzz_noclear)
+FUZZ_RT(vm_action_req, struct proto_vm_action_req, proto_vm_action_req_clear)
 FUZZ_RT(vm, struct proto_vm, fuzz_noclear)
 FUZZ_RT(node, struct proto_node, proto_node_clear)
 FUZZ_RT(command_info, struct proto_command_info, proto_command_info_clear)
+FUZZ_RT(vm_migrate_req, struct proto_vm_migrate_req, fuzz_noclear)
+FUZZ_RT(migration_ref, struct proto_migration_ref, fuzz_noclear)
+FUZZ_RT(migration, struct proto_migration, proto_migration_clear)
 
 static int
 fuzz_rt_poll_resp(json_object *in, char **out, struct carve_error *err)
@@ -142,6 +145,19 @@ fuzz_rt_node_list(json_object *in, char **out, struct carve_error *err)
 	return 0;
 }
 
+static int
+fuzz_rt_migration_list(json_object *in, char **out, struct carve_error *err)
+{
+	struct proto_migration *ms;
+	size_t n;
+
+	if (proto_migration_list_decode(in, &ms, &n, err) == -1)
+		return -1;
+	*out = fuzz_text(proto_migration_list_encode(ms, n));
+	proto_migration_list_free(ms, n);
+	return 0;
+}
+
 static const struct fuzz_codec fuzz_codecs[] = {
 	{ "error body", fuzz_rt_error },
 	{ "empty", fuzz_rt_empty },
@@ -164,6 +180,10 @@ static const struct fuzz_codec fuzz_codecs[] = {
 	{ "node record", fuzz_rt_node },
 	{ "node list", fuzz_rt_node_list },
 	{ "command record", fuzz_rt_command_info },
+	{ "VM migrate request", fuzz_rt_vm_migrate_req },
+	{ "migration reference", fuzz_rt_migration_ref },
+	{ "migration record", fuzz_rt_migration },
+	{ "migration list", fuzz_rt_migration_list },
 };
 
 static void

@@ -16,17 +16,36 @@
 #     appended); with "writemark=<word>" on the command line appends <word>
 #     to WRITES.TXT and prints "WROTE <word>" (so a test sees whether a
 #     write went to an overlay and not to its base);
+#   - when a virtio disk with serial "carve-data0" is there (carve's first
+#     data disk, vdb), prints "DATA <words>" from it: its first 4 KiB hold
+#     "CARVEDATA" and one word per line (a blank disk prints "DATA "); with
+#     "datamark=<word>" on the command line appends <word> there (formatting
+#     a blank disk) and prints "DATA-WROTE <word>" (so a test sees what
+#     survives a rebuild of the root disk);
 #   - in the background, waits up to 10 s for a disk labelled "cidata" (the
 #     NoCloud seed, an IDE/SCSI cdrom or a virtio disk), mounts it and
 #     prints "CIDATA <instance-id>" and "CIDATA-HOSTNAME <local-hostname>"
 #     from its meta-data; a line "#writemark: <word>" in its user-data
 #     (a YAML comment: still valid cloud-config) does what writemark=
 #     does when the command line has none, for images that boot through
-#     their own boot loader (no kernel command line to set);
+#     their own boot loader (no kernel command line to set); likewise
+#     "#datamark: <word>" for datamark=;
+#   - loads virtio_net (and the failover modules it needs) and prints
+#     "NIC <ifname> <mac>" for each network interface but lo, sorted by
+#     name (a VM with no NIC prints nothing);
 #   - starts acpid so that an ACPI power-button press (virsh shutdown)
 #     runs /etc/acpi/PWRF/00000080 = "poweroff -f" (unless "noacpid" is on
 #     the command line: a guest that ignores graceful shutdown);
 #   - prints "READY";
+#   - with "memfill=<MiB>" on the command line (1..4999), fills that much
+#     of its memory before READY (a file in its tmpfs root, which it can
+#     neither reclaim nor give to the balloon) and prints "MEMFILL <MiB>":
+#     a guest using more than a shrink leaves it;
+#   - with "sizemon" on the command line, in the background: brings every
+#     hot-added CPU online (what a distribution's udev rule does) and
+#     prints "SIZE cpus=<online CPUs> memtotal_kb=<MemTotal>" at start and
+#     whenever either changes (checked every second), so a test sees a
+#     vCPU hot-plug or a balloon resize from inside the guest;
 #   - with "tick" on the command line prints "tick N" every second,
 #     otherwise sleeps forever.
 #
@@ -67,6 +86,9 @@ fat vfat nls_cp437 nls_ascii"
 # controller) is invisible to this guest.
 cdmodules="nls_utf8 scsi_common scsi_mod cdrom sr_mod isofs libata ata_piix
 virtio_scsi"
+# virtio NICs: virtio_net needs net_failover, which needs failover (after
+# virtio_ring and virtio, loaded above).
+netmodules="failover net_failover virtio_net"
 
 mkdir -p "$out" "$cache"
 # qemu runs as libvirt-qemu: it must be able to read what we make.
@@ -171,6 +193,7 @@ add_modules() {
 }
 load=$(add_modules "$modules")
 cdload=$(add_modules "$cdmodules")
+netload=$(add_modules "$netmodules")
 
 cat >"$root/etc/acpi/PWRF/00000080" <<'EOF'
 #!/bin/sh
@@ -241,6 +264,37 @@ writemark=\$(arg writemark || :)
 if [ -n "\$writemark" ]; then
 	disk_write "\$writemark" || echo "WRITE FAILED \$writemark"
 fi
+# carve's first data disk (serial carve-data0): "CARVEDATA" and one word a
+# line in its first 4 KiB; anything else there reads as blank.
+data_dev() {
+	for b in /sys/block/vd*; do
+		[ "\$(cat "\$b/serial" 2>/dev/null)" = carve-data0 ] || continue
+		echo "/dev/\${b##*/}"
+		return 0
+	done
+	return 1
+}
+data_words() {
+	d=\$(data_dev) || return 1
+	head -c 4096 "\$d" | tr -d '\000' >/tmp/data.cur
+	[ "\$(head -n 1 /tmp/data.cur)" = CARVEDATA ] || return 0
+	sed 1d /tmp/data.cur | tr -cd 'A-Za-z0-9_.:\n-'
+}
+# Append a word, durably (conv=sync pads the block with zeros).
+data_write() {
+	d=\$(data_dev) || return 1
+	{ echo CARVEDATA; data_words; echo "\$1"; } >/tmp/data.new
+	dd if=/tmp/data.new of="\$d" bs=4096 count=1 conv=notrunc,sync,fsync 2>/dev/null ||
+	    return 1
+	echo "DATA-WROTE \$1"
+}
+if data_dev >/dev/null; then
+	echo DATA \$(data_words)
+fi
+datamark=\$(arg datamark || :)
+if [ -n "\$datamark" ]; then
+	data_write "\$datamark" || echo "DATA WRITE FAILED \$datamark"
+fi
 # The NoCloud seed: SCSI/ATA scans finish after insmod returns, so look for
 # it in the background instead of holding READY back on every boot.
 cidata() {
@@ -261,9 +315,13 @@ cidata() {
 			echo "CIDATA \$(sed -n 's/^instance-id: *//p' \$md | tr -cd 'A-Za-z0-9_.:-')"
 			echo "CIDATA-HOSTNAME \$(sed -n 's/^local-hostname: *//p' \$md | tr -cd 'A-Za-z0-9_.:-')"
 			cwm=\$(sed -n 's/^#writemark: *//p' /mnt/cidata/user-data | head -n 1 | tr -cd 'A-Za-z0-9_.:-')
+			cdm=\$(sed -n 's/^#datamark: *//p' /mnt/cidata/user-data | head -n 1 | tr -cd 'A-Za-z0-9_.:-')
 			umount /mnt/cidata
 			if [ -n "\$cwm" ] && [ -z "\$writemark" ]; then
 				disk_write "\$cwm" || echo "WRITE FAILED \$cwm"
+			fi
+			if [ -n "\$cdm" ] && [ -z "\$datamark" ]; then
+				data_write "\$cdm" || echo "DATA WRITE FAILED \$cdm"
 			fi
 			return 0
 		done
@@ -272,10 +330,54 @@ cidata() {
 	done
 }
 cidata &
+# NICs: the driver binds the PCI devices while insmod runs, so every
+# interface exists when it returns.
+for m in$netload; do
+	insmod /lib/modules/\$m.ko || echo "insmod \$m failed"
+done
+for n in /sys/class/net/*; do
+	[ -e "\$n/address" ] || continue
+	i=\${n##*/}
+	[ "\$i" = lo ] && continue
+	echo "NIC \$(echo "\$i" | tr -cd 'A-Za-z0-9_.-') \$(tr -cd '0-9a-f:' <"\$n/address")"
+done
 if has noacpid; then
 	echo "NOACPID: ignoring the power button"
 else
 	acpid -l /var/log/acpid.log
+fi
+memfill=\$(arg memfill || :)
+case "\$memfill" in
+[1-9]|[1-9][0-9]|[1-9][0-9][0-9]|[1-4][0-9][0-9][0-9])
+	dd if=/dev/zero of=/memfill bs=1048576 count="\$memfill" 2>/dev/null &&
+	    echo "MEMFILL \$memfill" ;;
+esac
+# What the guest has: online CPUs and MemTotal (the balloon lowers it).
+sizemon() {
+	last=
+	while :; do
+		for f in /sys/devices/system/cpu/cpu[0-9]*/online; do
+			[ -f "\$f" ] || continue
+			[ "\$(cat "\$f")" = 1 ] || echo 1 >"\$f" 2>/dev/null
+		done
+		n=0
+		for f in /sys/devices/system/cpu/cpu[0-9]*; do
+			[ -d "\$f" ] || continue
+			if [ ! -f "\$f/online" ] || [ "\$(cat "\$f/online")" = 1 ]; then
+				n=\$((n + 1))
+			fi
+		done
+		mt=\$(sed -n 's/^MemTotal: *\\([0-9]*\\).*/\\1/p' /proc/meminfo)
+		cur="cpus=\$n memtotal_kb=\$mt"
+		if [ "\$cur" != "\$last" ]; then
+			echo "SIZE \$cur"
+			last=\$cur
+		fi
+		sleep 1
+	done
+}
+if has sizemon; then
+	sizemon &
 fi
 echo "READY"
 if has tick; then
@@ -303,4 +405,4 @@ chmod 0644 "$work/initrd.gz"
 # Replace atomically so a half-built guest never looks finished.
 mv -f "$work/vmlinuz" "$out/vmlinuz"
 mv -f "$work/initrd.gz" "$out/initrd.gz"
-log "built $out/vmlinuz ($kver) and $out/initrd.gz (modules:$load;$cdload)"
+log "built $out/vmlinuz ($kver) and $out/initrd.gz (modules:$load;$cdload;$netload)"

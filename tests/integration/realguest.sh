@@ -75,12 +75,16 @@ tap_is "$(printf '%s' "$r" | jq -r .status)" succeeded "vm create with direct ke
 id1=$(printf '%s' "$r" | jq -r .vm_id)
 info=$(virsh -c qemu:///system dominfo carve-rg1)
 tap_like "$info" "*CPU(s):*2*" "virsh dominfo: 2 vCPUs"
-tap_like "$info" "*Max memory:*196608 KiB*" "virsh dominfo: 192 MiB"
+# Defined with room to grow ([resize] max_memory_factor 2): 192 MiB held
+# by the balloon below a 384 MiB maximum.
+tap_like "$info" "*Max memory:*393216 KiB*" "virsh dominfo: a maximum of 2 x 192 MiB"
 tap_like "$info" "*State:*running*" "virsh dominfo: running"
 tap_is "$(virsh -c qemu:///system domuuid carve-rg1)" "$id1" "the domain UUID is the VM id"
 log1=$(console_of "$id1")
 tap_ok "the guest prints GUEST UP on its serial log" wait_console "$log1" "GUEST UP" 60
 tap_ok "the guest is READY (acpid up)" wait_console "$log1" "READY" 60
+used192() { virsh -c qemu:///system dominfo carve-rg1 | grep -q "^Used memory: *196608 KiB"; }
+tap_ok "virsh dominfo: the balloon holds it at 192 MiB" wait_for "balloon" 60 used192
 
 # -- graceful stop -------------------------------------------------------------
 r=$(ctl_json vm stop carve-rg1 --timeout 60)

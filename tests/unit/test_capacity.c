@@ -190,6 +190,124 @@ test_admit_no_disk(void **state)
 	    "DISK_GIB 1 exceeds what this host can ever allocate (0)");
 }
 
+/*
+ * What resizes in flight on one VM claim: the peak of their targets over the
+ * current size, per class; shrinks claim nothing; a class a resize leaves
+ * alone (0) claims nothing.
+ */
+static const struct {
+	const char *what;
+	uint64_t cur[CAP_NCLASSES];
+	size_t n;
+	uint64_t targets[3][CAP_NCLASSES];
+	uint64_t want[CAP_NCLASSES];
+} growth_cases[] = {
+	{ "none in flight", { 2, 1024, 10 }, 0, { { 0 } }, { 0, 0, 0 } },
+	{ "grow vcpus", { 2, 1024, 10 }, 1, { { 4, 0, 0 } }, { 2, 0, 0 } },
+	{ "grow memory", { 2, 1024, 10 }, 1, { { 0, 1536, 0 } }, { 0, 512, 0 } },
+	{ "grow both", { 2, 1024, 10 }, 1, { { 8, 4096, 0 } },
+	    { 6, 3072, 0 } },
+	{ "shrink claims nothing", { 4, 2048, 10 }, 1, { { 2, 512, 0 } },
+	    { 0, 0, 0 } },
+	{ "same size claims nothing", { 4, 2048, 10 }, 1, { { 4, 2048, 0 } },
+	    { 0, 0, 0 } },
+	{ "shrink one, grow the other", { 4, 2048, 10 }, 1,
+	    { { 2, 4096, 0 } }, { 0, 2048, 0 } },
+	{ "queued grows claim their peak, not their sum", { 2, 1024, 10 }, 2,
+	    { { 4, 0, 0 }, { 8, 0, 0 } }, { 6, 0, 0 } },
+	{ "grow then shrink still claims the grow", { 2, 1024, 10 }, 2,
+	    { { 8, 2048, 0 }, { 1, 512, 0 } }, { 6, 1024, 0 } },
+	{ "shrink then grow back claims the difference", { 4, 1024, 10 }, 2,
+	    { { 2, 0, 0 }, { 4, 0, 0 } }, { 0, 0, 0 } },
+	{ "peak per class from different resizes", { 2, 1024, 10 }, 3,
+	    { { 6, 0, 0 }, { 0, 3072, 0 }, { 3, 2048, 0 } },
+	    { 4, 2048, 0 } },
+	{ "huge target", { 1, 64, 0 }, 1, { { UINT64_MAX, 0, 0 } },
+	    { UINT64_MAX - 1, 0, 0 } },
+};
+
+static void
+test_growth(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(growth_cases) / sizeof(growth_cases[0]);
+	    i++) {
+		struct cap_request cur, targets[3], out;
+
+		memcpy(cur.amount, growth_cases[i].cur, sizeof(cur.amount));
+		memcpy(targets, growth_cases[i].targets, sizeof(targets));
+		memset(&out, 0xa5, sizeof(out));
+		capacity_growth(&cur, targets, growth_cases[i].n, &out);
+		for (int c = 0; c < CAP_NCLASSES; c++)
+			if (out.amount[c] != growth_cases[i].want[c])
+				fail_msg("%s: class %d: %llu, want %llu",
+				    growth_cases[i].what, c,
+				    (unsigned long long)out.amount[c],
+				    (unsigned long long)
+				    growth_cases[i].want[c]);
+	}
+}
+
+/* The host of test_admit: 120 vCPUs, 8192 MiB, 90 GiB allocatable. */
+static const struct {
+	const char *what;
+	uint64_t alloc[CAP_NCLASSES];
+	uint64_t target[CAP_NCLASSES];
+	uint64_t need[CAP_NCLASSES];
+	enum carve_errcode code;
+	const char *msg;
+} growth_admit_cases[] = {
+	{ "growth fits", { 100, 4096, 0 }, { 8, 0, 0 }, { 6, 0, 0 }, CARVE_OK,
+	    NULL },
+	{ "growth exactly fits", { 114, 4096, 0 }, { 8, 0, 0 }, { 6, 0, 0 },
+	    CARVE_OK, NULL },
+	{ "growth one over", { 115, 4096, 0 }, { 8, 0, 0 }, { 6, 0, 0 },
+	    CARVE_ECAPACITY, "insufficient VCPU to grow the VM to 8: it needs 6 "
+	    "more, free 5 of 120" },
+	{ "memory growth short", { 0, 7168, 0 }, { 0, 3072, 0 },
+	    { 0, 2048, 0 }, CARVE_ECAPACITY, "insufficient MEMORY_MIB to grow "
+	    "the VM to 3072: it needs 2048 more, free 1024 of 8192" },
+	/* A shrink on a full (even over-committed) host always fits. */
+	{ "shrink on a full host", { 150, 8192, 90 }, { 1, 64, 0 },
+	    { 0, 0, 0 }, CARVE_OK, NULL },
+	{ "target beyond the host", { 0, 0, 0 }, { 121, 0, 0 }, { 100, 0, 0 },
+	    CARVE_EINVAL, "VCPU 121 exceeds what this host can ever allocate "
+	    "(120)" },
+	{ "memory target beyond the host, even as a shrink", { 0, 0, 0 },
+	    { 0, 9000, 0 }, { 0, 0, 0 }, CARVE_EINVAL,
+	    "MEMORY_MIB 9000 exceeds what this host can ever allocate (8192)" },
+};
+
+static void
+test_admit_growth(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(growth_admit_cases) /
+	    sizeof(growth_admit_cases[0]); i++) {
+		struct capacity cap;
+		struct cap_request target, need;
+		struct carve_error err = { 0 };
+		int rc;
+
+		host(&cap, growth_admit_cases[i].alloc[0],
+		    growth_admit_cases[i].alloc[1],
+		    growth_admit_cases[i].alloc[2]);
+		memcpy(target.amount, growth_admit_cases[i].target,
+		    sizeof(target.amount));
+		memcpy(need.amount, growth_admit_cases[i].need,
+		    sizeof(need.amount));
+		rc = capacity_admit_growth(&cap, &target, &need, &err);
+		if (err.code != growth_admit_cases[i].code)
+			fail_msg("%s: code %d (%s)", growth_admit_cases[i].what,
+			    err.code, err.message);
+		assert_int_equal(rc, err.code == CARVE_OK ? 0 : -1);
+		if (growth_admit_cases[i].msg != NULL &&
+		    strcmp(err.message, growth_admit_cases[i].msg) != 0)
+			fail_msg("%s: message \"%s\"",
+			    growth_admit_cases[i].what, err.message);
+	}
+}
+
 static void
 test_add_sub(void **state)
 {
@@ -335,6 +453,8 @@ main(void)
 		cmocka_unit_test(test_free_amount),
 		cmocka_unit_test(test_admit),
 		cmocka_unit_test(test_admit_no_disk),
+		cmocka_unit_test(test_growth),
+		cmocka_unit_test(test_admit_growth),
 		cmocka_unit_test(test_add_sub),
 		cmocka_unit_test(test_encode),
 		cmocka_unit_test(test_encode_huge_and_nan),

@@ -65,6 +65,19 @@ spec_cloud_equal(const struct vm_spec *x, const struct vm_spec *y)
 }
 
 static bool
+spec_nics_equal(const struct vm_spec *x, const struct vm_spec *y)
+{
+	if (x->vs_nnics != y->vs_nnics)
+		return false;
+	for (size_t i = 0; i < x->vs_nnics; i++)
+		if (x->vs_nics[i].vn_kind != y->vs_nics[i].vn_kind ||
+		    strcmp(x->vs_nics[i].vn_name, y->vs_nics[i].vn_name) != 0 ||
+		    strcmp(x->vs_nics[i].vn_mac, y->vs_nics[i].vn_mac) != 0)
+			return false;
+	return true;
+}
+
+static bool
 command_equal(const struct command *a, const struct command *b)
 {
 	const struct vm_spec *x = &a->cmd_args.create, *y = &b->cmd_args.create;
@@ -81,10 +94,24 @@ command_equal(const struct command *a, const struct command *b)
 		    streq_null(x->vs_kernel, y->vs_kernel) &&
 		    streq_null(x->vs_initrd, y->vs_initrd) &&
 		    streq_null(x->vs_cmdline, y->vs_cmdline) &&
-		    spec_cloud_equal(x, y);
+		    spec_cloud_equal(x, y) && spec_nics_equal(x, y) &&
+		    x->vs_ndata_disks == y->vs_ndata_disks &&
+		    memcmp(x->vs_data_disks, y->vs_data_disks,
+		    sizeof(x->vs_data_disks)) == 0;
 	case CMD_VM_STOP:
 		return a->cmd_args.stop.force == b->cmd_args.stop.force &&
 		    a->cmd_args.stop.timeout_s == b->cmd_args.stop.timeout_s;
+	case CMD_VM_RESIZE:
+		return a->cmd_args.resize.vcpus == b->cmd_args.resize.vcpus &&
+		    a->cmd_args.resize.memory_mib ==
+		    b->cmd_args.resize.memory_mib;
+	case CMD_VM_REBUILD:
+		return streq_null(a->cmd_args.rebuild.image.vi_url,
+		    b->cmd_args.rebuild.image.vi_url) &&
+		    strcmp(a->cmd_args.rebuild.image.vi_sha256,
+		    b->cmd_args.rebuild.image.vi_sha256) == 0 &&
+		    a->cmd_args.rebuild.image.vi_format ==
+		    b->cmd_args.rebuild.image.vi_format;
 	default:
 		return true;
 	}
@@ -115,10 +142,12 @@ test_names(void **state)
 		{ CMD_VM_STOP, "vm.stop", true },
 		{ CMD_VM_REBOOT, "vm.reboot", true },
 		{ CMD_VM_DESTROY, "vm.destroy", true },
+		{ CMD_VM_RESIZE, "vm.resize", true },
 		{ CMD_VM_MIGRATE_PREPARE, "vm.migrate.prepare", false },
 		{ CMD_VM_MIGRATE, "vm.migrate", true },
 		{ CMD_VM_MIGRATE_CANCEL, "vm.migrate.cancel", true },
 		{ CMD_VM_MIGRATE_FINISH, "vm.migrate.finish", true },
+		{ CMD_VM_REBUILD, "vm.rebuild", true },
 	};
 	static const struct {
 		enum command_status st;
@@ -185,6 +214,10 @@ static const struct decode_case decode_cases[] = {
 	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"timeout_s\":1}}", 0, NULL },
 	{ "{\"type\":\"vm.start\",\"vm_id\":\"6F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9\","
 	    "\"id\":\"0B9C6A3E-5D1F-4C2B-9A8E-7F6D5C4B3A21\"}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.create\",\"args\":{\"name\":\"n\","
+	    "\"vcpus\":1,\"memory_mib\":64,\"networks\":[{\"network\":"
+	    "\"default\"},{\"bridge\":\"br0\",\"mac\":\"52:54:00:AB:cd:01\"}]}}",
+	    0, NULL },
 
 	/* top level */
 	{ "[]", -1, "command must be a JSON object" },
@@ -344,6 +377,56 @@ static const struct decode_case decode_cases[] = {
 	    "timeout_s must be at most 3600" },
 	{ "{" HEAD "\"type\":\"vm.stop\",\"args\":{\"timeout_s\":1.5}}", -1,
 	    "timeout_s must be an integer" },
+
+	/* vm.resize: either size or both, strictly typed and bounded */
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":4}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"memory_mib\":64}}", 0,
+	    NULL },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":1024,"
+	    "\"memory_mib\":16777216}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":1,"
+	    "\"memory_mib\":null}}", 0, NULL },
+	{ "{" HEAD "\"type\":\"vm.resize\"}", -1,
+	    "args is required for vm.resize" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":null}", -1,
+	    "args is required for vm.resize" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":[4]}", -1,
+	    "args must be a JSON object" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{}}", -1,
+	    "vm.resize needs vcpus, memory_mib or both" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":null,"
+	    "\"memory_mib\":null}}", -1,
+	    "vm.resize needs vcpus, memory_mib or both" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":2,"
+	    "\"disk_gib\":10}}", -1, "vm.resize args: unknown key \"disk_gib\"" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"memory\":512}}", -1,
+	    "vm.resize args: unknown key \"memory\"" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":0}}", -1,
+	    "vcpus must be between 1 and 1024" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":1025}}", -1,
+	    "vcpus must be between 1 and 1024" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":-2}}", -1,
+	    "vcpus must be between 1 and 1024" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":2.0}}", -1,
+	    "vcpus must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":\"2\"}}", -1,
+	    "vcpus must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":true}}", -1,
+	    "vcpus must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"memory_mib\":63}}", -1,
+	    "memory_mib must be at least 64 MiB" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"memory_mib\":0}}", -1,
+	    "memory_mib must be at least 64 MiB" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{"
+	    "\"memory_mib\":16777217}}", -1,
+	    "memory_mib must be at most 16777216 MiB" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{"
+	    "\"memory_mib\":18446744073709551615}}", -1,
+	    "memory_mib must be at most" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"memory_mib\":512.5}}",
+	    -1, "memory_mib must be an integer" },
+	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":2,"
+	    "\"memory_mib\":\"1024\"}}", -1, "memory_mib must be an integer" },
 };
 
 static void
@@ -1105,6 +1188,47 @@ test_decode_image_max(void **state)
 	(void)o;
 }
 
+/* vm.resize: what was given is set, what was not stays 0 and is not sent. */
+static void
+test_decode_resize(void **state)
+{
+	static const struct {
+		const char *args;
+		unsigned vcpus;
+		uint64_t memory_mib;
+		const char *encoded;
+	} cases[] = {
+		{ "{\"vcpus\":3}", 3, 0, "{\"vcpus\":3}" },
+		{ "{\"memory_mib\":1536}", 0, 1536, "{\"memory_mib\":1536}" },
+		{ "{\"memory_mib\":128,\"vcpus\":2}", 2, 128,
+		    "{\"vcpus\":2,\"memory_mib\":128}" },
+		{ "{\"vcpus\":8,\"memory_mib\":null}", 8, 0, "{\"vcpus\":8}" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		struct carve_error err = { 0 };
+		struct command cmd;
+		json_object *enc, *args;
+		char *js = xasprintf("{" HEAD "\"type\":\"vm.resize\",\"args\":%s}",
+		    cases[i].args);
+
+		assert_int_equal(command_decode_buf(js, strlen(js), &cmd, &err),
+		    0);
+		assert_int_equal(cmd.cmd_type, CMD_VM_RESIZE);
+		assert_int_equal(cmd.cmd_args.resize.vcpus, cases[i].vcpus);
+		assert_int_equal(cmd.cmd_args.resize.memory_mib,
+		    cases[i].memory_mib);
+		enc = command_encode(&cmd);
+		assert_true(json_object_object_get_ex(enc, "args", &args));
+		assert_string_equal(json_object_to_json_string_ext(args,
+		    JSON_C_TO_STRING_PLAIN), cases[i].encoded);
+		json_object_put(enc);
+		command_clear(&cmd);
+		free(js);
+	}
+}
+
 /* vm_spec_decode on its own (the admin API uses it directly). */
 static void
 test_vm_spec(void **state)
@@ -1200,6 +1324,552 @@ test_command_encode_form(void **state)
 	free(text);
 	json_object_put(enc);
 	command_clear(&cmd);
+}
+
+/* ------------------------------------------------------------ networks */
+
+#define NETS(v) CREATE("\"networks\":" v)
+#define N64 "n123456789012345678901234567890123456789012345678901234567890123"
+#define MACSYN(i, m) "networks[" i "]: mac \"" m "\" must be six pairs of " \
+	"hexadecimal digits separated by ':' (e.g. 52:54:00:12:34:56)"
+#define ONEOF(i) "networks[" i "] must have exactly one of \"network\" and " \
+	"\"bridge\""
+
+struct nic_case {
+	const char *json;	/* vm.create args */
+	int rc;
+	/* rc 0: the encoded "networks" (NULL: absent); -1: the message */
+	const char *want;
+};
+
+static const struct nic_case nic_cases[] = {
+	/* accepted, and how they encode */
+	{ NETS("[{\"network\":\"default\"}]"), 0, "[{\"network\":\"default\"}]" },
+	{ NETS("[{\"bridge\":\"br0\",\"mac\":\"52:54:00:AB:CD:EF\"}]"), 0,
+	    "[{\"bridge\":\"br0\",\"mac\":\"52:54:00:ab:cd:ef\"}]" },
+	{ NETS("[{\"mac\":\"02:00:00:00:00:01\",\"network\":\"n\"}]"), 0,
+	    "[{\"network\":\"n\",\"mac\":\"02:00:00:00:00:01\"}]" },
+	{ NETS("[{\"network\":\"n\",\"mac\":\"fe:ff:ff:ff:ff:ff\"}]"), 0,
+	    "[{\"network\":\"n\",\"mac\":\"fe:ff:ff:ff:ff:ff\"}]" },
+	{ NETS("[{\"network\":\"a\"},{\"bridge\":\"b\"},{\"network\":\"c\"}]"),
+	    0, "[{\"network\":\"a\"},{\"bridge\":\"b\"},{\"network\":\"c\"}]" },
+	/* two NICs on one network: fine, as long as their MACs differ */
+	{ NETS("[{\"network\":\"a\"},{\"network\":\"a\"}]"), 0,
+	    "[{\"network\":\"a\"},{\"network\":\"a\"}]" },
+	{ NETS("[{\"network\":\"" N64 "\"},{\"bridge\":\"b23456789012345\"}]"),
+	    0, "[{\"network\":\"" N64 "\"},{\"bridge\":\"b23456789012345\"}]" },
+	{ NETS("[{\"network\":\"a\"},{\"network\":\"b\"},{\"network\":\"c\"},"
+	    "{\"network\":\"d\"},{\"network\":\"e\"},{\"network\":\"f\"},"
+	    "{\"network\":\"g\"},{\"network\":\"h\"}]"), 0,
+	    "[{\"network\":\"a\"},{\"network\":\"b\"},{\"network\":\"c\"},"
+	    "{\"network\":\"d\"},{\"network\":\"e\"},{\"network\":\"f\"},"
+	    "{\"network\":\"g\"},{\"network\":\"h\"}]" },
+	{ NETS("[]"), 0, NULL },
+	{ NETS("null"), 0, NULL },
+	{ CREATE("\"disk_gib\":1"), 0, NULL },
+
+	/* the list */
+	{ NETS("{\"network\":\"a\"}"), -1, "networks must be an array of objects" },
+	{ NETS("\"default\""), -1, "networks must be an array of objects" },
+	{ NETS("[{\"network\":\"a\"},{\"network\":\"b\"},{\"network\":\"c\"},"
+	    "{\"network\":\"d\"},{\"network\":\"e\"},{\"network\":\"f\"},"
+	    "{\"network\":\"g\"},{\"network\":\"h\"},{\"network\":\"i\"}]"), -1,
+	    "networks has 9 entries; at most 8 are allowed" },
+	/* an entry's shape */
+	{ NETS("[1]"), -1, "networks[0] must be a JSON object" },
+	{ NETS("[{\"network\":\"a\"},null]"), -1,
+	    "networks[1] must be a JSON object" },
+	{ NETS("[{}]"), -1, ONEOF("0") },
+	{ NETS("[{\"network\":\"a\",\"bridge\":\"b\"}]"), -1, ONEOF("0") },
+	{ NETS("[{\"mac\":\"52:54:00:00:00:01\"}]"), -1, ONEOF("0") },
+	{ NETS("[{\"network\":\"a\",\"vlan\":5}]"), -1,
+	    "networks[0]: unknown key \"vlan\"" },
+	{ NETS("[{\"network\":\"a\",\"Mac\":\"52:54:00:00:00:01\"}]"), -1,
+	    "networks[0]: unknown key \"Mac\"" },
+	/* names */
+	{ NETS("[{\"network\":5}]"), -1, "networks[0]: network must be a string" },
+	{ NETS("[{\"network\":null}]"), -1, "networks[0]: network is required" },
+	{ NETS("[{\"network\":\"\"}]"), -1,
+	    "networks[0]: network must not be empty" },
+	{ NETS("[{\"network\":\"a b\"}]"), -1, "networks[0]: network may only "
+	    "contain letters, digits, '.', '_' and '-' (found byte 0x20 at "
+	    "offset 1)" },
+	{ NETS("[{\"network\":\"-a\"}]"), -1,
+	    "networks[0]: network must start with a letter or digit" },
+	{ NETS("[{\"network\":\"" N64 "x\"}]"), -1,
+	    "networks[0]: network is 65 bytes long; at most 64 are allowed" },
+	{ NETS("[{\"network\":\"a\"},{\"bridge\":\"\"}]"), -1,
+	    "networks[1]: bridge must not be empty" },
+	{ NETS("[{\"bridge\":\"br0;reboot\"}]"), -1, "networks[0]: bridge may "
+	    "only contain letters, digits, '.', '_' and '-' (found byte 0x3b at "
+	    "offset 3)" },
+	{ NETS("[{\"bridge\":\"<br/>\"}]"), -1,
+	    "networks[0]: bridge must start with a letter or digit" },
+	{ NETS("[{\"bridge\":\"b234567890123456\"}]"), -1,
+	    "networks[0]: bridge is 16 bytes long; a bridge name has at most 15" },
+	{ NETS("[{\"bridge\":\"a\\u0000b\"}]"), -1,
+	    "networks[0]: bridge must not contain NUL characters" },
+	/* MACs */
+	{ NETS("[{\"network\":\"a\",\"mac\":5}]"), -1,
+	    "networks[0]: mac must be a string" },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"\"}]"), -1, MACSYN("0", "") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52:54:00:00:00\"}]"), -1,
+	    MACSYN("0", "52:54:00:00:00") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52:54:00:00:00:001\"}]"), -1,
+	    MACSYN("0", "52:54:00:00:00:001") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52-54-00-00-00-01\"}]"), -1,
+	    MACSYN("0", "52-54-00-00-00-01") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52:54:00:00:00:0g\"}]"), -1,
+	    MACSYN("0", "52:54:00:00:00:0g") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"525:4:00:00:00:01\"}]"), -1,
+	    MACSYN("0", "525:4:00:00:00:01") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\" 52:54:00:00:00:1\"}]"), -1,
+	    MACSYN("0", " 52:54:00:00:00:1") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"+2:54:00:00:00:01\"}]"), -1,
+	    MACSYN("0", "+2:54:00:00:00:01") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52:54:00:00:0\\\"\\n\"}]"), -1,
+	    MACSYN("0", "52:54:00:00:0??") },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"01:00:5e:00:00:01\"}]"), -1,
+	    "networks[0]: mac \"01:00:5e:00:00:01\" is a multicast address (the "
+	    "first octet must be even)" },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"FF:FF:FF:FF:FF:FF\"}]"), -1,
+	    "networks[0]: mac \"FF:FF:FF:FF:FF:FF\" is a multicast address (the "
+	    "first octet must be even)" },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"00:00:00:00:00:00\"}]"), -1,
+	    "networks[0]: mac must not be all zero" },
+	{ NETS("[{\"network\":\"a\",\"mac\":\"52:54:00:aa:00:01\"},"
+	    "{\"network\":\"b\"},{\"bridge\":\"c\",\"mac\":\"52:54:00:AA:00:01\"}]"),
+	    -1, "networks[2]: mac 52:54:00:aa:00:01 is also the mac of "
+	    "networks[0]" },
+};
+
+static void
+test_decode_networks(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(nic_cases); i++) {
+		const struct nic_case *c = &nic_cases[i];
+		struct carve_error err = { 0 };
+		struct vm_spec spec, again, copy;
+		json_object *o = parse(c->json), *enc, *nets;
+		int rc;
+
+		memset(&spec, 0xa5, sizeof(spec));
+		rc = vm_spec_decode(o, &spec, &err);
+		json_object_put(o);
+		if (rc != c->rc)
+			fail_msg("case %zu <%s>: rc %d want %d (%s)", i, c->json,
+			    rc, c->rc, err.message);
+		if (rc == -1) {
+			assert_int_equal(err.code, CARVE_EINVAL);
+			if (spec.vs_nnics != 0)
+				fail_msg("case %zu: out not cleared", i);
+			if (strcmp(err.message, c->want) != 0)
+				fail_msg("case %zu <%s>:\n got  \"%s\"\n want \"%s\"",
+				    i, c->json, err.message, c->want);
+			continue;
+		}
+		enc = vm_spec_encode(&spec);
+		if (!json_object_object_get_ex(enc, "networks", &nets))
+			nets = NULL;
+		if (c->want == NULL && nets != NULL)
+			fail_msg("case %zu: networks encoded: %s", i,
+			    json_object_to_json_string(nets));
+		if (c->want != NULL) {
+			if (nets == NULL)
+				fail_msg("case %zu: networks not encoded", i);
+			assert_string_equal(json_object_to_json_string_ext(nets,
+			    JSON_C_TO_STRING_PLAIN), c->want);
+		}
+		/* encode -> decode -> the same NICs; a copy too */
+		if (vm_spec_decode(enc, &again, &err) != 0)
+			fail_msg("case %zu: encoded form refused: %s", i,
+			    err.message);
+		json_object_put(enc);
+		assert_true(spec_nics_equal(&spec, &again));
+		vm_spec_copy(&copy, &again);
+		vm_spec_clear(&again);
+		assert_true(spec_nics_equal(&spec, &copy));
+		vm_spec_clear(&copy);
+		vm_spec_clear(&spec);
+	}
+}
+
+/*
+ * The derived MAC is part of the contract (a control plane may compute it
+ * ahead): pinned values for a fixed VM id, the same for the id in upper
+ * case, different per index and per VM, always a valid unicast address.
+ */
+static void
+test_mac_derive(void **state)
+{
+	static const char *const want[] = {
+		"52:54:00:ac:73:65", "52:54:00:95:d1:a1", "52:54:00:9f:d0:ab",
+	};
+	char mac[VM_NICS_MAX][VM_MAC_LEN + 1], again[VM_MAC_LEN + 1];
+	char norm[VM_MAC_LEN + 1];
+	struct carve_error err = { 0 };
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(want); i++) {
+		vm_mac_derive(VM1, i, mac[i]);
+		assert_string_equal(mac[i], want[i]);
+		vm_mac_derive("6F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9", i, again);
+		assert_string_equal(again, want[i]);
+	}
+	for (size_t i = 0; i < VM_NICS_MAX; i++) {
+		vm_mac_derive(VM1, i, mac[i]);
+		assert_int_equal(strlen(mac[i]), VM_MAC_LEN);
+		assert_int_equal(strncmp(mac[i], "52:54:00:", 9), 0);
+		assert_int_equal(vm_mac_parse(mac[i], "mac", norm, &err), 0);
+		assert_string_equal(norm, mac[i]);
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(mac[i], mac[j]);
+		vm_mac_derive(ID1, i, again);
+		assert_string_not_equal(again, mac[i]);
+	}
+}
+
+/* Derived MACs fill the gaps only; the result lists every NIC's. */
+static void
+test_derive_macs_and_interfaces(void **state)
+{
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	json_object *o, *ifs;
+	char m0[VM_MAC_LEN + 1], m2[VM_MAC_LEN + 1], *want;
+
+	(void)state;
+	o = parse(NETS("[{\"network\":\"default\"},{\"bridge\":\"br0\","
+	    "\"mac\":\"52:54:00:0A:0B:0C\"},{\"network\":\"other\"}]"));
+	assert_int_equal(vm_spec_decode(o, &spec, &err), 0);
+	json_object_put(o);
+	assert_int_equal(spec.vs_nnics, 3);
+	assert_string_equal(spec.vs_nics[0].vn_mac, "");
+	vm_spec_derive_macs(&spec, VM1);
+	vm_mac_derive(VM1, 0, m0);
+	vm_mac_derive(VM1, 2, m2);
+	assert_string_equal(spec.vs_nics[0].vn_mac, m0);
+	assert_string_equal(spec.vs_nics[1].vn_mac, "52:54:00:0a:0b:0c");
+	assert_string_equal(spec.vs_nics[2].vn_mac, m2);
+	ifs = vm_nics_encode(spec.vs_nics, spec.vs_nnics);
+	want = xasprintf("[{\"network\":\"default\",\"mac\":\"%s\"},"
+	    "{\"bridge\":\"br0\",\"mac\":\"52:54:00:0a:0b:0c\"},"
+	    "{\"network\":\"other\",\"mac\":\"%s\"}]", m0, m2);
+	assert_string_equal(json_object_to_json_string_ext(ifs,
+	    JSON_C_TO_STRING_PLAIN), want);
+	free(want);
+	json_object_put(ifs);
+	ifs = vm_nics_encode(NULL, 0);
+	assert_string_equal(json_object_to_json_string_ext(ifs,
+	    JSON_C_TO_STRING_PLAIN), "[]");
+	json_object_put(ifs);
+	assert_string_equal(vm_nic_kind_name(VM_NIC_NETWORK), "network");
+	assert_string_equal(vm_nic_kind_name(VM_NIC_BRIDGE), "bridge");
+	assert_string_equal(vm_nic_kind_name((enum vm_nic_kind)7), "unknown");
+	vm_spec_clear(&spec);
+}
+
+/* ------------------------------------------------------------ data disks */
+
+#define DISKS(list) CREATE("\"data_disks\":" list)
+
+static const struct decode_case data_disk_cases[] = {
+	/* accepted */
+	{ DISKS("[{\"size_gib\":1}]"), 0, NULL },
+	{ DISKS("[{\"size_gib\":10},{\"size_gib\":65536}]"), 0, NULL },
+	{ DISKS("[]"), 0, NULL },
+	{ DISKS("null"), 0, NULL },
+	{ CREATE(IMG("file:///b", SUM, "qcow2") ",\"disk_gib\":5,"
+	    "\"data_disks\":[{\"size_gib\":2},{\"size_gib\":3}]"), 0, NULL },
+	{ DISKS("[{\"size_gib\":1},{\"size_gib\":1},{\"size_gib\":1},"
+	    "{\"size_gib\":1},{\"size_gib\":1},{\"size_gib\":1},"
+	    "{\"size_gib\":1},{\"size_gib\":8}]"), 0, NULL },
+	/* refused */
+	{ DISKS("[{\"size_gib\":1},{\"size_gib\":1},{\"size_gib\":1},"
+	    "{\"size_gib\":1},{\"size_gib\":1},{\"size_gib\":1},"
+	    "{\"size_gib\":1},{\"size_gib\":1},{\"size_gib\":1}]"), -1,
+	    "data_disks has 9 entries; at most 8 are allowed" },
+	{ DISKS("{\"size_gib\":1}"), -1,
+	    "data_disks must be an array of objects" },
+	{ DISKS("10"), -1, "data_disks must be an array of objects" },
+	{ DISKS("[10]"), -1, "data_disks[0] must be an object" },
+	{ DISKS("[{\"size_gib\":1},null]"), -1,
+	    "data_disks[1] must be an object" },
+	{ DISKS("[{}]"), -1, "data_disks[0].size_gib is required" },
+	{ DISKS("[{\"size_gib\":null}]"), -1,
+	    "data_disks[0].size_gib is required" },
+	{ DISKS("[{\"size_gib\":1},{\"size_gib\":0}]"), -1,
+	    "data_disks[1].size_gib must be at least 1 GiB" },
+	{ DISKS("[{\"size_gib\":-5}]"), -1,
+	    "data_disks[0].size_gib must be at least 1 GiB" },
+	{ DISKS("[{\"size_gib\":65537}]"), -1,
+	    "data_disks[0].size_gib must be at most 65536 GiB" },
+	{ DISKS("[{\"size_gib\":18446744073709551615}]"), -1,
+	    "data_disks[0].size_gib must be at most 65536 GiB" },
+	{ DISKS("[{\"size_gib\":1.5}]"), -1,
+	    "data_disks[0].size_gib must be an integer" },
+	{ DISKS("[{\"size_gib\":\"1\"}]"), -1,
+	    "data_disks[0].size_gib must be an integer" },
+	{ DISKS("[{\"size_gib\":1,\"bus\":\"scsi\"}]"), -1,
+	    "data_disks[0]: unknown key \"bus\"" },
+	{ DISKS("[{\"size\":1}]"), -1, "data_disks[0]: unknown key \"size\"" },
+};
+
+static void
+test_decode_data_disks(void **state)
+{
+	static const uint64_t totals[] = { 1, 65546, 0, 0, 10, 15 };
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(data_disk_cases); i++) {
+		const struct decode_case *c = &data_disk_cases[i];
+		struct carve_error err = { 0 };
+		struct vm_spec spec, again, copy;
+		json_object *o = parse(c->json), *enc;
+		int rc;
+
+		memset(&spec, 0xa5, sizeof(spec));
+		rc = vm_spec_decode(o, &spec, &err);
+		json_object_put(o);
+		if (rc != c->rc)
+			fail_msg("case %zu <%s>: rc %d want %d (%s)", i, c->json,
+			    rc, c->rc, err.message);
+		if (rc == -1) {
+			if (err.code != CARVE_EINVAL)
+				fail_msg("case %zu: code %d", i, err.code);
+			if (strstr(err.message, c->msg) == NULL)
+				fail_msg("case %zu <%s>: message \"%s\" lacks "
+				    "\"%s\"", i, c->json, err.message, c->msg);
+			if (spec.vs_ndata_disks != 0 || spec.vs_image.vi_url != NULL)
+				fail_msg("case %zu: out not cleared", i);
+			continue;
+		}
+		if (i < NELEM(totals) &&
+		    vm_spec_disk_gib_total(&spec) != totals[i])
+			fail_msg("case %zu: total %llu want %llu", i,
+			    (unsigned long long)vm_spec_disk_gib_total(&spec),
+			    (unsigned long long)totals[i]);
+		enc = vm_spec_encode(&spec);
+		/* No data disks: no key on the wire (older decoders). */
+		assert_int_equal(json_object_object_get_ex(enc, "data_disks",
+		    NULL), spec.vs_ndata_disks > 0);
+		if (vm_spec_decode(enc, &again, &err) != 0)
+			fail_msg("case %zu: encoded form refused: %s", i,
+			    err.message);
+		json_object_put(enc);
+		assert_int_equal(again.vs_ndata_disks, spec.vs_ndata_disks);
+		for (size_t k = 0; k < spec.vs_ndata_disks; k++)
+			assert_int_equal(again.vs_data_disks[k].dd_size_gib,
+			    spec.vs_data_disks[k].dd_size_gib);
+		vm_spec_copy(&copy, &again);
+		vm_spec_clear(&again);
+		assert_int_equal(copy.vs_ndata_disks, spec.vs_ndata_disks);
+		assert_int_equal(vm_spec_disk_gib_total(&copy),
+		    vm_spec_disk_gib_total(&spec));
+		vm_spec_clear(&copy);
+		vm_spec_clear(&spec);
+	}
+}
+
+static void
+test_decode_data_disk_values(void **state)
+{
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	json_object *o = parse(data_disk_cases[4].json);
+
+	(void)state;
+	assert_int_equal(vm_spec_decode(o, &spec, &err), 0);
+	json_object_put(o);
+	assert_int_equal(spec.vs_disk_gib, 5);
+	assert_int_equal(spec.vs_ndata_disks, 2);
+	assert_int_equal(spec.vs_data_disks[0].dd_size_gib, 2);
+	assert_int_equal(spec.vs_data_disks[1].dd_size_gib, 3);
+	assert_int_equal(vm_spec_disk_gib_total(&spec), 10);
+	vm_spec_clear(&spec);
+}
+
+/* ------------------------------------------------------------ rebuild */
+
+#define REBUILD(args) "{" HEAD "\"type\":\"vm.rebuild\"" args "}"
+
+static const struct decode_case rebuild_cases[] = {
+	/* accepted */
+	{ REBUILD(""), 0, NULL },
+	{ REBUILD(",\"args\":null"), 0, NULL },
+	{ REBUILD(",\"args\":{}"), 0, NULL },
+	{ REBUILD(",\"args\":{\"image\":null}"), 0, NULL },
+	{ REBUILD(",\"args\":{" IMG("https://img.example/d13.qcow2", SUM,
+	    "qcow2") "}"), 0, NULL },
+	{ REBUILD(",\"args\":{" IMG("file:///srv/img/base.raw",
+	    "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08",
+	    "raw") "}"), 0, NULL },
+	/* refused */
+	{ REBUILD(",\"args\":[]"), -1, "args must be a JSON object" },
+	{ REBUILD(",\"args\":{\"name\":\"a\"}"), -1,
+	    "vm.rebuild args: unknown key \"name\"" },
+	{ REBUILD(",\"args\":{" IMG("https://a/x", SUM, "qcow2")
+	    ",\"disk_gib\":10}"), -1,
+	    "vm.rebuild args: unknown key \"disk_gib\"" },
+	{ REBUILD(",\"args\":{\"image\":\"https://a/x\"}"), -1,
+	    "image must be a JSON object" },
+	{ REBUILD(",\"args\":{\"image\":{}}"), -1, "url is required" },
+	{ REBUILD(",\"args\":{\"image\":{\"url\":\"https://a/x\",\"sha256\":\""
+	    SUM "\"}}"), -1, "format is required" },
+	{ REBUILD(",\"args\":{\"image\":{\"url\":\"https://a/x\","
+	    "\"format\":\"raw\"}}"), -1, "sha256 is required" },
+	{ REBUILD(",\"args\":{\"image\":{\"url\":\"https://a/x\",\"sha256\":\""
+	    SUM "\",\"format\":\"raw\",\"size\":1}}"), -1,
+	    "image: unknown key \"size\"" },
+	{ REBUILD(",\"args\":{" IMG("gopher://a/x", SUM, "qcow2") "}"), -1,
+	    "must start with https://, http:// or file://" },
+	{ REBUILD(",\"args\":{" IMG("file:///a/../etc/shadow", SUM, "raw")
+	    "}"), -1, "segments" },
+	{ REBUILD(",\"args\":{" IMG("https://a/x", "abc", "raw") "}"), -1,
+	    "image.sha256 must be 64 hexadecimal digits" },
+	{ REBUILD(",\"args\":{" IMG("https://a/x", SUM, "vdi") "}"), -1,
+	    "image.format \"vdi\" must be \"qcow2\" or \"raw\"" },
+	{ "{\"id\":\"" ID1 "\",\"type\":\"vm.rebuild\"}", -1,
+	    "vm_id is required" },
+};
+
+static void
+test_decode_rebuild(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(rebuild_cases); i++) {
+		const struct decode_case *c = &rebuild_cases[i];
+		struct carve_error err = { 0 };
+		struct command a, b, copy;
+		json_object *enc;
+		char *text;
+		int rc;
+
+		memset(&a, 0xa5, sizeof(a));
+		rc = command_decode_buf(c->json, strlen(c->json), &a, &err);
+		if (rc != c->rc)
+			fail_msg("case %zu <%s>: rc %d want %d (%s)", i, c->json,
+			    rc, c->rc, err.message);
+		if (rc == -1) {
+			if (err.code != CARVE_EINVAL ||
+			    strstr(err.message, c->msg) == NULL)
+				fail_msg("case %zu <%s>: code %d message \"%s\" "
+				    "lacks \"%s\"", i, c->json, err.code,
+				    err.message, c->msg);
+			if (a.cmd_args.rebuild.image.vi_url != NULL)
+				fail_msg("case %zu: out not cleared", i);
+			continue;
+		}
+		assert_int_equal(a.cmd_type, CMD_VM_REBUILD);
+		enc = command_encode(&a);
+		text = jsonx_to_string(enc);
+		json_object_put(enc);
+		if (command_decode_buf(text, strlen(text), &b, &err) != 0)
+			fail_msg("case %zu: encoded form <%s> refused: %s", i,
+			    text, err.message);
+		if (!command_equal(&a, &b))
+			fail_msg("case %zu: round trip differs: <%s>", i, text);
+		command_copy(&copy, &b);
+		command_clear(&b);
+		command_clear(&a);
+		assert_true(command_equal(&copy, &copy));
+		command_clear(&copy);
+		free(text);
+	}
+}
+
+static void
+test_decode_rebuild_values(void **state)
+{
+	struct carve_error err = { 0 };
+	struct command cmd, copy;
+	const struct vm_image *img = &cmd.cmd_args.rebuild.image;
+	json_object *enc;
+	char *text;
+
+	(void)state;
+	/* No args: the VM's own image; encoded as empty args. */
+	assert_int_equal(command_decode_buf(rebuild_cases[0].json,
+	    strlen(rebuild_cases[0].json), &cmd, &err), 0);
+	assert_null(img->vi_url);
+	enc = command_encode(&cmd);
+	text = jsonx_to_string(enc);
+	assert_string_equal(text, "{\"id\":\"" ID1 "\",\"type\":\"vm.rebuild\","
+	    "\"vm_id\":\"" VM1 "\",\"args\":{}}");
+	free(text);
+	json_object_put(enc);
+	command_clear(&cmd);
+
+	/* With an image: upper-case sha256 kept lower-case; the copy is deep. */
+	assert_int_equal(command_decode_buf(rebuild_cases[5].json,
+	    strlen(rebuild_cases[5].json), &cmd, &err), 0);
+	assert_string_equal(img->vi_url, "file:///srv/img/base.raw");
+	assert_string_equal(img->vi_sha256, SUM);
+	assert_int_equal(img->vi_format, VM_IMAGE_RAW);
+	command_copy(&copy, &cmd);
+	command_clear(&cmd);
+	assert_string_equal(copy.cmd_args.rebuild.image.vi_url,
+	    "file:///srv/img/base.raw");
+	assert_int_equal(copy.cmd_args.rebuild.image.vi_format, VM_IMAGE_RAW);
+	command_clear(&copy);
+	assert_false(error_isset(&err));
+}
+
+/* vm_image_parse: the rules of the decoder, on plain strings. */
+static void
+test_vm_image_parse(void **state)
+{
+	static const struct {
+		const char *url, *sum, *fmt;
+		int rc;
+		const char *msg;
+	} cases[] = {
+		{ "https://a/x", SUM, "qcow2", 0, NULL },
+		{ "file:///x", SUM, "raw", 0, NULL },
+		{ "ftp://a/x", SUM, "qcow2", -1, "must start with https://" },
+		{ "file:///a//b", SUM, "qcow2", -1, "\"//\"" },
+		{ "https://a/x", SUM "00", "qcow2", -1,
+		    "image.sha256 must be 64 hexadecimal digits" },
+		{ "https://a/x", SUM, "", -1, "image.format \"\" must be" },
+		{ "https://a/x", SUM, "none", -1, "image.format \"none\"" },
+	};
+	struct carve_error err = { 0 };
+	struct vm_image img, copy;
+	char *longurl;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		error_clear(&err);
+		memset(&img, 0xa5, sizeof(img));
+		assert_int_equal(vm_image_parse(cases[i].url, cases[i].sum,
+		    cases[i].fmt, &img, &err), cases[i].rc);
+		if (cases[i].rc == 0) {
+			assert_string_equal(img.vi_url, cases[i].url);
+			vm_image_copy(&copy, &img);
+			vm_image_clear(&img);
+			assert_null(img.vi_url);
+			assert_string_equal(copy.vi_url, cases[i].url);
+			vm_image_clear(&copy);
+			continue;
+		}
+		assert_int_equal(err.code, CARVE_EINVAL);
+		assert_null(img.vi_url);
+		if (strstr(err.message, cases[i].msg) == NULL)
+			fail_msg("case %zu: message \"%s\" lacks \"%s\"", i,
+			    err.message, cases[i].msg);
+	}
+	/* The URL length bound holds here too (metadata is parsed with it). */
+	longurl = repeat('a', VM_IMAGE_URL_MAX + 1);
+	memcpy(longurl, "https://", 8);
+	error_clear(&err);
+	assert_int_equal(vm_image_parse(longurl, SUM, "raw", &img, &err), -1);
+	assert_non_null(strstr(err.message, "longer than 2048 bytes"));
+	longurl[VM_IMAGE_URL_MAX] = '\0';
+	assert_int_equal(vm_image_parse(longurl, SUM, "raw", &img, &err), 0);
+	vm_image_clear(&img);
+	vm_image_clear(NULL);
+	free(longurl);
 }
 
 /* ------------------------------------------------------------ results */
@@ -1451,12 +2121,48 @@ test_vm_info_round_trip(void **state)
 		free(text);
 	}
 
+	/* With an image and data disks. */
+	memset(&vm, 0, sizeof(vm));
+	snprintf(vm.vm_id, sizeof(vm.vm_id), "%s", VM1);
+	snprintf(vm.vm_name, sizeof(vm.vm_name), "db");
+	vm.vm_vcpus = 1;
+	vm.vm_memory_mib = 64;
+	vm.vm_disk_gib = 4;
+	snprintf(vm.vm_image_url, sizeof(vm.vm_image_url), "file:///i/b.qcow2");
+	snprintf(vm.vm_image_sha256, sizeof(vm.vm_image_sha256), "%s", SUM);
+	vm.vm_image_format = VM_IMAGE_QCOW2;
+	vm.vm_ndata_disks = 2;
+	vm.vm_data_disks[0].dd_size_gib = 10;
+	vm.vm_data_disks[1].dd_size_gib = 65536;
+	assert_int_equal(vm_info_disk_gib_total(&vm), 65550);
+	enc = vm_info_encode(&vm);
+	text = jsonx_to_string(enc);
+	json_object_put(enc);
+	assert_non_null(strstr(text, "\"image\":{\"url\":\"file:///i/b.qcow2\","
+	    "\"sha256\":\"" SUM "\",\"format\":\"qcow2\"}"));
+	assert_non_null(strstr(text, "\"data_disks\":[{\"size_gib\":10},"
+	    "{\"size_gib\":65536}]"));
+	o = parse(text);
+	assert_int_equal(vm_info_decode(o, &back, &err), 0);
+	json_object_put(o);
+	free(text);
+	assert_string_equal(back.vm_image_url, "file:///i/b.qcow2");
+	assert_string_equal(back.vm_image_sha256, SUM);
+	assert_int_equal(back.vm_image_format, VM_IMAGE_QCOW2);
+	assert_int_equal(back.vm_ndata_disks, 2);
+	assert_int_equal(back.vm_data_disks[1].dd_size_gib, 65536);
+	assert_int_equal(vm_info_disk_gib_total(&back), 65550);
+
 	o = parse("{\"id\":\"6F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9\",\"name\":\"a\","
 	    "\"state\":\"running\",\"vcpus\":1,\"memory_mib\":64,\"disk_gib\":0,"
 	    "\"command_id\":\"" ID1 "\",\"created_at\":0}");
 	assert_int_equal(vm_info_decode(o, &back, &err), 0);
 	assert_string_equal(back.vm_id, VM1);
 	assert_int_equal(back.vm_state, VM_STATE_RUNNING);
+	/* An older agent's report: no image, no data disks. */
+	assert_string_equal(back.vm_image_url, "");
+	assert_int_equal(back.vm_ndata_disks, 0);
+	assert_int_equal(vm_info_disk_gib_total(&back), 0);
 	json_object_put(o);
 }
 
@@ -1489,6 +2195,17 @@ test_vm_info_rejects(void **state)
 		    "created_at is required" },
 		{ "{" VHEAD "\"state\":\"running\",\"vcpus\":1,\"memory_mib\":64,"
 		    "\"created_at\":0}", -1, "disk_gib is required" },
+		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"created_at\":0,"
+		    "\"image\":{\"url\":\"ftp://a/x\",\"sha256\":\"" SUM "\","
+		    "\"format\":\"raw\"}}", -1, "must start with https://" },
+		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"created_at\":0,"
+		    "\"image\":{\"url\":\"https://a/x\"}}", -1,
+		    "sha256 is required" },
+		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"created_at\":0,"
+		    "\"data_disks\":[{\"size_gib\":0}]}", -1,
+		    "data_disks[0].size_gib must be at least 1 GiB" },
+		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"created_at\":0,"
+		    "\"data_disks\":[1]}", -1, "data_disks[0] must be an object" },
 	};
 
 	(void)state;
@@ -1521,12 +2238,21 @@ main(void)
 		cmocka_unit_test(test_decode_lengths),
 		cmocka_unit_test(test_decode_buf),
 		cmocka_unit_test(test_decode_values),
+		cmocka_unit_test(test_decode_resize),
 		cmocka_unit_test(test_vm_spec),
 		cmocka_unit_test(test_decode_image),
 		cmocka_unit_test(test_decode_image_values),
 		cmocka_unit_test(test_decode_image_max),
+		cmocka_unit_test(test_decode_data_disks),
+		cmocka_unit_test(test_decode_data_disk_values),
+		cmocka_unit_test(test_decode_rebuild),
+		cmocka_unit_test(test_decode_rebuild_values),
+		cmocka_unit_test(test_vm_image_parse),
 		cmocka_unit_test(test_command_round_trip),
 		cmocka_unit_test(test_command_encode_form),
+		cmocka_unit_test(test_decode_networks),
+		cmocka_unit_test(test_mac_derive),
+		cmocka_unit_test(test_derive_macs_and_interfaces),
 		cmocka_unit_test(test_result_table),
 		cmocka_unit_test(test_result_round_trip),
 		cmocka_unit_test(test_vm_state),

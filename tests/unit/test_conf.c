@@ -56,7 +56,11 @@ static const char full_conf[] =
     "bootstrap_token_file = /etc/carve/token\n"
     "\n"
     "[metrics]\n"
-    "listen = 127.0.0.1:9464\n";
+    "listen = 127.0.0.1:9464\n"
+    "\n"
+    "[network]\n"
+    "networks = default, tenant-1\n"
+    "bridges = br0\n";
 
 static char *
 host_name(void)
@@ -96,6 +100,15 @@ assert_defaults(const struct carved_conf *c)
 	assert_null(c->cp_key_file);
 	assert_null(c->cp_bootstrap_token_file);
 	assert_null(c->metrics_listen);
+	assert_int_equal(c->max_vcpus_factor, 2);
+	assert_int_equal(c->max_memory_factor, 2);
+	assert_int_equal(c->networks.cn_count, 0);
+	assert_null(c->networks.cn_names);
+	assert_int_equal(c->bridges.cn_count, 0);
+	assert_null(c->bridges.cn_names);
+	assert_int_equal(c->gc_interval_s, 3600);
+	assert_int_equal(c->gc_unused_age_s, 7 * 86400);
+	assert_true(c->max_cache_gib == 0.0);
 	assert_null(c->mig_libvirt_uri);
 	assert_null(c->mig_address);
 	assert_false(c->mig_tls);
@@ -158,9 +171,20 @@ test_full(void **state UNUSED)
 	assert_string_equal(c.cp_key_file, "/etc/carve/node.key");
 	assert_string_equal(c.cp_bootstrap_token_file, "/etc/carve/token");
 	assert_string_equal(c.metrics_listen, "127.0.0.1:9464");
+	assert_int_equal(c.networks.cn_count, 2);
+	assert_string_equal(c.networks.cn_names[0], "default");
+	assert_string_equal(c.networks.cn_names[1], "tenant-1");
+	assert_true(conf_names_has(&c.networks, "tenant-1"));
+	assert_false(conf_names_has(&c.networks, "tenant"));
+	assert_false(conf_names_has(&c.networks, "br0"));
+	assert_int_equal(c.bridges.cn_count, 1);
+	assert_string_equal(c.bridges.cn_names[0], "br0");
+	assert_true(conf_names_has(&c.bridges, "br0"));
 	conf_free(&c);
 	assert_null(c.node_name);
 	assert_null(c.cp_url);
+	assert_null(c.networks.cn_names);
+	assert_int_equal(c.networks.cn_count, 0);
 }
 
 /* A load that fails part-way leaves the struct exactly as it was. */
@@ -201,6 +225,38 @@ test_load_over(void **state UNUSED)
 	assert_null(c.kernel_dir);
 	assert_string_equal(c.state_dir, "/srv/carve");
 	assert_string_equal(c.cp_url, "https://cp.example:8443/");
+	conf_free(&c);
+}
+
+/*
+ * Lists are deep-copied into the attempt and swapped in only on success:
+ * a failed load keeps them, a later one replaces or empties them.
+ */
+static void
+test_load_over_lists(void **state UNUSED)
+{
+	static const char bad[] = "[network]\nnetworks = x\nbridges = a b\n";
+	static const char other[] = "[network]\nnetworks = n2\nbridges =\n";
+	struct carved_conf c;
+	struct carve_error err = { 0 };
+
+	conf_defaults(&c);
+	assert_int_equal(conf_load_buf(full_conf, strlen(full_conf), "a.conf",
+	    &c, &err), 0);
+	assert_int_equal(conf_load_buf(bad, strlen(bad), "b.conf", &c, &err),
+	    -1);
+	assert_string_equal(err.message, "b.conf:3: [network] bridges: \"a b\" "
+	    "may only contain letters, digits, '.', '_' and '-' (found byte "
+	    "0x20 at offset 1)");
+	assert_int_equal(c.networks.cn_count, 2);
+	assert_string_equal(c.networks.cn_names[1], "tenant-1");
+	assert_int_equal(c.bridges.cn_count, 1);
+	assert_int_equal(conf_load_buf(other, strlen(other), "c.conf", &c,
+	    &err), 0);
+	assert_int_equal(c.networks.cn_count, 1);
+	assert_string_equal(c.networks.cn_names[0], "n2");
+	assert_int_equal(c.bridges.cn_count, 0);
+	assert_false(conf_names_has(&c.bridges, "br0"));
 	conf_free(&c);
 }
 
@@ -264,7 +320,9 @@ test_reference(void **state UNUSED)
 {
 	static const char *const want[] = {
 		"### [agent]\n", "### [libvirt]\n", "### [capacity]\n",
-		"### [control_plane]\n", "### [metrics]\n",
+		"### [control_plane]\n", "### [resize]\n", "### [metrics]\n",
+		"| `max_vcpus_factor` | `2` | an integer between 1 and 16 |",
+		"| `max_memory_factor` | `2` | an integer between 1 and 16 |",
 		"| `node_name` | the host name |",
 		"| `state_dir` | `/var/lib/carve` | an absolute path |",
 		"| `socket` | `/run/carve/carved.sock` |",
@@ -282,6 +340,13 @@ test_reference(void **state UNUSED)
 		"| `url` | none | an https:// URL, or empty for none |",
 		"| `ca_file` |", "| `cert_file` |", "| `key_file` |",
 		"| `bootstrap_token_file` |", "| `listen` | none |",
+		"### [network]\n",
+		("| `networks` | none | names of at most 64 bytes, "
+		    "comma-separated, or empty for none |"),
+		("| `bridges` | none | names of at most 15 bytes, "
+		    "comma-separated, or empty for none |"),
+		"| `gc_interval_s` | `3600` |", "| `gc_unused_age_s` | `604800` |",
+		"| `max_cache_gib` | `0` | a number between 0 and 1048576 |",
 	};
 	char *buf = NULL;
 	size_t len = 0;
@@ -307,7 +372,7 @@ test_reference(void **state UNUSED)
 /* ------------------------------------------------------- value table */
 
 enum value_kind { V_ERR, V_UINT, V_ULL, V_DOUBLE, V_STR, V_NULL, V_LEVEL,
-	V_BOOL };
+	V_NAMES, V_BOOL };
 
 struct value_case {
 	const char *name;
@@ -328,6 +393,8 @@ struct value_case {
 #define OKS(n, t, m, v) { .name = n, .text = t, .kind = V_STR, .off = AT(m), .s = v }
 #define OKNULL(n, t, m) { .name = n, .text = t, .kind = V_NULL, .off = AT(m) }
 #define OKLVL(n, t, v) { .name = n, .text = t, .kind = V_LEVEL, .off = AT(log_level), .u = v }
+/* v: the names joined by '|', "" for none */
+#define OKNAMES(n, t, m, v) { .name = n, .text = t, .kind = V_NAMES, .off = AT(m), .s = v }
 #define OKB(n, t, m, v) { .name = n, .text = t, .kind = V_BOOL, .off = AT(m), .u = v }
 
 #define MCO "[agent]\nmax_concurrent_ops = "
@@ -339,6 +406,10 @@ struct value_case {
 #define URL_ERR(v) "t.conf:2: [control_plane] url: must be an https:// URL, " \
 	"or empty for none, got \"" v "\""
 #define NAME64 "a123456789012345678901234567890123456789012345678901234567890123"
+#define NETS "[network]\nnetworks = "
+#define BRS "[network]\nbridges = "
+#define NAMES_ERR(k, max, v) "t.conf:2: [network] " k ": must be names of " \
+	"at most " max " bytes, comma-separated, or empty for none, got \"" v "\""
 #define STANDALONE(k) "t.conf:2: [control_plane] " k " is set but url is " \
 	"not (without url, carved runs standalone)"
 
@@ -532,12 +603,101 @@ static const struct value_case value_cases[] = {
 	    "t.conf:3: [control_plane] ca_file: must be an absolute path, or "
 	    "empty for none, got \"ca.pem\""),
 
+	/* [resize] */
+	OKU("max_vcpus_factor 1", "[resize]\nmax_vcpus_factor = 1\n",
+	    max_vcpus_factor, 1),
+	OKU("max_memory_factor 16", "[resize]\nmax_memory_factor = 16\n",
+	    max_memory_factor, 16),
+	BAD("max_vcpus_factor 0", "[resize]\nmax_vcpus_factor = 0\n",
+	    "t.conf:2: [resize] max_vcpus_factor: must be an integer between 1 "
+	    "and 16, got \"0\""),
+	BAD("max_memory_factor 17", "[resize]\nmax_memory_factor = 17\n",
+	    "t.conf:2: [resize] max_memory_factor: must be an integer between 1 "
+	    "and 16, got \"17\""),
+	BAD("max_memory_factor 1.5", "[resize]\nmax_memory_factor = 1.5\n",
+	    "t.conf:2: [resize] max_memory_factor: must be an integer between 1 "
+	    "and 16, got \"1.5\""),
+	/* [images] garbage collection */
+	OKU("gc_interval_s 0 turns it off", "[images]\ngc_interval_s = 0\n",
+	    gc_interval_s, 0),
+	OKU("gc_interval_s", "[images]\ngc_interval_s = 60\n", gc_interval_s,
+	    60),
+	BAD("gc_interval_s above 30 days", "[images]\ngc_interval_s = 2592001\n",
+	    "t.conf:2: [images] gc_interval_s: must be an integer between 0 "
+	    "and 2592000, got \"2592001\""),
+	OKU("gc_unused_age_s", "[images]\ngc_unused_age_s = 1\n",
+	    gc_unused_age_s, 1),
+	BAD("gc_unused_age_s negative", "[images]\ngc_unused_age_s = -1\n",
+	    "t.conf:2: [images] gc_unused_age_s: must be an integer between 0 "
+	    "and 315360000, got \"-1\""),
+	OKD("max_cache_gib 0 is no cap", "[images]\nmax_cache_gib = 0\n",
+	    max_cache_gib, 0.0),
+	OKD("max_cache_gib fraction", "[images]\nmax_cache_gib = 0.25\n",
+	    max_cache_gib, 0.25),
+	OKD("max_cache_gib at the bound", "[images]\nmax_cache_gib = 1048576\n",
+	    max_cache_gib, 1048576.0),
+	BAD("max_cache_gib above the bound",
+	    "[images]\nmax_cache_gib = 1048576.5\n",
+	    "t.conf:2: [images] max_cache_gib: must be a number between 0 and "
+	    "1048576, got \"1048576.5\""),
+	BAD("max_cache_gib negative", "[images]\nmax_cache_gib = -0.5\n",
+	    "t.conf:2: [images] max_cache_gib: must be a number between 0 and "
+	    "1048576, got \"-0.5\""),
+	BAD("max_cache_gib nan", "[images]\nmax_cache_gib = nan\n",
+	    "t.conf:2: [images] max_cache_gib: must be a number between 0 and "
+	    "1048576, got \"nan\""),
+
 	/* [metrics] */
 	OKS("metrics listen", "[metrics]\nlisten = [::1]:9464\n", metrics_listen,
 	    "[::1]:9464"),
 	OKNULL("metrics listen empty means off", "[metrics]\nlisten =\n",
 	    metrics_listen),
 
+	/* [network] */
+	OKNAMES("networks, one", NETS "default\n", networks, "default"),
+	OKNAMES("networks, trimmed", NETS "a ,b,\tc.1_x-y \n", networks,
+	    "a|b|c.1_x-y"),
+	OKNAMES("networks, quoted", NETS "\" a, b \"\n", networks, "a|b"),
+	OKNAMES("networks empty means none", NETS "\n", networks, ""),
+	OKNAMES("networks blank means none", NETS "\"  \"\n", networks, ""),
+	OKNAMES("networks, a 64-byte name", NETS NAME64 "\n", networks, NAME64),
+	OKNAMES("bridges", BRS "br0, virbr1\n", bridges, "br0|virbr1"),
+	OKNAMES("bridges, a 15-byte name", BRS "b23456789012345\n", bridges,
+	    "b23456789012345"),
+	OKNAMES("bridges do not touch networks", BRS "br0\n", networks, ""),
+	BAD("networks, empty entry", NETS "a,,b\n", NAMES_ERR("networks", "64",
+	    "a,,b")),
+	BAD("networks, trailing comma", NETS "a,\n", NAMES_ERR("networks", "64",
+	    "a,")),
+	BAD("networks, leading comma", NETS ",a\n", NAMES_ERR("networks", "64",
+	    ",a")),
+	BAD("networks, a lone comma", NETS " , \n", NAMES_ERR("networks", "64",
+	    ",")),
+	BAD("bridges, empty entry", BRS "br0, ,br1\n", NAMES_ERR("bridges",
+	    "15", "br0, ,br1")),
+	BAD("networks, a name with a blank", NETS "a b\n",
+	    "t.conf:2: [network] networks: \"a b\" may only contain letters, "
+	    "digits, '.', '_' and '-' (found byte 0x20 at offset 1)"),
+	BAD("networks, a name with a slash", NETS "ok, a/b\n",
+	    "t.conf:2: [network] networks: \"a/b\" may only contain letters, "
+	    "digits, '.', '_' and '-' (found byte 0x2f at offset 1)"),
+	BAD("networks, a name starting with '-'", NETS "-a\n",
+	    "t.conf:2: [network] networks: \"-a\" must start with a letter or "
+	    "digit"),
+	BAD("networks, a 65-byte name", NETS NAME64 "x\n",
+	    "t.conf:2: [network] networks: \"" NAME64 "x\" is 65 bytes long; "
+	    "at most 64 are allowed"),
+	BAD("networks, a name twice", NETS "a, b, a\n",
+	    "t.conf:2: [network] networks: \"a\" is listed twice"),
+	BAD("bridges, a 16-byte name", "[network]\nnetworks = a\nbridges = "
+	    "br0, b234567890123456\n",
+	    "t.conf:3: [network] bridges: \"b234567890123456\" is 16 bytes "
+	    "long; at most 15 are allowed"),
+	BAD("bridges, a shell metacharacter", BRS "br0;reboot\n",
+	    "t.conf:2: [network] bridges: \"br0;reboot\" may only contain "
+	    "letters, digits, '.', '_' and '-' (found byte 0x3b at offset 3)"),
+	BAD("bridges, a name twice", BRS "br0,br0\n",
+	    "t.conf:2: [network] bridges: \"br0\" is listed twice"),
 	/* [migration] */
 	OKS("migration libvirt_uri", "[migration]\nlibvirt_uri = "
 	    "qemu+tls://b.example/system\n", mig_libvirt_uri,
@@ -613,6 +773,21 @@ test_value(void **state)
 	case V_LEVEL:
 		assert_int_equal(*(const enum log_level *)field, v->u);
 		break;
+	case V_NAMES: {
+		const struct conf_names *l = field;
+		char *joined = xstrdup("");
+
+		for (size_t i = 0; i < l->cn_count; i++) {
+			char *next = xasprintf("%s%s%s", joined, i ? "|" : "",
+			    l->cn_names[i]);
+
+			free(joined);
+			joined = next;
+		}
+		assert_string_equal(joined, v->s);
+		free(joined);
+		break;
+	}
 	case V_BOOL:
 		assert_int_equal(*(const bool *)field, v->u);
 		break;
@@ -649,6 +824,8 @@ main(void)
 	add_test("failed load keeps defaults", test_failed_load_keeps_defaults,
 	    NULL);
 	add_test("load over a loaded config", test_load_over, NULL);
+	add_test("lists survive a failed load, are replaced by a good one",
+	    test_load_over_lists, NULL);
 	add_test("conf_free", test_conf_free, NULL);
 	add_test("conf_load from a file", test_file, NULL);
 	add_test("reference lists every key", test_reference, NULL);

@@ -1,7 +1,8 @@
 /*
- * Unit tests for api/cp/cp_sched.c: which node a new VM goes to. Each case
- * is a small fleet, a request and the node (or error code) an operator
- * would expect.
+ * Unit tests for api/cp/cp_sched.c: which node a new VM goes to, which
+ * CPUs can take a running guest, and which node a migrating VM goes to.
+ * Each case is a small fleet, a request and the node (or error code and
+ * reason) an operator would expect.
  */
 #include "config.h"
 
@@ -22,7 +23,9 @@
 
 /* vcpus, memory, disk free; claims likewise. */
 #define NODE(name, hb, sched, v, m, d, cv, cm, cd) \
-	{ name, hb, sched, { v, m, d }, { cv, cm, cd } }
+	{ .sn_name = name, .sn_last_heartbeat_ms = hb, \
+	  .sn_schedulable = sched, .sn_free = { v, m, d }, \
+	  .sn_claimed = { cv, cm, cd } }
 
 struct sched_case {
 	const char		*desc;
@@ -163,16 +166,228 @@ test_message_names_node(void **state)
 	assert_non_null(strstr(err.message, "1000"));
 }
 
+/* ------------------------------------------------------------ CPUs */
+
+static const char *const f_base[] = { "vmx", "avx2", "aes" };
+static const char *const f_more[] = { "aes", "avx2", "vmx", "avx512f" };
+static const char *const f_less[] = { "vmx", "aes" };
+
+#define CPU(arch, vendor, model, feats, n) \
+	{ arch, vendor, model, feats, n }
+
+struct cpu_case {
+	const char		*desc;
+	struct cp_sched_cpu	 src, dst;
+	enum cp_sched_cpu_mode	 mode;
+	bool			 want;
+	const char		*why;		/* part of the refusal */
+};
+
+static const struct cpu_case cpu_cases[] = {
+	{ "default mode: same arch is enough, whatever the models",
+	    CPU("x86_64", "Intel", "Skylake-Client", f_base, 3),
+	    CPU("x86_64", "AMD", "EPYC", f_less, 2),
+	    CP_CPU_DEFAULT, true, NULL },
+	{ "default mode: another architecture cannot run it",
+	    CPU("x86_64", "Intel", "Skylake-Client", f_base, 3),
+	    CPU("aarch64", "ARM", "cortex-a72", NULL, 0),
+	    CP_CPU_DEFAULT, false, "aarch64" },
+	{ "unknown source architecture is refused",
+	    CPU("", "", "", NULL, 0), CPU("x86_64", "Intel", "m", NULL, 0),
+	    CP_CPU_DEFAULT, false, "source" },
+	{ "unknown target architecture is refused",
+	    CPU("x86_64", "Intel", "m", NULL, 0), CPU(NULL, NULL, NULL, NULL, 0),
+	    CP_CPU_DEFAULT, false, "target" },
+	{ "host-model: same model, same features",
+	    CPU("x86_64", "Intel", "Skylake-Client", f_base, 3),
+	    CPU("x86_64", "Intel", "Skylake-Client", f_base, 3),
+	    CP_CPU_HOST_MODEL, true, NULL },
+	{ "host-model: same model, target has more features",
+	    CPU("x86_64", "Intel", "Skylake-Client", f_base, 3),
+	    CPU("x86_64", "Intel", "Skylake-Client", f_more, 4),
+	    CP_CPU_HOST_MODEL, true, NULL },
+	{ "host-model: target lacks a feature",
+	    CPU("x86_64", "Intel", "Skylake-Client", f_base, 3),
+	    CPU("x86_64", "Intel", "Skylake-Client", f_less, 2),
+	    CP_CPU_HOST_MODEL, false, "avx2" },
+	{ "host-model: another model",
+	    CPU("x86_64", "Intel", "Icelake-Server", f_base, 3),
+	    CPU("x86_64", "Intel", "Skylake-Client", f_more, 4),
+	    CP_CPU_HOST_MODEL, false, "Icelake-Server" },
+	{ "host-model: another vendor",
+	    CPU("x86_64", "Intel", "qemu64", f_base, 3),
+	    CPU("x86_64", "AMD", "qemu64", f_base, 3),
+	    CP_CPU_HOST_MODEL, false, "AMD" },
+	{ "passthrough: identical feature sets in another order",
+	    CPU("x86_64", "Intel", "Skylake-Client", f_base, 3),
+	    CPU("x86_64", "Intel", "Skylake-Client", f_more, 3),
+	    CP_CPU_PASSTHROUGH, true, NULL },
+	{ "passthrough: a target with more is a different CPU",
+	    CPU("x86_64", "Intel", "Skylake-Client", f_base, 3),
+	    CPU("x86_64", "Intel", "Skylake-Client", f_more, 4),
+	    CP_CPU_PASSTHROUGH, false, "avx512f" },
+};
+
+static void
+test_cpu(void **state)
+{
+	const struct cpu_case *c = *state;
+	struct carve_error err = { 0 };
+	bool ok;
+
+	ok = cp_sched_cpu_compatible(&c->src, &c->dst, c->mode, &err);
+	if (ok != c->want)
+		fail_msg("%s: %s (%s)", c->desc, ok ? "compatible" :
+		    "refused", err.message);
+	if (!ok) {
+		assert_int_equal(err.code, CARVE_ECONFLICT);
+		if (strstr(err.message, c->why) == NULL)
+			fail_msg("%s: \"%s\" does not name %s", c->desc,
+			    err.message, c->why);
+	} else {
+		assert_false(error_isset(&err));
+	}
+}
+
+/* ------------------------------------------------------------ targets */
+
+/* Like NODE, with an x86_64 CPU and incoming migrations. */
+#define MNODE(name, hb, sched, v, m, d, arch, incoming) \
+	{ .sn_name = name, .sn_last_heartbeat_ms = hb, \
+	  .sn_schedulable = sched, .sn_free = { v, m, d }, \
+	  .sn_cpu = { arch, "Intel", "Skylake-Client", f_base, 3 }, \
+	  .sn_incoming = incoming }
+
+struct target_case {
+	const char		*desc;
+	struct cp_sched_node	 nodes[4];
+	size_t			 n;
+	size_t			 source;
+	const char		*named;
+	const char		*want;		/* node name, or NULL */
+	enum carve_errcode	 want_err;
+	const char		*why;		/* part of the refusal */
+};
+
+static const struct target_case target_cases[] = {
+	{ "the other node",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 8192, 100, "x86_64", 0) }, 2, 0,
+	    NULL, "b", CARVE_OK, NULL },
+	{ "never the source, although it has the most room",
+	    { MNODE("a", FRESH, true, 64, 65536, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 2048, 100, "x86_64", 0) }, 2, 0,
+	    NULL, "b", CARVE_OK, NULL },
+	{ "most free memory among the candidates",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 4096, 100, "x86_64", 0),
+	      MNODE("c", FRESH, true, 8, 6144, 100, "x86_64", 0) }, 3, 0,
+	    NULL, "c", CARVE_OK, NULL },
+	{ "a node receiving a migration is skipped",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 8192, 100, "x86_64", 1),
+	      MNODE("c", FRESH, true, 8, 2048, 100, "x86_64", 0) }, 3, 0,
+	    NULL, "c", CARVE_OK, NULL },
+	{ "an incompatible CPU is skipped",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 8192, 100, "aarch64", 0),
+	      MNODE("c", FRESH, true, 8, 2048, 100, "x86_64", 0) }, 3, 0,
+	    NULL, "c", CARVE_OK, NULL },
+	{ "down and unschedulable nodes are skipped",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", STALE, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("c", FRESH, false, 8, 8192, 100, "x86_64", 0),
+	      MNODE("d", FRESH, true, 8, 4096, 100, "x86_64", 0) }, 4, 0,
+	    NULL, "d", CARVE_OK, NULL },
+	{ "nowhere with room: insufficient capacity, with the count",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 512, 100, "x86_64", 0),
+	      MNODE("c", FRESH, true, 8, 8192, 100, "aarch64", 0) }, 3, 0,
+	    NULL, NULL, CARVE_ECAPACITY, "1 lack room" },
+	{ "alone: insufficient capacity",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0) }, 1, 0,
+	    NULL, NULL, CARVE_ECAPACITY, "of 0 other nodes" },
+	{ "named target",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("c", FRESH, true, 8, 2048, 100, "x86_64", 0) }, 3, 0,
+	    "c", "c", CARVE_OK, NULL },
+	{ "named target is the source",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 8192, 100, "x86_64", 0) }, 2, 0,
+	    "a", NULL, CARVE_ECONFLICT, "already runs on" },
+	{ "named target unknown",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0) }, 1, 0,
+	    "zz", NULL, CARVE_ENOTFOUND, "zz" },
+	{ "named target down",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", STALE, true, 8, 8192, 100, "x86_64", 0) }, 2, 0,
+	    "b", NULL, CARVE_ECONFLICT, "down" },
+	{ "named target drained",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, false, 8, 8192, 100, "x86_64", 0) }, 2, 0,
+	    "b", NULL, CARVE_ECONFLICT, "not schedulable" },
+	{ "named target busy",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 8192, 100, "x86_64", 1) }, 2, 0,
+	    "b", NULL, CARVE_ECONFLICT, "limit is 1" },
+	{ "named target with another CPU",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 8192, 100, "ppc64le", 0) }, 2, 0,
+	    "b", NULL, CARVE_ECONFLICT, "ppc64le" },
+	{ "named target without room",
+	    { MNODE("a", FRESH, true, 8, 8192, 100, "x86_64", 0),
+	      MNODE("b", FRESH, true, 8, 1000, 100, "x86_64", 0) }, 2, 0,
+	    "b", NULL, CARVE_ECAPACITY, "1000 MiB of memory free" },
+};
+
+static void
+test_target(void **state)
+{
+	const struct target_case *c = *state;
+	int64_t need[PROTO_CAP_NCLASSES] = { 2, 2000, 10 };
+	struct carve_error err = { 0 };
+	int idx;
+
+	idx = cp_sched_pick_target(c->nodes, c->n, c->source, c->named, need,
+	    CP_CPU_DEFAULT, 1, NOW, TTL, &err);
+	if (c->want != NULL) {
+		if (idx < 0)
+			fail_msg("%s: refused: %s", c->desc, err.message);
+		assert_string_equal(c->nodes[idx].sn_name, c->want);
+		assert_false(error_isset(&err));
+		return;
+	}
+	assert_int_equal(idx, -1);
+	if (err.code != c->want_err || strstr(err.message, c->why) == NULL)
+		fail_msg("%s: %s: %s", c->desc, error_code_name(err.code),
+		    err.message);
+}
+
+#define NCASES		(sizeof(cases) / sizeof(cases[0]))
+#define NCPU		(sizeof(cpu_cases) / sizeof(cpu_cases[0]))
+#define NTARGET		(sizeof(target_cases) / sizeof(target_cases[0]))
+
 int
 main(void)
 {
-	struct CMUnitTest tests[sizeof(cases) / sizeof(cases[0]) + 2];
+	struct CMUnitTest tests[NCASES + NCPU + NTARGET + 2];
 	size_t n = 0;
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct CMUnitTest t = { cases[i].desc, test_case, NULL, NULL,
 		    (void *)&cases[i] };
+		tests[n++] = t;
+	}
+	for (size_t i = 0; i < NCPU; i++) {
+		struct CMUnitTest t = { cpu_cases[i].desc, test_cpu, NULL, NULL,
+		    (void *)&cpu_cases[i] };
+		tests[n++] = t;
+	}
+	for (size_t i = 0; i < NTARGET; i++) {
+		struct CMUnitTest t = { target_cases[i].desc, test_target, NULL,
+		    NULL, (void *)&target_cases[i] };
 		tests[n++] = t;
 	}
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_node_up);

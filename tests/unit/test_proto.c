@@ -28,6 +28,8 @@
 #define U1 "0b9c6a3e-5d1f-4c2b-9a8e-7f6d5c4b3a21"
 #define U2 "6f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
 #define U1_UPPER "0B9C6A3E-5D1F-4C2B-9A8E-7F6D5C4B3A21"
+#define ASUM "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+#define ASUM_UPPER "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"
 #define CSR "\"-----BEGIN CERTIFICATE REQUEST-----\\nMIIBszCCAVgCAQAw\\n" \
 	"Zm9vYmFy+/==\\n-----END CERTIFICATE REQUEST-----\\n\""
 #define PEM_CERT "-----BEGIN CERTIFICATE-----\\nMIIBkTCB+wIJAK\\n" \
@@ -56,6 +58,18 @@
 	",\"vms\":3}"
 #define CI_HEAD "{\"id\":\"" U1 "\",\"type\":\"vm.create\",\"vm_id\":\"" U2 \
 	"\",\"node\":\"host-1\","
+#define MIG_HEAD "{\"id\":\"" U1 "\",\"vm_id\":\"" U2 "\",\"source\":" \
+	"\"host-1\",\"target\":\"host-2\","
+#define MIG_CMDS(m, f, c) "\"commands\":{\"prepare\":\"" U1 "\",\"migrate\":" \
+	m ",\"finish\":" f ",\"cancel\":" c "}"
+#define MIGREC MIG_HEAD "\"state\":\"done\",\"reason\":\"admin\"," \
+	"\"max_downtime_ms\":300,\"bandwidth_mibps\":0,\"timeout_s\":600," \
+	MIG_CMDS("\"" U2 "\"", "\"" U1 "\"", "null") ",\"cancel_requested\":false," \
+	"\"progress\":{\"percent\":100,\"message\":\"iteration 3\"}," \
+	"\"result\":{\"downtime_ms\":41},\"error\":null,\"started_at\":1," \
+	"\"updated_at\":2,\"finished_at\":3}"
+#define MIG_NULLS "\"max_downtime_ms\":null,\"bandwidth_mibps\":null," \
+	"\"timeout_s\":null,"
 
 static json_object *
 parse(const char *s)
@@ -132,10 +146,29 @@ RT(heartbeat_resp, struct proto_heartbeat_resp, noclear)
 RT(vm_create_req, struct proto_vm_create_req, proto_vm_create_req_clear)
 RT(vm_created, struct proto_vm_created, noclear)
 RT(command_ref, struct proto_command_ref, noclear)
-RT(vm_action_req, struct proto_vm_action_req, noclear)
+RT(vm_action_req, struct proto_vm_action_req, proto_vm_action_req_clear)
 RT(vm, struct proto_vm, noclear)
 RT(node, struct proto_node, proto_node_clear)
 RT(command_info, struct proto_command_info, proto_command_info_clear)
+RT(vm_migrate_req, struct proto_vm_migrate_req, noclear)
+RT(migration_ref, struct proto_migration_ref, noclear)
+RT(migration, struct proto_migration, proto_migration_clear)
+
+static int
+rt_migration_list(json_object *in, char **out, struct carve_error *err)
+{
+	struct proto_migration *ms = (void *)1;
+	size_t n = 7;
+
+	if (proto_migration_list_decode(in, &ms, &n, err) == -1) {
+		assert_null(ms);
+		assert_int_equal(n, 0);
+		return -1;
+	}
+	*out = text(proto_migration_list_encode(ms, n));
+	proto_migration_list_free(ms, n);
+	return 0;
+}
 
 static int
 rt_empty(json_object *in, char **out, struct carve_error *err)
@@ -182,7 +215,8 @@ enum kind {
 	K_ERROR, K_EMPTY, K_CAPACITY, K_ENROLL, K_RENEW, K_CERT, K_REGISTER,
 	K_REGISTER_RESP, K_POLL, K_PROGRESS, K_HEARTBEAT, K_HEARTBEAT_RESP,
 	K_VM_CREATE, K_VM_CREATED, K_COMMAND_REF, K_VM_ACTION, K_VM, K_VM_LIST,
-	K_NODE, K_NODE_LIST, K_COMMAND_INFO, K_MAX
+	K_NODE, K_NODE_LIST, K_COMMAND_INFO, K_VM_MIGRATE, K_MIGRATION_REF,
+	K_MIGRATION, K_MIGRATION_LIST, K_MAX
 };
 
 static const struct codec codecs[K_MAX] = {
@@ -207,6 +241,10 @@ static const struct codec codecs[K_MAX] = {
 	[K_NODE] = { "node record", rt_node },
 	[K_NODE_LIST] = { "node list", rt_node_list },
 	[K_COMMAND_INFO] = { "command record", rt_command_info },
+	[K_VM_MIGRATE] = { "migrate request", rt_vm_migrate_req },
+	[K_MIGRATION_REF] = { "migration reference", rt_migration_ref },
+	[K_MIGRATION] = { "migration record", rt_migration },
+	[K_MIGRATION_LIST] = { "migration list", rt_migration_list },
 };
 
 /* ------------------------------------------------------------ accepted */
@@ -290,6 +328,17 @@ static const struct valid_case valid_cases[] = {
 	{ K_VM_CREATE, "{\"name\":\"k\",\"vcpus\":1,\"memory_mib\":64,"
 	    "\"disk_gib\":0,\"kernel\":\"vmlinuz\",\"initrd\":\"initrd.img\","
 	    "\"cmdline\":\"console=ttyS0\",\"node\":\"n1\"}", NULL },
+	/* the admin API takes a VM's NICs (carve-cp passes them on) */
+	{ K_VM_CREATE, "{\"name\":\"n\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"networks\":[{\"network\":\"default\"},{\"bridge\":\"br0\","
+	    "\"mac\":\"52:54:00:AA:BB:CC\"}],\"node\":\"n1\"}",
+	    "{\"name\":\"n\",\"vcpus\":1,\"memory_mib\":64,\"disk_gib\":0,"
+	    "\"networks\":[{\"network\":\"default\"},{\"bridge\":\"br0\","
+	    "\"mac\":\"52:54:00:aa:bb:cc\"}],\"node\":\"n1\"}" },
+	/* and its data disks */
+	{ K_VM_CREATE, "{\"name\":\"d\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"disk_gib\":0,\"data_disks\":[{\"size_gib\":20},{\"size_gib\":1}]}",
+	    NULL },
 	{ K_VM_CREATED, "{\"id\":\"" U2 "\",\"node\":\"host-1\",\"command_id\":\""
 	    U1 "\"}", NULL },
 	{ K_COMMAND_REF, "{\"command_id\":\"" U1_UPPER "\"}",
@@ -299,7 +348,32 @@ static const struct valid_case valid_cases[] = {
 	    "{\"action\":\"stop\",\"force\":false}" },
 	{ K_VM_ACTION, "{\"action\":\"start\"}", NULL },
 	{ K_VM_ACTION, "{\"action\":\"reboot\"}", NULL },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\"}", NULL },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":null}",
+	    "{\"action\":\"rebuild\"}" },
+	{ K_VM_ACTION, "{\"action\":\"stop\",\"image\":null}",
+	    "{\"action\":\"stop\",\"force\":false}" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":{\"url\":"
+	    "\"https://img.example/d13.qcow2\",\"sha256\":\"" ASUM "\","
+	    "\"format\":\"qcow2\"}}", NULL },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":{\"url\":"
+	    "\"file:///i/b.raw\",\"sha256\":\"" ASUM_UPPER "\","
+	    "\"format\":\"raw\"}}", "{\"action\":\"rebuild\",\"image\":"
+	    "{\"url\":\"file:///i/b.raw\",\"sha256\":\"" ASUM "\","
+	    "\"format\":\"raw\"}}" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":4,\"memory_mib\":2048}",
+	    NULL },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"memory_mib\":64}", NULL },
+	{ K_VM_ACTION, "{\"vcpus\":1024,\"action\":\"resize\"}",
+	    "{\"action\":\"resize\",\"vcpus\":1024}" },
+	{ K_VM_ACTION, "{\"action\":\"start\",\"vcpus\":null}",
+	    "{\"action\":\"start\"}" },
 	{ K_VM, VMREC, NULL },
+	/* disk_gib of a record is root + data disks: up to 9 x 65536 */
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":589824,"
+	    "\"desired_state\":\"running\",\"state\":\"running\","
+	    "\"last_command_id\":\"" U1 "\",\"updated_at\":1}", NULL },
 	{ K_VM_LIST, "[]", NULL },
 	{ K_VM_LIST, "[" VMREC "," VMREC "]", NULL },
 	{ K_NODE, NODEREC, NULL },
@@ -319,6 +393,33 @@ static const struct valid_case valid_cases[] = {
 	    "\"delivered_at\":2,\"finished_at\":3,\"result\":null,"
 	    "\"error\":{\"code\":\"insufficient_capacity\",\"message\":\"no\"},"
 	    "\"progress\":null}", NULL },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\"}", NULL },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"target_node\":\"host-2\","
+	    "\"max_downtime_ms\":1,\"bandwidth_mibps\":0,\"timeout_s\":10}", NULL },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"target_node\":null,"
+	    "\"max_downtime_ms\":60000,\"bandwidth_mibps\":1000000,"
+	    "\"timeout_s\":86400}", "{\"action\":\"migrate\","
+	    "\"max_downtime_ms\":60000,\"bandwidth_mibps\":1000000,"
+	    "\"timeout_s\":86400}" },
+	{ K_MIGRATION_REF, "{\"command_id\":\"" U1_UPPER "\",\"migration_id\":\""
+	    U2 "\"}", "{\"command_id\":\"" U1 "\",\"migration_id\":\"" U2 "\"}" },
+	{ K_MIGRATION, MIGREC, NULL },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"preparing\",\"reason\":"
+	    "\"evacuation\"," MIG_NULLS MIG_CMDS("null", "null", "null")
+	    ",\"cancel_requested\":true,\"progress\":null,\"result\":null,"
+	    "\"error\":{\"code\":\"conflict\",\"message\":\"x\"},"
+	    "\"started_at\":1,\"updated_at\":1,\"finished_at\":null}", NULL },
+	{ K_MIGRATION_LIST, "[]", NULL },
+	{ K_MIGRATION_LIST, "[" MIGREC "," MIGREC "]", NULL },
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"desired_state\":"
+	    "\"running\",\"state\":\"running\",\"last_command_id\":\"" U1 "\","
+	    "\"updated_at\":1700000000000,\"migration\":{\"id\":\"" U1 "\","
+	    "\"state\":\"migrating\",\"target\":\"host-2\"}}", NULL },
+	{ K_NODE, "{\"name\":\"n\",\"up\":true,\"schedulable\":false,"
+	    "\"last_heartbeat\":null,\"registered_at\":1,\"agent_version\":\"0\","
+	    "\"host\":{},\"capacity\":" CAP ",\"vms\":2,\"evacuation\":"
+	    "{\"reason\":\"drain\",\"state\":\"running\",\"vms_left\":2}}", NULL },
 };
 
 /*
@@ -576,6 +677,9 @@ static const struct invalid_case invalid_cases[] = {
 	    "\"zone\":\"a\"}", "VM create request: unknown key \"zone\"" },
 	{ K_VM_CREATE, "{\"name\":\"w\",\"vcpus\":1,\"memory_mib\":64,"
 	    "\"initrd\":\"i\"}", "initrd requires kernel" },
+	{ K_VM_CREATE, "{\"name\":\"w\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"networks\":[{\"network\":\"a\",\"mac\":\"01:00:00:00:00:01\"}]}",
+	    "networks[0]: mac \"01:00:00:00:00:01\" is a multicast address" },
 	{ K_VM_CREATE, "{\"vcpus\":1,\"memory_mib\":64,\"node\":\"n\"}",
 	    "name is required" },
 	/* admin: responses */
@@ -589,7 +693,42 @@ static const struct invalid_case invalid_cases[] = {
 	    "command reference: unknown key \"id\"" },
 	/* admin: actions */
 	{ K_VM_ACTION, "{\"action\":\"pause\"}",
-	    "action \"pause\" is unknown (expected start, stop or reboot)" },
+	    "action \"pause\" is unknown (expected start, stop, reboot, "
+	    "resize or rebuild)" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"force\":true}",
+	    "force applies to the stop action only" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"vcpus\":2}",
+	    "vcpus and memory_mib apply to the resize action only" },
+	{ K_VM_ACTION, "{\"action\":\"start\",\"image\":{\"url\":"
+	    "\"https://a/x\",\"sha256\":\"" ASUM "\",\"format\":\"raw\"}}",
+	    "image applies to the rebuild action only" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":2,\"image\":{}}",
+	    "image applies to the rebuild action only" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":{\"url\":"
+	    "\"ftp://a/x\",\"sha256\":\"" ASUM "\",\"format\":\"raw\"}}",
+	    "must start with https://, http:// or file://" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":{\"url\":"
+	    "\"https://a/x\",\"format\":\"raw\"}}", "sha256 is required" },
+	{ K_VM_ACTION, "{\"action\":\"rebuild\",\"image\":\"https://a/x\"}",
+	    "image must be a JSON object" },
+	{ K_VM_ACTION, "{\"action\":\"resize\"}",
+	    "vm.resize needs vcpus, memory_mib or both" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":0}",
+	    "vcpus must be between 1 and 1024" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":\"4\"}",
+	    "vcpus must be an integer" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"memory_mib\":32}",
+	    "memory_mib must be at least 64 MiB" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"memory_mib\":16777217}",
+	    "memory_mib must be at most 16777216 MiB" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"vcpus\":2,\"force\":true}",
+	    "force applies to the stop action only" },
+	{ K_VM_ACTION, "{\"action\":\"stop\",\"vcpus\":2}",
+	    "vcpus and memory_mib apply to the resize action only" },
+	{ K_VM_ACTION, "{\"action\":\"reboot\",\"memory_mib\":512}",
+	    "vcpus and memory_mib apply to the resize action only" },
+	{ K_VM_ACTION, "{\"action\":\"resize\",\"disk_gib\":5}",
+	    "VM action request: unknown key \"disk_gib\"" },
 	{ K_VM_ACTION, "{\"action\":\"start\",\"force\":true}",
 	    "force applies to the stop action only" },
 	{ K_VM_ACTION, "{\"action\":\"stop\",\"force\":\"yes\"}",
@@ -598,6 +737,14 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_VM_ACTION, "{\"action\":\"stop\",\"timeout_s\":5}",
 	    "VM action request: unknown key \"timeout_s\"" },
 	/* admin: VM record */
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":589825,"
+	    "\"desired_state\":\"running\",\"state\":\"running\","
+	    "\"last_command_id\":\"" U1 "\",\"updated_at\":1}",
+	    "disk_gib must be between 0 and 589824" },
+	{ K_VM_CREATE, "{\"name\":\"d\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"data_disks\":[{\"size_gib\":0}]}",
+	    "data_disks[0].size_gib must be at least 1 GiB" },
 	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
 	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"desired_state\":"
 	    "\"running\",\"state\":\"bogus\",\"last_command_id\":\"" U1 "\","
@@ -672,6 +819,64 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_COMMAND_INFO, CI_HEAD "\"status\":\"succeeded\",\"created_at\":1,"
 	    "\"delivered_at\":2,\"finished_at\":3,\"result\":[],"
 	    "\"error\":null,\"progress\":null}", "result must be a JSON object" },
+	/* migrations */
+	{ K_VM_MIGRATE, "{\"action\":\"stop\"}", "action must be \"migrate\"" },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"force\":true}",
+	    "unknown key \"force\"" },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"max_downtime_ms\":0}",
+	    "max_downtime_ms must be between 1 and 60000" },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"bandwidth_mibps\":-1}",
+	    "bandwidth_mibps must be between 0 and 1000000" },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"timeout_s\":9}",
+	    "timeout_s must be between 10 and 86400" },
+	{ K_VM_MIGRATE, "{\"action\":\"migrate\",\"target_node\":\"a b\"}",
+	    "target_node may only contain" },
+	{ K_MIGRATION_REF, "{\"command_id\":\"" U1 "\"}",
+	    "migration_id is required" },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"moving\",\"reason\":\"admin\","
+	    MIG_NULLS MIG_CMDS("null", "null", "null") ",\"cancel_requested\":"
+	    "false,\"progress\":null,\"result\":null,\"error\":null,"
+	    "\"started_at\":1,\"updated_at\":1,\"finished_at\":null}",
+	    "state must be preparing" },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"done\",\"reason\":\"whim\","
+	    MIG_NULLS MIG_CMDS("null", "null", "null") ",\"cancel_requested\":"
+	    "false,\"progress\":null,\"result\":null,\"error\":null,"
+	    "\"started_at\":1,\"updated_at\":1,\"finished_at\":null}",
+	    "reason must be" },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"done\",\"reason\":\"admin\","
+	    "\"bandwidth_mibps\":null,\"timeout_s\":null,"
+	    MIG_CMDS("null", "null", "null") ",\"cancel_requested\":"
+	    "false,\"progress\":null,\"result\":null,\"error\":null,"
+	    "\"started_at\":1,\"updated_at\":1,\"finished_at\":null}",
+	    "max_downtime_ms is required (it may be null)" },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"done\",\"reason\":\"admin\","
+	    MIG_NULLS "\"commands\":{\"prepare\":\"" U1 "\",\"migrate\":\"x\","
+	    "\"finish\":null,\"cancel\":null},\"cancel_requested\":"
+	    "false,\"progress\":null,\"result\":null,\"error\":null,"
+	    "\"started_at\":1,\"updated_at\":1,\"finished_at\":null}",
+	    "commands: migrate must be a UUID" },
+	{ K_MIGRATION, MIG_HEAD "\"state\":\"done\",\"reason\":\"admin\","
+	    MIG_NULLS MIG_CMDS("null", "null", "null") ",\"cancel_requested\":"
+	    "false,\"progress\":{\"percent\":101},\"result\":null,"
+	    "\"error\":null,\"started_at\":1,\"updated_at\":1,"
+	    "\"finished_at\":null}",
+	    "progress: percent must be between 0 and 100" },
+	{ K_MIGRATION_LIST, "{}", "migration list must be a JSON array" },
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"desired_state\":"
+	    "\"running\",\"state\":\"running\",\"last_command_id\":\"" U1 "\","
+	    "\"updated_at\":1,\"migration\":{\"id\":\"" U1 "\","
+	    "\"state\":\"gone\",\"target\":\"host-2\"}}",
+	    "migration.state must be" },
+	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
+	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"desired_state\":"
+	    "\"running\",\"state\":\"running\",\"last_command_id\":\"" U1 "\","
+	    "\"updated_at\":1,\"migration\":{\"id\":\"" U1 "\","
+	    "\"state\":\"done\"}}", "migration: target is required" },
+	{ K_NODE, "{\"name\":\"n\",\"up\":true,\"schedulable\":false,"
+	    "\"last_heartbeat\":null,\"registered_at\":1,\"agent_version\":\"0\","
+	    "\"host\":{},\"capacity\":" CAP ",\"vms\":2,\"evacuation\":[]}",
+	    "evacuation must be a JSON object" },
 };
 
 static void
@@ -1055,6 +1260,12 @@ test_names(void **state)
 	assert_int_equal(proto_vm_action_command(PROTO_VM_STOP), CMD_VM_STOP);
 	assert_int_equal(proto_vm_action_command(PROTO_VM_REBOOT),
 	    CMD_VM_REBOOT);
+	assert_int_equal(proto_vm_action_command(PROTO_VM_RESIZE),
+	    CMD_VM_RESIZE);
+	assert_string_equal(proto_vm_action_name(PROTO_VM_RESIZE), "resize");
+	assert_int_equal(proto_vm_action_command(PROTO_VM_REBUILD),
+	    CMD_VM_REBUILD);
+	assert_string_equal(proto_vm_action_name(PROTO_VM_REBUILD), "rebuild");
 	assert_int_equal(proto_vm_action_command(PROTO_VM_ACTION_MAX),
 	    CMD_TYPE_MAX);
 	for (int i = 0; i < PROTO_DESIRED_MAX; i++) {

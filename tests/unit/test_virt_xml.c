@@ -28,6 +28,8 @@
 
 #define VM_ID   "6f1d2a4e-3b5c-4d7e-8f90-a1b2c3d4e5f6"
 #define CMD_ID  "0a9b8c7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d"
+#define RB_ID   "3c2b1a09-8f7e-4d6c-9b5a-493827160504"
+#define SUM0 "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -490,6 +492,219 @@ test_libvirt_qemu_xml(void **state)
 	virConnectClose(conn);
 }
 
+/* ------------------------------------------------------- room to grow */
+
+/* The maximum a VM is defined with: factor x size, capped, never below it. */
+static void
+test_max_sizes(void **state)
+{
+	static const struct {
+		unsigned vcpus, factor, host, want;
+	} vc[] = {
+		{ 2, 2, 16, 4 },
+		{ 2, 1, 16, 2 },
+		{ 1, 16, 8, 8 },          /* capped by the host's CPUs */
+		{ 4, 2, 6, 6 },
+		{ 8, 2, 4, 8 },           /* overcommitted host: never below */
+		{ 3, 2, 0, 6 },           /* host unknown: no cap */
+		{ 600, 2, 0, VM_VCPUS_MAX },
+		{ VM_VCPUS_MAX, 16, 4096, VM_VCPUS_MAX },
+		{ 2, 0, 16, 2 },          /* a factor of 0 counts as 1 */
+	};
+	static const struct {
+		uint64_t mem;
+		unsigned factor;
+		uint64_t host, want;
+	} mc[] = {
+		{ 512, 2, 16384, 1024 },
+		{ 512, 1, 16384, 512 },
+		{ 4096, 16, 16384, 16384 },   /* capped by the host's memory */
+		{ 20000, 2, 16384, 20000 },   /* never below the size */
+		{ 1024, 3, 0, 3072 },
+		{ VM_MEMORY_MIB_MAX / 2 + 1, 2, 0, VM_MEMORY_MIB_MAX },
+		{ VM_MEMORY_MIB_MAX, 16, 0, VM_MEMORY_MIB_MAX },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(vc) / sizeof(vc[0]); i++)
+		if (virt_xml_max_vcpus(vc[i].vcpus, vc[i].factor, vc[i].host) !=
+		    vc[i].want)
+			fail_msg("vcpus case %zu: got %u want %u", i,
+			    virt_xml_max_vcpus(vc[i].vcpus, vc[i].factor,
+			    vc[i].host), vc[i].want);
+	for (size_t i = 0; i < sizeof(mc) / sizeof(mc[0]); i++)
+		if (virt_xml_max_memory_mib(mc[i].mem, mc[i].factor,
+		    mc[i].host) != mc[i].want)
+			fail_msg("memory case %zu: got %llu want %llu", i,
+			    (unsigned long long)virt_xml_max_memory_mib(
+			    mc[i].mem, mc[i].factor, mc[i].host),
+			    (unsigned long long)mc[i].want);
+}
+
+/* <vcpu current='N'>MAX</vcpu>, <memory>MAX</memory><currentMemory>N. */
+static void
+test_domain_room_to_grow(void **state)
+{
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("qemu");
+	struct carve_error err = { 0 };
+	char *xml;
+	xmlDocPtr doc;
+
+	(void)state;
+	spec_init(&spec, "grow", 2, 1024, 0);
+	o.max_vcpus = 8;
+	o.max_memory_mib = 2048;
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	doc = parse_doc(xml);
+	assert_xp(doc, "/domain/vcpu", "8");
+	assert_xp(doc, "/domain/vcpu/@current", "2");
+	assert_xp(doc, "/domain/memory", "2048");
+	assert_xp(doc, "/domain/currentMemory", "1024");
+	assert_xp(doc, "/domain/devices/memballoon/stats/@period", "5");
+	/* The metadata keeps the size, not the maximum. */
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:vcpus", "2");
+	assert_xp(doc, "/domain/metadata/carve:vm/carve:memory_mib", "1024");
+	xmlFreeDoc(doc);
+	free(xml);
+
+	/* Maxima equal to the size: the plain form, no current=. */
+	o.max_vcpus = 2;
+	o.max_memory_mib = 1024;
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	doc = parse_doc(xml);
+	assert_xp(doc, "/domain/vcpu", "2");
+	assert_xp_count(doc, "/domain/vcpu/@current", 0);
+	assert_xp(doc, "/domain/memory", "1024");
+	xmlFreeDoc(doc);
+	free(xml);
+
+	/* A maximum below the size or beyond the limits is a bug. */
+	o.max_vcpus = 1;
+	assert_null(virt_xml_domain(&spec, &o, &err));
+	assert_int_equal(err.code, CARVE_EINVAL);
+	o.max_vcpus = VM_VCPUS_MAX + 1;
+	assert_null(virt_xml_domain(&spec, &o, &err));
+	o.max_vcpus = 0;
+	o.max_memory_mib = 1023;
+	assert_null(virt_xml_domain(&spec, &o, &err));
+	o.max_memory_mib = VM_MEMORY_MIB_MAX + 1;
+	assert_null(virt_xml_domain(&spec, &o, &err));
+}
+
+/* libvirt takes the definition: size current, maxima as the ceiling. */
+static void
+test_libvirt_room_to_grow(void **state)
+{
+	static const char *const types[] = { "test", "qemu" };
+	virConnectPtr conn = test_conn();
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		struct vm_spec spec;
+		struct virt_xml_opts o = opts_init(types[i]);
+		struct carve_error err = { 0 };
+		struct virt_xml_sizes sz;
+		virDomainInfo info;
+		virDomainPtr dom;
+		char *xml;
+
+		spec_init(&spec, "carve-grow", 3, 768, 0);
+		o.max_vcpus = 6;
+		o.max_memory_mib = 1536;
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		dom = virDomainDefineXML(conn, xml);
+		if (dom == NULL)
+			fail_msg("%s: refused: %s\n%s", types[i],
+			    virGetLastErrorMessage(), xml);
+		free(xml);
+		assert_int_equal(virDomainGetInfo(dom, &info), 0);
+		assert_int_equal(info.nrVirtCpu, 3);
+		assert_int_equal(info.maxMem, 1536 * 1024);
+		assert_int_equal(info.memory, 768 * 1024);
+		assert_int_equal(virDomainGetVcpusFlags(dom,
+		    VIR_DOMAIN_AFFECT_CONFIG | VIR_DOMAIN_VCPU_MAXIMUM), 6);
+		xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+		assert_non_null(xml);
+		assert_int_equal(virt_xml_parse_sizes(xml, &sz, &err), 0);
+		assert_int_equal(sz.vcpus, 3);
+		assert_int_equal(sz.vcpus_max, 6);
+		assert_int_equal(sz.memory_kib, 768 * 1024);
+		assert_int_equal(sz.memory_max_kib, 1536 * 1024);
+		free(xml);
+		assert_int_equal(virDomainUndefine(dom), 0);
+		virDomainFree(dom);
+	}
+	virConnectClose(conn);
+}
+
+static void
+test_parse_sizes(void **state)
+{
+	static const struct {
+		const char *xml;
+		int rc;
+		unsigned vcpus, vcpus_max;
+		uint64_t mem, mem_max;
+	} cases[] = {
+		{ "<domain><vcpu>4</vcpu><memory unit='KiB'>1048576</memory>"
+		    "</domain>", 0, 4, 4, 1048576, 1048576 },
+		{ "<domain><vcpu placement='static' current='1'>2</vcpu>"
+		    "<memory unit='MiB'>256</memory><currentMemory unit='MiB'>"
+		    "128</currentMemory></domain>", 0, 1, 2, 131072, 262144 },
+		{ "<domain><memory>1024</memory><vcpu current='2'>2</vcpu>"
+		    "</domain>", 0, 2, 2, 1024, 1024 },   /* default unit KiB */
+		{ "<domain><vcpu>1</vcpu><memory unit='G'>1</memory>"
+		    "<currentMemory unit='b'>536870912</currentMemory></domain>",
+		    0, 1, 1, 524288, 1048576 },
+		{ "<domain><vcpu>1</vcpu><memory unit='MB'>1</memory></domain>",
+		    0, 1, 1, 976, 976 },
+		{ "<domain><memory>1</memory></domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu>0</vcpu><memory>1</memory></domain>", -1,
+		    0, 0, 0, 0 },
+		{ "<domain><vcpu>x</vcpu><memory>1</memory></domain>", -1,
+		    0, 0, 0, 0 },
+		{ "<domain><vcpu current='3'>2</vcpu><memory>1</memory>"
+		    "</domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu current='-1'>2</vcpu><memory>1</memory>"
+		    "</domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu>2</vcpu></domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu>2</vcpu><memory unit='parsec'>1</memory>"
+		    "</domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu>2</vcpu><memory unit='TiB'>"
+		    "99999999999</memory></domain>", -1, 0, 0, 0, 0 },
+		{ "<domain><vcpu>2</vcpu><memory>1</memory><currentMemory>"
+		    "-5</currentMemory></domain>", -1, 0, 0, 0, 0 },
+		{ "<pool><vcpu>2</vcpu><memory>1</memory></pool>", -1,
+		    0, 0, 0, 0 },
+		{ "<domain>", -1, 0, 0, 0, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct carve_error err = { 0 };
+		struct virt_xml_sizes sz;
+		int rc = virt_xml_parse_sizes(cases[i].xml, &sz, &err);
+
+		if (rc != cases[i].rc)
+			fail_msg("case %zu: rc %d (%s)", i, rc, err.message);
+		if (rc < 0) {
+			assert_int_equal(err.code, CARVE_EINVAL);
+			continue;
+		}
+		if (sz.vcpus != cases[i].vcpus ||
+		    sz.vcpus_max != cases[i].vcpus_max ||
+		    sz.memory_kib != cases[i].mem ||
+		    sz.memory_max_kib != cases[i].mem_max)
+			fail_msg("case %zu: %u/%u %llu/%llu", i, sz.vcpus,
+			    sz.vcpus_max, (unsigned long long)sz.memory_kib,
+			    (unsigned long long)sz.memory_max_kib);
+	}
+}
+
 /* ------------------------------------------------------- disks */
 
 #define ROOT "/var/lib/carve/disks/" VM_ID "-root.qcow2"
@@ -586,6 +801,419 @@ test_libvirt_disks(void **state)
 	virConnectClose(conn);
 }
 
+/* ------------------------------------------------------- NICs */
+
+static void
+nic_set(struct vm_spec *spec, enum vm_nic_kind kind, const char *name,
+    const char *mac)
+{
+	struct vm_nic *n = &spec->vs_nics[spec->vs_nnics++];
+
+	n->vn_kind = kind;
+	snprintf(n->vn_name, sizeof(n->vn_name), "%s", name);
+	snprintf(n->vn_mac, sizeof(n->vn_mac), "%s", mac);
+}
+
+/* Three NICs, in the spec's order, each fully described. */
+static void
+assert_nics(xmlDocPtr doc)
+{
+	assert_xp_count(doc, "/domain/devices/interface", 3);
+	assert_xp(doc, "/domain/devices/interface[1]/@type", "network");
+	assert_xp(doc, "/domain/devices/interface[1]/mac/@address",
+	    "52:54:00:12:34:56");
+	assert_xp(doc, "/domain/devices/interface[1]/source/@network",
+	    "default");
+	assert_xp_count(doc, "/domain/devices/interface[1]/source/@bridge", 0);
+	assert_xp(doc, "/domain/devices/interface[1]/model/@type", "virtio");
+	assert_xp(doc, "/domain/devices/interface[2]/@type", "bridge");
+	assert_xp(doc, "/domain/devices/interface[2]/mac/@address",
+	    "02:00:00:00:00:01");
+	assert_xp(doc, "/domain/devices/interface[2]/source/@bridge",
+	    "br-ex.100");
+	assert_xp_count(doc, "/domain/devices/interface[2]/source/@network", 0);
+	assert_xp(doc, "/domain/devices/interface[2]/model/@type", "virtio");
+	assert_xp(doc, "/domain/devices/interface[3]/@type", "network");
+	/* Written lower-case whatever the spec held. */
+	assert_xp(doc, "/domain/devices/interface[3]/mac/@address",
+	    "52:54:00:ab:cd:ef");
+	assert_xp(doc, "/domain/devices/interface[3]/source/@network",
+	    "tenant_1");
+}
+
+static void
+nics_spec(struct vm_spec *spec, const char *name)
+{
+	spec_init(spec, name, 1, 256, 0);
+	nic_set(spec, VM_NIC_NETWORK, "default", "52:54:00:12:34:56");
+	nic_set(spec, VM_NIC_BRIDGE, "br-ex.100", "02:00:00:00:00:01");
+	nic_set(spec, VM_NIC_NETWORK, "tenant_1", "52:54:00:AB:CD:EF");
+}
+
+static void
+test_domain_nics(void **state)
+{
+	static const char *const types[] = { "qemu", "kvm", "test" };
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	xmlDocPtr doc;
+	char *xml;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		struct virt_xml_opts o = opts_init(types[i]);
+
+		nics_spec(&spec, "web");
+		o.root_disk = ROOT;
+		xml = virt_xml_domain(&spec, &o, &err);
+		if (xml == NULL)
+			fail_msg("%s: %s", types[i], err.message);
+		doc = parse_doc(xml);
+		assert_nics(doc);
+		/* After the disks: the disks keep their PCI slots. */
+		assert_xp_count(doc, "/domain/devices/disk/following-sibling::"
+		    "interface", 3);
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+
+	/* The test type gets <devices> for NICs alone. */
+	{
+		struct virt_xml_opts o = opts_init("test");
+
+		nics_spec(&spec, "web");
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		doc = parse_doc(xml);
+		assert_xp_count(doc, "/domain/devices/*", 3);
+		assert_nics(doc);
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+
+	/* No NICs, no interface. */
+	{
+		struct virt_xml_opts o = opts_init("qemu");
+
+		spec_init(&spec, "web", 1, 256, 0);
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		doc = parse_doc(xml);
+		assert_xp_count(doc, "//interface", 0);
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+}
+
+static const struct {
+	const char *what;
+	int kind;
+	const char *name, *mac;
+	const char *msg;
+} bad_nics[] = {
+	{ "no MAC", VM_NIC_NETWORK, "default", "",
+	    "networks[1] has no MAC address" },
+	{ "multicast MAC", VM_NIC_NETWORK, "default", "01:00:5e:00:00:01",
+	    "networks[1].mac \"01:00:5e:00:00:01\" is a multicast address" },
+	{ "zero MAC", VM_NIC_BRIDGE, "br0", "00:00:00:00:00:00",
+	    "networks[1].mac must not be all zero" },
+	{ "MAC with markup", VM_NIC_NETWORK, "default", "52:54:00:00:00'/",
+	    "networks[1].mac \"52:54:00:00:00'/\" must be six pairs" },
+	{ "name with markup", VM_NIC_NETWORK, "a'/><x", "52:54:00:00:00:02",
+	    "networks[1] may only contain letters" },
+	{ "empty name", VM_NIC_BRIDGE, "", "52:54:00:00:00:02",
+	    "networks[1] must not be empty" },
+	{ "long bridge", VM_NIC_BRIDGE, "b234567890123456", "52:54:00:00:00:02",
+	    "networks[1]: a bridge name has at most 15 bytes" },
+	{ "unknown kind", 7, "x", "52:54:00:00:00:02",
+	    "networks[1] is neither a network nor a bridge" },
+};
+
+static void
+test_domain_nic_rejects(void **state)
+{
+	struct carve_error err = { 0 };
+	struct virt_xml_opts o = opts_init("qemu");
+	struct vm_spec spec;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_nics) / sizeof(bad_nics[0]); i++) {
+		spec_init(&spec, "web", 1, 256, 0);
+		nic_set(&spec, VM_NIC_NETWORK, "ok", "52:54:00:00:00:01");
+		nic_set(&spec, VM_NIC_NETWORK, bad_nics[i].name, bad_nics[i].mac);
+		spec.vs_nics[1].vn_kind = (enum vm_nic_kind)bad_nics[i].kind;
+		error_clear(&err);
+		if (virt_xml_domain(&spec, &o, &err) != NULL)
+			fail_msg("%s: accepted", bad_nics[i].what);
+		assert_int_equal(err.code, CARVE_EINVAL);
+		if (strstr(err.message, bad_nics[i].msg) == NULL)
+			fail_msg("%s: \"%s\" lacks \"%s\"", bad_nics[i].what,
+			    err.message, bad_nics[i].msg);
+	}
+	spec_init(&spec, "web", 1, 256, 0);
+	for (int i = 0; i < VM_NICS_MAX; i++)
+		nic_set(&spec, VM_NIC_NETWORK, "n", "52:54:00:00:00:01");
+	spec.vs_nnics = VM_NICS_MAX + 1;
+	error_clear(&err);
+	assert_null(virt_xml_domain(&spec, &o, &err));
+	assert_non_null(strstr(err.message, "at most 8 network interfaces"));
+}
+
+/* libvirt (test driver, both domain types) keeps every NIC as written. */
+static void
+test_libvirt_nics(void **state)
+{
+	static const char *const types[] = { "qemu", "test" };
+	virConnectPtr conn = test_conn();
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	virDomainPtr dom;
+	xmlDocPtr doc;
+	char *xml, *desc;
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		struct virt_xml_opts o = opts_init(types[i]);
+
+		nics_spec(&spec, "carve-n1");
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		dom = virDomainDefineXML(conn, xml);
+		if (dom == NULL)
+			fail_msg("test driver refused the XML: %s\n%s",
+			    virGetLastErrorMessage(), xml);
+		free(xml);
+		desc = virDomainGetXMLDesc(dom, 0);
+		assert_non_null(desc);
+		doc = parse_doc(desc);
+		assert_nics(doc);
+		xmlFreeDoc(doc);
+		free(desc);
+		assert_int_equal(virDomainUndefine(dom), 0);
+		virDomainFree(dom);
+	}
+	virConnectClose(conn);
+}
+
+#define DATA0 "/var/lib/carve/disks/" VM_ID "-data0.qcow2"
+#define DATA1 "/var/lib/carve/disks/" VM_ID "-data1.qcow2"
+
+/* Data disks: virtio vdb, vdc, ... with serial carve-data<i>, before the seed. */
+static void
+test_domain_data_disks(void **state)
+{
+	static const char *const types[] = { "qemu", "test" };
+	static const char *const two[] = { DATA0, DATA1 };
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	xmlDocPtr doc;
+	char *xml;
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		struct virt_xml_opts o = opts_init(types[i]);
+
+		spec_init(&spec, "web", 1, 512, 10);
+		spec.vs_ndata_disks = 2;
+		spec.vs_data_disks[0].dd_size_gib = 5;
+		spec.vs_data_disks[1].dd_size_gib = 7;
+		o.root_disk = ROOT;
+		o.seed_iso = SEED;
+		o.data_disks = two;
+		o.ndata_disks = 2;
+		xml = virt_xml_domain(&spec, &o, &err);
+		if (xml == NULL)
+			fail_msg("%s: %s", types[i], err.message);
+		doc = parse_doc(xml);
+		assert_xp_count(doc, "/domain/devices/disk", 4);
+		assert_xp(doc, "/domain/devices/disk[1]/target/@dev", "vda");
+		assert_xp_count(doc, "/domain/devices/disk[1]/serial", 0);
+		assert_xp(doc, "/domain/devices/disk[2]/@device", "disk");
+		assert_xp(doc, "/domain/devices/disk[2]/driver/@type", "qcow2");
+		assert_xp(doc, "/domain/devices/disk[2]/source/@file", DATA0);
+		assert_xp(doc, "/domain/devices/disk[2]/target/@dev", "vdb");
+		assert_xp(doc, "/domain/devices/disk[2]/target/@bus", "virtio");
+		assert_xp(doc, "/domain/devices/disk[2]/serial", "carve-data0");
+		assert_xp_count(doc, "/domain/devices/disk[2]/readonly", 0);
+		assert_xp(doc, "/domain/devices/disk[3]/source/@file", DATA1);
+		assert_xp(doc, "/domain/devices/disk[3]/target/@dev", "vdc");
+		assert_xp(doc, "/domain/devices/disk[3]/serial", "carve-data1");
+		assert_xp(doc, "/domain/devices/disk[4]/@device", "cdrom");
+		/* The sizes are in the metadata; the count of them too. */
+		assert_xp_count(doc, "/domain/metadata/carve:vm/carve:data_disk_gib",
+		    2);
+		assert_xp(doc, "/domain/metadata/carve:vm/carve:data_disk_gib[2]",
+		    "7");
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+
+	/* Without a root disk, a data disk is still vdb (the serial names it). */
+	{
+		struct virt_xml_opts o = opts_init("test");
+
+		spec_init(&spec, "data-only", 1, 512, 0);
+		spec.vs_ndata_disks = 1;
+		spec.vs_data_disks[0].dd_size_gib = 1;
+		o.data_disks = two;
+		o.ndata_disks = 1;
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		doc = parse_doc(xml);
+		assert_xp_count(doc, "/domain/devices/disk", 1);
+		assert_xp(doc, "/domain/devices/disk[1]/target/@dev", "vdb");
+		assert_xp(doc, "/domain/devices/disk[1]/serial", "carve-data0");
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+
+	/* Eight of them: vdb .. vdi. */
+	{
+		static const char *const eight[] = { "/d/0", "/d/1", "/d/2",
+		    "/d/3", "/d/4", "/d/5", "/d/6", "/d/7" };
+		struct virt_xml_opts o = opts_init("qemu");
+
+		spec_init(&spec, "many", 1, 512, 0);
+		spec.vs_ndata_disks = VM_DATA_DISKS_MAX;
+		for (size_t k = 0; k < VM_DATA_DISKS_MAX; k++)
+			spec.vs_data_disks[k].dd_size_gib = k + 1;
+		o.data_disks = eight;
+		o.ndata_disks = VM_DATA_DISKS_MAX;
+		xml = virt_xml_domain(&spec, &o, &err);
+		assert_non_null(xml);
+		doc = parse_doc(xml);
+		assert_xp(doc, "/domain/devices/disk[8]/target/@dev", "vdi");
+		assert_xp(doc, "/domain/devices/disk[8]/serial", "carve-data7");
+		xmlFreeDoc(doc);
+		free(xml);
+	}
+
+	/* Refused: volumes that do not match the spec, or bad paths. */
+	{
+		static const char *const bad[] = { "disks/rel.qcow2" };
+		static const char *const nul[] = { NULL };
+		struct virt_xml_opts o = opts_init("qemu");
+
+		spec_init(&spec, "web", 1, 512, 0);
+		spec.vs_ndata_disks = 1;
+		spec.vs_data_disks[0].dd_size_gib = 1;
+		assert_null(virt_xml_domain(&spec, &o, &err));
+		assert_non_null(strstr(err.message,
+		    "0 data disk volumes for 1 data disks"));
+		error_clear(&err);
+		o.data_disks = bad;
+		o.ndata_disks = 1;
+		assert_null(virt_xml_domain(&spec, &o, &err));
+		assert_non_null(strstr(err.message,
+		    "data disk path must be an absolute path"));
+		error_clear(&err);
+		o.data_disks = nul;
+		assert_null(virt_xml_domain(&spec, &o, &err));
+		assert_non_null(strstr(err.message, "data disk 0 has no volume"));
+		error_clear(&err);
+		spec.vs_ndata_disks = 0;
+		assert_null(virt_xml_domain(&spec, &o, &err));
+		assert_int_equal(err.code, CARVE_EINVAL);
+		error_clear(&err);
+	}
+}
+
+/* libvirt keeps the serials and carve's metadata of data disks and image. */
+static void
+test_libvirt_data_disks(void **state)
+{
+	static const char *const two[] = { DATA0, DATA1 };
+	virConnectPtr conn = test_conn();
+	struct carve_error err = { 0 };
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("qemu");
+	struct vm_info vm;
+	virDomainPtr dom;
+	xmlDocPtr doc;
+	char *xml, *md, *desc;
+
+	(void)state;
+	spec_init(&spec, "carve-dd1", 1, 256, 8);
+	spec.vs_image.vi_url = (char *)"file:///srv/images/base.qcow2";
+	snprintf(spec.vs_image.vi_sha256, sizeof(spec.vs_image.vi_sha256),
+	    "%064d", 0);
+	spec.vs_image.vi_format = VM_IMAGE_QCOW2;
+	spec.vs_ndata_disks = 2;
+	spec.vs_data_disks[0].dd_size_gib = 3;
+	spec.vs_data_disks[1].dd_size_gib = 65536;
+	o.root_disk = ROOT;
+	o.seed_iso = SEED;
+	o.data_disks = two;
+	o.ndata_disks = 2;
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	dom = virDomainDefineXML(conn, xml);
+	if (dom == NULL)
+		fail_msg("test driver refused the XML: %s\n%s",
+		    virGetLastErrorMessage(), xml);
+	free(xml);
+	desc = virDomainGetXMLDesc(dom, 0);
+	doc = parse_doc(desc);
+	assert_xp(doc, "/domain/devices/disk[target/@dev='vdb']/serial",
+	    "carve-data0");
+	assert_xp(doc, "/domain/devices/disk[target/@dev='vdc']/source/@file",
+	    DATA1);
+	xmlFreeDoc(doc);
+	free(desc);
+	md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, VIRT_XML_NS,
+	    0);
+	assert_non_null(md);
+	memset(&vm, 0, sizeof(vm));
+	if (virt_xml_parse_metadata(md, &vm, &err) < 0)
+		fail_msg("metadata refused: %s\n%s", err.message, md);
+	assert_vm_matches(&vm, &spec, &o);
+	assert_string_equal(vm.vm_image_url, "file:///srv/images/base.qcow2");
+	assert_string_equal(vm.vm_image_sha256, spec.vs_image.vi_sha256);
+	assert_int_equal(vm.vm_image_format, VM_IMAGE_QCOW2);
+	assert_int_equal(vm.vm_ndata_disks, 2);
+	assert_int_equal(vm.vm_data_disks[0].dd_size_gib, 3);
+	assert_int_equal(vm.vm_data_disks[1].dd_size_gib, 65536);
+	assert_int_equal(vm_info_disk_gib_total(&vm), 8 + 3 + 65536);
+	free(md);
+
+	/* A rebuild's rewrite goes through virDomainSetMetadata and reads
+	 * back whole (libvirt puts it in carve's namespace). */
+	{
+		struct virt_xml_rebuild rb = { "", RB_ID, VIRT_XML_RUN_YES }, rb2;
+		struct vm_info vm2;
+		char *plain;
+
+		snprintf(vm.vm_image_url, sizeof(vm.vm_image_url),
+		    "https://img.example/other.raw");
+		vm.vm_image_format = VM_IMAGE_RAW;
+		plain = virt_xml_metadata_vm(&vm, &rb, &err);
+		assert_non_null(plain);
+		if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, plain,
+		    VIRT_XML_PREFIX, VIRT_XML_NS, VIR_DOMAIN_AFFECT_CONFIG) < 0)
+			fail_msg("SetMetadata refused: %s\n%s",
+			    virGetLastErrorMessage(), plain);
+		free(plain);
+		md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+		    VIRT_XML_NS, 0);
+		assert_non_null(md);
+		memset(&vm2, 0, sizeof(vm2));
+		assert_int_equal(virt_xml_parse_metadata_rebuild(md, &vm2, &rb2,
+		    &err), 0);
+		assert_string_equal(vm2.vm_image_url,
+		    "https://img.example/other.raw");
+		assert_int_equal(vm2.vm_ndata_disks, 2);
+		assert_string_equal(rb2.rb_rebuilt_by, RB_ID);
+		assert_int_equal(rb2.rb_was_running, VIRT_XML_RUN_YES);
+		free(md);
+		desc = virDomainGetXMLDesc(dom, 0);
+		assert_non_null(strstr(desc, "<carve:rebuilt_by>" RB_ID));
+		free(desc);
+	}
+	assert_int_equal(virDomainUndefine(dom), 0);
+	virDomainFree(dom);
+	virConnectClose(conn);
+}
+
 static void
 test_storage_xml(void **state)
 {
@@ -677,6 +1305,113 @@ test_metadata_roundtrip(void **state)
 	free(md);
 }
 
+
+/* Image, data disks and rebuild bookkeeping survive the round trip. */
+static void
+test_metadata_rebuild_roundtrip(void **state)
+{
+	static const struct virt_xml_rebuild rbs[] = {
+		{ "", "", VIRT_XML_RUN_UNRECORDED },
+		{ RB_ID, "", VIRT_XML_RUN_YES },
+		{ "", RB_ID, VIRT_XML_RUN_NO },
+		{ RB_ID, CMD_ID, VIRT_XML_RUN_YES },
+	};
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("kvm");
+	struct carve_error err = { 0 };
+	struct virt_xml_rebuild rb, rb2;
+	struct vm_info vm, vm2;
+	char *md, *md2;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rbs) / sizeof(rbs[0]); i++) {
+		spec_init(&spec, "rb-1", 2, 512, 4);
+		spec.vs_image.vi_url = (char *)"https://img.example/a?b=c&d=e";
+		memcpy(spec.vs_image.vi_sha256, SUM0, sizeof(SUM0));
+		spec.vs_image.vi_format = VM_IMAGE_RAW;
+		spec.vs_ndata_disks = VM_DATA_DISKS_MAX;
+		for (size_t k = 0; k < VM_DATA_DISKS_MAX; k++)
+			spec.vs_data_disks[k].dd_size_gib = 10 * (k + 1);
+		o.rebuild = &rbs[i];
+		md = virt_xml_metadata(&spec, &o);
+		assert_non_null(md);
+		memset(&vm, 0, sizeof(vm));
+		memset(&rb, 0xa5, sizeof(rb));
+		if (virt_xml_parse_metadata_rebuild(md, &vm, &rb, &err) < 0)
+			fail_msg("case %zu refused: %s\n%s", i, err.message, md);
+		assert_vm_matches(&vm, &spec, &o);
+		assert_string_equal(vm.vm_image_url,
+		    "https://img.example/a?b=c&d=e");
+		assert_string_equal(vm.vm_image_sha256, SUM0);
+		assert_int_equal(vm.vm_image_format, VM_IMAGE_RAW);
+		assert_int_equal(vm.vm_ndata_disks, VM_DATA_DISKS_MAX);
+		assert_int_equal(vm.vm_data_disks[7].dd_size_gib, 80);
+		assert_string_equal(rb.rb_rebuilding, rbs[i].rb_rebuilding);
+		assert_string_equal(rb.rb_rebuilt_by, rbs[i].rb_rebuilt_by);
+		assert_int_equal(rb.rb_was_running, rbs[i].rb_was_running);
+
+		/* Rewritten from what was read: the same record, without a
+		 * namespace (as virDomainSetMetadata wants it). */
+		md2 = virt_xml_metadata_vm(&vm, &rb, &err);
+		assert_non_null(md2);
+		assert_true(strncmp(md2, "<vm>", 4) == 0);
+		assert_null(strstr(md2, "xmlns"));
+		memset(&vm2, 0, sizeof(vm2));
+		assert_int_equal(virt_xml_parse_metadata_rebuild(md2, &vm2, &rb2,
+		    &err), 0);
+		assert_int_equal(memcmp(&vm, &vm2, sizeof(vm)), 0);
+		assert_int_equal(memcmp(&rb, &rb2, sizeof(rb)), 0);
+		free(md2);
+		free(md);
+	}
+
+	/* A VM without an image writes no image fields. */
+	spec_init(&spec, "plain", 1, 64, 0);
+	o.rebuild = NULL;
+	md = virt_xml_metadata(&spec, &o);
+	assert_null(strstr(md, "image"));
+	assert_null(strstr(md, "data_disk"));
+	assert_null(strstr(md, "was_running"));
+	memset(&rb, 0xa5, sizeof(rb));
+	assert_int_equal(virt_xml_parse_metadata_rebuild(md, &vm, &rb, &err), 0);
+	assert_string_equal(vm.vm_image_url, "");
+	assert_int_equal(vm.vm_ndata_disks, 0);
+	assert_string_equal(rb.rb_rebuilt_by, "");
+	assert_int_equal(rb.rb_was_running, VIRT_XML_RUN_UNRECORDED);
+	free(md);
+
+	/* virt_xml_metadata_vm refuses what the parser would refuse. */
+	memset(&vm, 0, sizeof(vm));
+	snprintf(vm.vm_id, sizeof(vm.vm_id), VM_ID);
+	snprintf(vm.vm_command_id, sizeof(vm.vm_command_id), CMD_ID);
+	snprintf(vm.vm_name, sizeof(vm.vm_name), "ok");
+	vm.vm_vcpus = 1;
+	vm.vm_memory_mib = 64;
+	md = virt_xml_metadata_vm(&vm, NULL, &err);
+	assert_non_null(md);
+	free(md);
+	vm.vm_ndata_disks = VM_DATA_DISKS_MAX + 1;
+	assert_null(virt_xml_metadata_vm(&vm, NULL, &err));
+	assert_int_equal(err.code, CARVE_EINVAL);
+	error_clear(&err);
+	vm.vm_ndata_disks = 1;    /* a data disk of 0 GiB */
+	assert_null(virt_xml_metadata_vm(&vm, NULL, &err));
+	assert_non_null(strstr(err.message, "data_disk_gib"));
+	error_clear(&err);
+	vm.vm_ndata_disks = 0;
+	snprintf(vm.vm_image_url, sizeof(vm.vm_image_url), "ftp://x/y");
+	memcpy(vm.vm_image_sha256, SUM0, sizeof(SUM0));
+	vm.vm_image_format = VM_IMAGE_QCOW2;
+	assert_null(virt_xml_metadata_vm(&vm, NULL, &err));
+	assert_non_null(strstr(err.message, "metadata image.url"));
+	error_clear(&err);
+	vm.vm_image_url[0] = '\0';
+	rb = rbs[1];
+	rb.rb_was_running = VIRT_XML_RUN_UNRECORDED;
+	assert_null(virt_xml_metadata_vm(&vm, &rb, &err));
+	assert_non_null(strstr(err.message, "was_running is missing"));
+}
+
 #define NS_DECL "xmlns:carve=\"" VIRT_XML_NS "\""
 #define F_ID    "<carve:id>" VM_ID "</carve:id>"
 #define F_NAME  "<carve:name>web-1</carve:name>"
@@ -686,6 +1421,13 @@ test_metadata_roundtrip(void **state)
 #define F_CMD   "<carve:command_id>" CMD_ID "</carve:command_id>"
 #define F_AT    "<carve:created_at>1764075600123</carve:created_at>"
 #define ALL     F_ID F_NAME F_VCPUS F_MEM F_DISK F_CMD F_AT
+#define F_IURL  "<carve:image_url>file:///srv/i/b.qcow2</carve:image_url>"
+#define F_ISUM  "<carve:image_sha256>" SUM0 "</carve:image_sha256>"
+#define F_IFMT  "<carve:image_format>qcow2</carve:image_format>"
+#define F_DD    "<carve:data_disk_gib>1</carve:data_disk_gib>"
+#define F_RBY   "<carve:rebuilt_by>" RB_ID "</carve:rebuilt_by>"
+#define F_RING  "<carve:rebuilding>" RB_ID "</carve:rebuilding>"
+#define F_WASRUN "<carve:was_running>true</carve:was_running>"
 #define MD(body) "<carve:vm " NS_DECL ">" body "</carve:vm>"
 #define MDX(id, name, vcpus, mem, disk, cmd, at) MD( \
 	"<carve:id>" id "</carve:id><carve:name>" name "</carve:name>" \
@@ -722,6 +1464,13 @@ static const struct {
 	    "1764075600123") },
 	{ "escaped digits", MDX(VM_ID, "web-1", "&#50;", "512", "10", CMD_ID,
 	    "1764075600123") },
+	{ "image, data disks, rebuild, any order", MD(F_RBY F_IFMT ALL F_DD
+	    F_WASRUN F_ISUM F_DD F_IURL) },
+	{ "upper-case image sha256 and rebuilding", MD(ALL F_IURL
+	    "<carve:image_sha256>9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822C"
+	    "D15D6C15B0F00A08</carve:image_sha256>" F_IFMT F_RING
+	    "<carve:was_running>false</carve:was_running>") },
+	{ "eight data disks", MD(ALL F_DD F_DD F_DD F_DD F_DD F_DD F_DD F_DD) },
 };
 
 static void
@@ -742,6 +1491,34 @@ test_metadata_accepts(void **state)
 		assert_int_equal(vm.vm_disk_gib, 10);
 		assert_string_equal(vm.vm_command_id, CMD_ID);
 		assert_int_equal(vm.vm_created_at_ms, 1764075600123LL);
+	}
+
+	/* The optional fields, wherever they stand. */
+	{
+		size_t n = sizeof(good_md) / sizeof(good_md[0]);
+		struct carve_error err = { 0 };
+		struct virt_xml_rebuild rb;
+		struct vm_info vm;
+
+		assert_int_equal(virt_xml_parse_metadata_rebuild(good_md[n - 3].xml,
+		    &vm, &rb, &err), 0);
+		assert_string_equal(vm.vm_image_url, "file:///srv/i/b.qcow2");
+		assert_string_equal(vm.vm_image_sha256, SUM0);
+		assert_int_equal(vm.vm_image_format, VM_IMAGE_QCOW2);
+		assert_int_equal(vm.vm_ndata_disks, 2);
+		assert_int_equal(vm_info_disk_gib_total(&vm), 12);
+		assert_string_equal(rb.rb_rebuilt_by, RB_ID);
+		assert_string_equal(rb.rb_rebuilding, "");
+		assert_int_equal(rb.rb_was_running, VIRT_XML_RUN_YES);
+		assert_int_equal(virt_xml_parse_metadata_rebuild(good_md[n - 2].xml,
+		    &vm, &rb, &err), 0);
+		assert_string_equal(vm.vm_image_sha256, SUM0);
+		assert_string_equal(rb.rb_rebuilding, RB_ID);
+		assert_string_equal(rb.rb_rebuilt_by, "");
+		assert_int_equal(rb.rb_was_running, VIRT_XML_RUN_NO);
+		assert_int_equal(virt_xml_parse_metadata(good_md[n - 1].xml, &vm,
+		    &err), 0);
+		assert_int_equal(vm.vm_ndata_disks, VM_DATA_DISKS_MAX);
 	}
 }
 
@@ -854,6 +1631,48 @@ static const struct {
 	    "1") },
 	{ "NUL character reference", MDX(VM_ID, "web&#0;", "2", "512", "10",
 	    CMD_ID, "1") },
+	/* image, data disks, rebuild bookkeeping */
+	{ "image_url alone", MD(ALL F_IURL) },
+	{ "image without format", MD(ALL F_IURL F_ISUM) },
+	{ "image without url", MD(ALL F_ISUM F_IFMT) },
+	{ "image url twice", MD(ALL F_IURL F_IURL F_ISUM F_IFMT) },
+	{ "image url scheme", MD(ALL "<carve:image_url>ftp://a/b</carve:image_url>"
+	    F_ISUM F_IFMT) },
+	{ "image url relative file", MD(ALL "<carve:image_url>file://a/b"
+	    "</carve:image_url>" F_ISUM F_IFMT) },
+	{ "image url empty", MD(ALL "<carve:image_url></carve:image_url>"
+	    F_ISUM F_IFMT) },
+	{ "image sha256 short", MD(ALL F_IURL "<carve:image_sha256>abc"
+	    "</carve:image_sha256>" F_IFMT) },
+	{ "image sha256 long", MD(ALL F_IURL "<carve:image_sha256>" SUM0 "0"
+	    "</carve:image_sha256>" F_IFMT) },
+	{ "image format vmdk", MD(ALL F_IURL F_ISUM
+	    "<carve:image_format>vmdk</carve:image_format>") },
+	{ "image format none", MD(ALL F_IURL F_ISUM
+	    "<carve:image_format>none</carve:image_format>") },
+	{ "image url with markup", MD(ALL "<carve:image_url><b>x</b>"
+	    "</carve:image_url>" F_ISUM F_IFMT) },
+	{ "data disk of 0 GiB", MD(ALL "<carve:data_disk_gib>0"
+	    "</carve:data_disk_gib>") },
+	{ "data disk above max", MD(ALL "<carve:data_disk_gib>65537"
+	    "</carve:data_disk_gib>") },
+	{ "data disk not a number", MD(ALL "<carve:data_disk_gib>1G"
+	    "</carve:data_disk_gib>") },
+	{ "nine data disks", MD(ALL F_DD F_DD F_DD F_DD F_DD F_DD F_DD F_DD
+	    F_DD) },
+	{ "was_running alone", MD(ALL F_WASRUN) },
+	{ "rebuilt_by without was_running", MD(ALL F_RBY) },
+	{ "rebuilding without was_running", MD(ALL F_RING) },
+	{ "was_running yes", MD(ALL F_RBY "<carve:was_running>yes"
+	    "</carve:was_running>") },
+	{ "was_running 1", MD(ALL F_RBY "<carve:was_running>1"
+	    "</carve:was_running>") },
+	{ "was_running twice", MD(ALL F_RBY F_WASRUN F_WASRUN) },
+	{ "rebuilt_by twice", MD(ALL F_RBY F_RBY F_WASRUN) },
+	{ "rebuilt_by not a UUID", MD(ALL "<carve:rebuilt_by>x</carve:rebuilt_by>"
+	    F_WASRUN) },
+	{ "rebuilding not a UUID", MD(ALL "<carve:rebuilding>" VM_ID "0"
+	    "</carve:rebuilding>" F_WASRUN) },
 };
 
 static void
@@ -919,6 +1738,98 @@ test_metadata_size_cap(void **state)
 	error_clear(&err);
 	assert_int_equal(virt_xml_parse_metadata(NULL, &vm, &err), -1);
 	assert_int_equal(err.code, CARVE_EINVAL);
+}
+
+/*
+ * Rewriting the size in metadata read back from libvirt: the new size
+ * reads back, every other field is as it was, and libvirt stores it.
+ */
+static void
+test_metadata_set_size(void **state)
+{
+	virConnectPtr conn = test_conn();
+	struct vm_spec spec;
+	struct virt_xml_opts o = opts_init("test");
+	struct carve_error err = { 0 };
+	struct vm_info vm;
+	virDomainPtr dom;
+	char *xml, *md, *md2;
+
+	(void)state;
+	spec_init(&spec, "carve-md", 2, 512, 7);
+	xml = virt_xml_domain(&spec, &o, &err);
+	assert_non_null(xml);
+	dom = virDomainDefineXML(conn, xml);
+	assert_non_null(dom);
+	free(xml);
+	md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+	    VIRT_XML_NS, 0);
+	assert_non_null(md);
+	assert_int_equal(virt_xml_metadata_set_size(md, 5, 1536, &md2, &err),
+	    0);
+	assert_int_equal(virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+	    md2, VIRT_XML_PREFIX, VIRT_XML_NS, VIR_DOMAIN_AFFECT_CONFIG), 0);
+	free(md);
+	free(md2);
+	md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+	    VIRT_XML_NS, 0);
+	assert_non_null(md);
+	memset(&vm, 0, sizeof(vm));
+	assert_int_equal(virt_xml_parse_metadata(md, &vm, &err), 0);
+	spec.vs_vcpus = 5;
+	spec.vs_memory_mib = 1536;
+	assert_vm_matches(&vm, &spec, &o);
+	free(md);
+	assert_int_equal(virDomainUndefine(dom), 0);
+	virDomainFree(dom);
+	virConnectClose(conn);
+
+	/* The prefixed form is rewritten in place too. */
+	assert_int_equal(virt_xml_metadata_set_size(MD(ALL), 1, 64, &md,
+	    &err), 0);
+	memset(&vm, 0, sizeof(vm));
+	assert_int_equal(virt_xml_parse_metadata(md, &vm, &err), 0);
+	assert_int_equal(vm.vm_vcpus, 1);
+	assert_int_equal(vm.vm_memory_mib, 64);
+	assert_int_equal(vm.vm_disk_gib, 10);
+	assert_string_equal(vm.vm_name, "web-1");
+	free(md);
+
+	/* A resize keeps the image, data disks and rebuild bookkeeping. */
+	{
+		struct virt_xml_rebuild rb;
+
+		assert_int_equal(virt_xml_metadata_set_size(MD(ALL F_IURL F_ISUM
+		    F_IFMT F_DD F_DD F_RBY F_WASRUN), 3, 256, &md, &err), 0);
+		memset(&vm, 0, sizeof(vm));
+		assert_int_equal(virt_xml_parse_metadata_rebuild(md, &vm, &rb,
+		    &err), 0);
+		assert_int_equal(vm.vm_vcpus, 3);
+		assert_int_equal(vm.vm_memory_mib, 256);
+		assert_string_equal(vm.vm_image_url, "file:///srv/i/b.qcow2");
+		assert_int_equal(vm.vm_ndata_disks, 2);
+		assert_string_equal(rb.rb_rebuilt_by, RB_ID);
+		assert_int_equal(rb.rb_was_running, VIRT_XML_RUN_YES);
+		free(md);
+	}
+
+	/* Only valid metadata and sizes. */
+	md = (char *)"x";
+	assert_int_equal(virt_xml_metadata_set_size(MD(F_ID F_NAME), 1, 64,
+	    &md, &err), -1);
+	assert_null(md);
+	assert_int_equal(err.code, CARVE_EINVAL);
+	assert_int_equal(virt_xml_metadata_set_size(MD(ALL), 0, 64, &md, &err),
+	    -1);
+	assert_int_equal(virt_xml_metadata_set_size(MD(ALL), VM_VCPUS_MAX + 1,
+	    64, &md, &err), -1);
+	assert_int_equal(virt_xml_metadata_set_size(MD(ALL), 1, 63, &md, &err),
+	    -1);
+	assert_int_equal(virt_xml_metadata_set_size(MD(ALL), 1,
+	    VM_MEMORY_MIB_MAX + 1, &md, &err), -1);
+	assert_int_equal(virt_xml_metadata_set_size("<vm>", 1, 64, &md, &err),
+	    -1);
+	assert_null(md);
 }
 
 /* --------------------------------------------------- capabilities */
@@ -1146,13 +2057,24 @@ main(void)
 		cmocka_unit_test(test_domain_utf8),
 		cmocka_unit_test(test_libvirt_test_driver),
 		cmocka_unit_test(test_libvirt_qemu_xml),
+		cmocka_unit_test(test_max_sizes),
+		cmocka_unit_test(test_domain_room_to_grow),
+		cmocka_unit_test(test_libvirt_room_to_grow),
+		cmocka_unit_test(test_parse_sizes),
 		cmocka_unit_test(test_domain_disks),
 		cmocka_unit_test(test_libvirt_disks),
+		cmocka_unit_test(test_domain_data_disks),
+		cmocka_unit_test(test_libvirt_data_disks),
+		cmocka_unit_test(test_domain_nics),
+		cmocka_unit_test(test_domain_nic_rejects),
+		cmocka_unit_test(test_libvirt_nics),
 		cmocka_unit_test(test_storage_xml),
 		cmocka_unit_test(test_metadata_roundtrip),
+		cmocka_unit_test(test_metadata_rebuild_roundtrip),
 		cmocka_unit_test(test_metadata_accepts),
 		cmocka_unit_test(test_metadata_rejects),
 		cmocka_unit_test(test_metadata_size_cap),
+		cmocka_unit_test(test_metadata_set_size),
 		cmocka_unit_test(test_caps_sample),
 		cmocka_unit_test(test_caps_test_driver),
 		cmocka_unit_test(test_caps_edges),
