@@ -504,14 +504,28 @@ out:
 
 /* ================================================================ admission */
 
+/*
+ * The vm.create this prepare stands for, sharing its spec (shallow: not to
+ * be cleared), so admission and claims follow a create's rules exactly.
+ */
+static void
+migrate_as_create(const struct command *cmd, struct command *create)
+{
+	memset(create, 0, sizeof(*create));
+	snprintf(create->cmd_id, sizeof(create->cmd_id), "%s", cmd->cmd_id);
+	snprintf(create->cmd_vm_id, sizeof(create->cmd_vm_id), "%s",
+	    cmd->cmd_vm_id);
+	create->cmd_type = CMD_VM_CREATE;
+	create->cmd_args.create = cmd->cmd_args.migrate_prepare.mp_spec;
+}
+
 void
 migrate_prepare_claim(const struct command *cmd, struct cap_request *claim)
 {
-	const struct vm_spec *s = &cmd->cmd_args.migrate_prepare.mp_spec;
+	struct command create;
 
-	claim->amount[CAP_VCPU] = s->vs_vcpus;
-	claim->amount[CAP_MEMORY_MIB] = s->vs_memory_mib;
-	claim->amount[CAP_DISK_GIB] = s->vs_disk_gib;
+	migrate_as_create(cmd, &create);
+	handler_for(CMD_VM_CREATE)->h_claim(&create, claim);
 }
 
 int
@@ -522,6 +536,7 @@ migrate_prepare_admit(struct agent *a, const struct command *cmd,
 	const struct command_migrate_prepare_args *mp =
 	    &cmd->cmd_args.migrate_prepare;
 	unsigned in = engine_incoming(a->a_engine);
+	struct command create;
 
 	if (conf->mig_libvirt_uri == NULL)
 		return error_set(err, CARVE_EINVAL, "this host takes no incoming "
@@ -537,14 +552,10 @@ migrate_prepare_admit(struct agent *a, const struct command *cmd,
 		return error_set(err, CARVE_ECAPACITY, "too many incoming "
 		    "migrations: %u in progress, [migration] max_incoming is "
 		    "%u", in, conf->mig_max_incoming);
-	if (agent_vm_find(a, mp->mp_spec.vs_name) != NULL ||
-	    engine_name_pending(a->a_engine, mp->mp_spec.vs_name))
-		return error_set(err, CARVE_ECONFLICT, "a VM named \"%s\" "
-		    "already exists on this host", mp->mp_spec.vs_name);
-	if (mp->mp_spec.vs_kernel != NULL && conf->kernel_dir == NULL)
-		return error_set(err, CARVE_EINVAL, "direct kernel boot is "
-		    "disabled on this host ([libvirt] kernel_dir is not set)");
-	return 0;
+	/* A create's checks: the name is free, direct kernel boot and the
+	 * NICs' networks and bridges are allowed here. */
+	migrate_as_create(cmd, &create);
+	return handler_for(CMD_VM_CREATE)->h_admit(a, &create, err);
 }
 
 void
@@ -597,9 +608,11 @@ migrate_data_uri(const char *address)
 }
 
 /*
- * The VM's volumes on this host, as vm.create makes them: the root overlay
- * on the cached base (the same capacity as on the source: the spec's
- * disk_gib, or the image's size rounded up when it is 0) and the seed.
+ * The VM's volumes on this host, as vm.create makes them (with the same
+ * targets as its domain XML): the root overlay vda on the cached base (the
+ * same capacity as on the source: the spec's disk_gib, or the image's size
+ * rounded up when it is 0), empty data disks vdb, vdc, ... of their sizes
+ * (the migration fills them), and the seed hdc.
  */
 static int
 migrate_prepare_disks(struct handler_job *j, json_object *disks,
@@ -607,10 +620,28 @@ migrate_prepare_disks(struct handler_job *j, json_object *disks,
 {
 	const struct command *cmd = j->hj_cmd;
 	const struct vm_spec *s = &cmd->cmd_args.migrate_prepare.mp_spec;
-	char *base, *iso = NULL, *root = NULL, *seed = NULL;
+	char *base = NULL, *iso = NULL, *root = NULL, *seed = NULL;
 	uint64_t vsize, gib = s->vs_disk_gib;
 	int rc = -1;
 
+	if (virt_storage_pool_ensure(j->hj_conn, j->hj_pool, j->hj_disk_dir,
+	    err) < 0)
+		goto out;
+	for (size_t i = 0; i < s->vs_ndata_disks; i++) {
+		char *path = NULL, target[8];
+
+		if (virt_storage_data(j->hj_conn, j->hj_pool, cmd->cmd_vm_id,
+		    (unsigned)i, s->vs_data_disks[i].dd_size_gib * GIB, &path,
+		    err) < 0)
+			goto out;
+		snprintf(target, sizeof(target), "vd%c", (char)('b' + i));
+		jsonx_add_string(disks, target, path);
+		free(path);
+	}
+	if (s->vs_image.vi_url == NULL) {
+		rc = 0;
+		goto out;
+	}
 	base = images_path(j->hj_image_dir, &s->vs_image);
 	if (images_inspect(base, s->vs_image.vi_format, &vsize, err) < 0)
 		goto out;
@@ -621,9 +652,7 @@ migrate_prepare_disks(struct handler_job *j, json_object *disks,
 		    "than the image's virtual size", gib);
 		goto out;
 	}
-	if (virt_storage_pool_ensure(j->hj_conn, j->hj_pool, j->hj_disk_dir,
-	    err) < 0 ||
-	    virt_storage_root(j->hj_conn, j->hj_pool, cmd->cmd_vm_id, gib * GIB,
+	if (virt_storage_root(j->hj_conn, j->hj_pool, cmd->cmd_vm_id, gib * GIB,
 	    base, s->vs_image.vi_format, &root, err) < 0)
 		goto out;
 	jsonx_add_string(disks, "vda", root);
@@ -675,7 +704,7 @@ migrate_prepare_run(struct handler_job *j)
 		j->hj_err = lerr;
 		goto out;
 	}
-	if (s->vs_image.vi_url != NULL) {
+	if (s->vs_image.vi_url != NULL || s->vs_ndata_disks > 0) {
 		made = true;
 		if (migrate_prepare_disks(j, disks, &j->hj_err) < 0)
 			goto out;

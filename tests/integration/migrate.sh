@@ -6,9 +6,10 @@
 #   - a TCG guest printing a tick a second goes A -> B -> A: its ticks go on
 #     in the destination's serial log, `virsh list` shows it on exactly one
 #     host, the source forgets it and the destination's view has it;
-#   - a guest on a base image goes A -> B: only its overlay travels (the
-#     job's disk bytes are far below the base's size), and after a restart
-#     on B it still reads what it wrote on A;
+#   - a guest on a base image, with a data disk, goes A -> B: only its
+#     overlay and data travel (the job's disk bytes are far below the base's
+#     size), and after a restart on B it still reads what it wrote on A to
+#     both disks;
 #   - prepares are refused when B has no room, already one incoming, or
 #     is drained (carvectl drain, kept across a restart);
 #   - a reservation survives a kill -9 of the destination's carved;
@@ -25,10 +26,9 @@ why=$(mignodes_check) || tap_skip_all "$why"
 
 tmpdir_setup
 guest=${CARVE_GUEST_DIR:-$top_builddir/tests/guest/out}
-if [ ! -f "$guest/vmlinuz" ] || [ ! -f "$guest/initrd.gz" ]; then
-	"$top_srcdir/tests/guest/mk-guest.sh" "$guest" >&2 ||
-	    tap_bail "cannot build the test guest"
-fi
+# A no-op when the guest is current (it must know data disks).
+"$top_srcdir/tests/guest/mk-guest.sh" "$guest" >&2 ||
+    tap_bail "cannot build the test guest"
 CARVE_GUEST_DIR=$guest
 t0=$(date +%s)
 mignodes_up A B || tap_bail "cannot set up the two hosts"
@@ -161,13 +161,15 @@ if command -v syslinux >/dev/null && command -v genisoimage >/dev/null &&
 	sha=$("$top_srcdir/tests/guest/mk-image.sh" "$img" carve-mig-marker 2>/dev/null | tail -1)
 	base_bytes=$(stat -c %s "$img/base.qcow2")
 	IMG="{\"url\":\"file://$img/base.qcow2\",\"sha256\":\"$sha\",\"format\":\"qcow2\"}"
-	SPEC2="{\"name\":\"carve-mig2\",\"vcpus\":1,\"memory_mib\":192,\"disk_gib\":1,\"image\":$IMG,\"user_data\":\"#cloud-config\\n#writemark: w1\\n\"}"
+	SPEC2="{\"name\":\"carve-mig2\",\"vcpus\":1,\"memory_mib\":192,\"disk_gib\":1,\"image\":$IMG,\"data_disks\":[{\"size_gib\":1}],\"user_data\":\"#cloud-config\\n#writemark: w1\\n#datamark: d1\\n\"}"
 	V2=$(uuid)
 	r=$(printf '{"id":"%s","type":"vm.create","vm_id":"%s","args":%s}' \
 	    "$(uuid)" "$V2" "$SPEC2" | { carved_use A; ctl_json submit -; })
 	tap_is "$(field "$r" .status)" succeeded "an image-based guest on A" || tap_diag "$r"
 	tap_ok "it writes to its overlay on A" wait_for "WROTE" 90 \
 	    grep -q "WROTE w1" "$(mignode_console A "$V2")"
+	tap_ok "and to its data disk" wait_for "DATA-WROTE" 60 \
+	    grep -q "DATA-WROTE d1" "$(mignode_console A "$V2")"
 	move "$V2" "$SPEC2" A B
 	tap_is "$(field "$MOVE_MIG" .status) $(field "$MOVE_FIN" .result.outcome)" \
 	    "succeeded arrived" "A -> B with its disks" || { tap_diag "$MOVE_PREP" "$MOVE_MIG"; show_logs; }
@@ -175,8 +177,9 @@ if command -v syslinux >/dev/null && command -v genisoimage >/dev/null &&
 	tap_diag "disk bytes sent: $disk; the base image: $base_bytes bytes"
 	tap_ok "only the overlay travelled (disk bytes < half the base)" \
 	    test "$disk" -lt $((base_bytes / 2))
-	tap_like "$(field "$MOVE_PREP" '.result.disks.vda')" "$TEST_TMPDIR/B/state/disks/$V2-root.qcow2" \
-	    "B's root overlay is in B's pool"
+	tap_like "$(field "$MOVE_PREP" '.result.disks | "\(.vda) \(.vdb) \(.hdc)"')" \
+	    "$TEST_TMPDIR/B/state/disks/$V2-root.qcow2 $TEST_TMPDIR/B/state/disks/$V2-data0.qcow2 $TEST_TMPDIR/B/state/disks/$V2-seed.iso" \
+	    "B made its root overlay, data disk and seed in B's pool"
 	tap_like "$(qemu-img info -U --output=json "$TEST_TMPDIR/B/state/disks/$V2-root.qcow2" | jq -r '."backing-filename"')" \
 	    "$TEST_TMPDIR/B/state/images/*" "on B's own copy of the base"
 	tap_is "$(mignode_virsh A vol-list "ct-A-$$" 2>/dev/null | grep -c "$V2")" 0 \
@@ -187,6 +190,8 @@ if command -v syslinux >/dev/null && command -v genisoimage >/dev/null &&
 	    "restarted on B"
 	tap_ok "it reads on B what it wrote on A" wait_for "WRITES w1" 90 \
 	    grep -q "WRITES.*w1" "$(mignode_console B "$V2")"
+	tap_ok "and its data disk came along" wait_for "DATA d1" 60 \
+	    grep -q "^DATA .*d1" "$(mignode_console B "$V2")"
 	ctl_json vm destroy "$V2" >/dev/null
 else
 	tap_skip "an image-based guest migrates with its overlay" \
