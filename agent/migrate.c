@@ -1341,6 +1341,17 @@ migrate_run(struct handler_job *j)
 		virt_ops_fail(j->hj_conn, &j->hj_err, "domain lookup");
 		return;
 	}
+	/* libvirt refuses it anyway (qemuMigrationSrcIsAllowed): say so
+	 * before anything is sent, in carve's words. */
+	if ((rc = virDomainSnapshotNum(d, 0)) > 0) {
+		j->hj_vm = cur;
+		j->hj_has_vm = true;
+		error_set(&j->hj_err, CARVE_EINVAL, "VM %s has %d snapshot%s; "
+		    "libvirt cannot live-migrate a domain with snapshots "
+		    "(delete them first)", cmd->cmd_vm_id, rc, rc == 1 ? "" :
+		    "s");
+		goto out;
+	}
 	xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_MIGRATABLE);
 	if (xml == NULL) {
 		virt_ops_fail(j->hj_conn, &j->hj_err, "reading the domain XML");

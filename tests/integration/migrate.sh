@@ -170,6 +170,16 @@ if command -v syslinux >/dev/null && command -v genisoimage >/dev/null &&
 	    grep -q "WROTE w1" "$(mignode_console A "$V2")"
 	tap_ok "and to its data disk" wait_for "DATA-WROTE" 60 \
 	    grep -q "DATA-WROTE d1" "$(mignode_console A "$V2")"
+	# libvirt cannot migrate a domain with snapshots: refused up front.
+	if mignode_virsh A snapshot-create-as carve-mig2 s1 >/dev/null 2>&1; then
+		r=$(submit A vm.migrate "$V2" '{"dest_node":"B","dest_libvirt_uri":"qemu:///system","disks":{}}')
+		tap_like "$(field "$r" '"\(.error.code): \(.error.message)"')" \
+		    "invalid_argument: *has 1 snapshot; libvirt cannot live-migrate*" \
+		    "a VM with a snapshot is refused before anything is sent"
+		mignode_virsh A snapshot-delete carve-mig2 s1 >/dev/null
+	else
+		tap_skip "a VM with a snapshot is refused" "cannot snapshot it"
+	fi
 	move "$V2" "$SPEC2" A B
 	tap_is "$(field "$MOVE_MIG" .status) $(field "$MOVE_FIN" .result.outcome)" \
 	    "succeeded arrived" "A -> B with its disks" || { tap_diag "$MOVE_PREP" "$MOVE_MIG"; show_logs; }
