@@ -16,6 +16,8 @@
 #   - a bandwidth-limited migration refuses other commands (and a second
 #     outgoing one), is cancelled mid-way: the VM keeps running on A and
 #     finish on B releases;
+#   - kill -9 of the source's carved before it asked libvirt: after the
+#     restart it finds the VM running here without a job: failed, it stays;
 #   - kill -9 of both carveds mid-migration: libvirtd carries on, and
 #     after the restarts both carveds agree where the VM is.
 set -u
@@ -269,6 +271,29 @@ ctl_json vm destroy "$V4" >/dev/null
 carved_use B
 tap_is "$(ctl_json capacity | jq -r .MEMORY_MIB.allocated)" 0 \
     "B released the reservation"
+
+# -- kill -9 of the source's carved before the migration started ----------------
+P=$(submit B vm.migrate.prepare "$V1" "$(prepare_args "$SPEC1" A)")
+carved_use A
+carved_stop
+mignode_carved_start A CARVED_TEST_DELAY_BEFORE_MS=4000 || tap_bail "carved A did not restart"
+MID=$(uuid)
+submit A vm.migrate "$V1" "$(migrate_args "$P" B)" "$MID" >/dev/null 2>&1 &
+mpid=$!
+running_cmd() { carved_use A; ctl_json status | jq -e ".inflight[] |
+    select(.command_id == \"$MID\" and .state == \"running\")" >/dev/null; }
+wait_for "vm.migrate running" 30 running_cmd
+carved_use A
+carved_kill9
+wait "$mpid" 2>/dev/null
+mignode_carved_start A || tap_bail "carved A did not restart"
+tap_ok "killed before libvirt was asked: A settles it" wait_for "result" 60 result_of A "$MID"
+r=$(result_of A "$MID")
+tap_like "$(field "$r" '"\(.status) \(.error.message)"')" "failed *did not complete; the VM stays on A" \
+    "from libvirt: it did not happen, the VM stays" || tap_diag "$r"
+F=$(submit B vm.migrate.finish "$V1")
+tap_is "$(field "$F" .result.outcome)" released "finish on B: released"
+tap_is "$(on_host A carve-mig1)$(on_host B carve-mig1)" 10 "virsh: on A only"
 
 # -- kill -9 the source's carved mid-migration ----------------------------------
 P=$(submit B vm.migrate.prepare "$V1" "$(prepare_args "$SPEC1" A)")
