@@ -210,9 +210,13 @@ virt_op_start(virConnectPtr c, const char *vm_id, struct vm_info *out,
 	if (d == NULL)
 		return -1;
 	if (!virt_ops_active(d) && virDomainCreate(d) < 0) {
+		struct carve_error ferr = { 0 };
+
+		/* Read libvirt's error now: the next call resets it. */
+		virt_ops_fail(c, &ferr, "starting the VM");
 		/* Lost a race with another start: still success. */
 		if (!virt_ops_active(d)) {
-			virt_ops_fail(c, err, "starting the VM");
+			*err = ferr;
 			goto out;
 		}
 	}
