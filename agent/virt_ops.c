@@ -14,6 +14,7 @@
 #include <libvirt/virterror.h>
 
 #include "agent/virt_ops.h"
+#include "agent/virt_snap.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -118,6 +119,19 @@ virt_ops_state(virConnectPtr c, virDomainPtr d, struct vm_info *vm,
 	return 0;
 }
 
+virDomainPtr
+virt_ops_domain(virConnectPtr c, const char *vm_id, struct vm_info *out,
+    struct carve_error *err)
+{
+	virDomainPtr d = virt_ops_lookup(c, vm_id, out, err);
+
+	if (d != NULL && virt_ops_state(c, d, out, err) < 0) {
+		virDomainFree(d);
+		return NULL;
+	}
+	return d;
+}
+
 static bool
 virt_ops_active(virDomainPtr d)
 {
@@ -169,7 +183,8 @@ virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,
 		goto rollback;
 	}
 	*out = meta;
-	if (virt_ops_state(c, d, out, err) < 0)
+	if (virt_ops_state(c, d, out, err) < 0 ||
+	    virt_snap_read(c, d, out, err) < 0)
 		goto cleanup;
 	rc = 0;
 	goto cleanup;
@@ -333,6 +348,8 @@ virt_op_get(virConnectPtr c, const char *vm_id, struct vm_info *out,
 	if (d == NULL)
 		return -1;
 	rc = virt_ops_state(c, d, out, err);
+	if (rc == 0)
+		rc = virt_snap_read(c, d, out, err);
 	virDomainFree(d);
 	return rc;
 }
@@ -374,7 +391,8 @@ virt_op_list(virConnectPtr c, struct vm_info **out, size_t *n,
 			    virDomainGetName(doms[i]) ? virDomainGetName(doms[i]) : "?");
 			log_warn("virt", "domain %s has unreadable carve metadata, "
 			    "ignoring it: %s", name, lerr.message);
-		} else if (virt_ops_state(c, doms[i], &vms[count], &lerr) == 0) {
+		} else if (virt_ops_state(c, doms[i], &vms[count], &lerr) == 0 &&
+		    virt_snap_read(c, doms[i], &vms[count], &lerr) == 0) {
 			count++;
 		} else if (lerr.code != CARVE_ENOTFOUND) {
 			*err = lerr;

@@ -35,6 +35,13 @@
 int virt_ops_fail(virConnectPtr c, struct carve_error *err, const char *what);
 /* True when the thread's last libvirt error has this virErrorNumber. */
 bool virt_ops_errcode_is(int code);
+/*
+ * The managed domain vm_id (virDomainFree it), with its record and state in
+ * *out (no snapshots read); NULL with CARVE_ENOTFOUND when absent or not
+ * carve's.
+ */
+virDomainPtr virt_ops_domain(virConnectPtr c, const char *vm_id,
+    struct vm_info *out, struct carve_error *err);
 
 /* Define (if absent) and start the domain described by xml. */
 int virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,

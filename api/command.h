@@ -12,6 +12,8 @@
  *               "user_data"?}
  *   vm.start   {}            vm.reboot {}            vm.destroy {}
  *   vm.stop    {"force"?: bool, "timeout_s"?: 1..3600 (default 60)}
+ *   vm.snapshot.create {"name","kind":"full"|"disk","quiesce"?: bool}
+ *   vm.snapshot.revert {"name"}         vm.snapshot.delete {"name"}
  * ("args" may be omitted where no field is required.)
  */
 #ifndef CARVE_API_COMMAND_H
@@ -23,6 +25,7 @@
 
 #include <json-c/json.h>
 
+#include "api/vm.h"
 #include "common/error.h"
 #include "common/ids.h"
 
@@ -51,6 +54,9 @@ enum command_type {
 	CMD_VM_STOP,
 	CMD_VM_REBOOT,
 	CMD_VM_DESTROY,
+	CMD_VM_SNAPSHOT_CREATE,
+	CMD_VM_SNAPSHOT_REVERT,
+	CMD_VM_SNAPSHOT_DELETE,
 	CMD_TYPE_MAX
 };
 
@@ -102,6 +108,20 @@ struct command_stop_args {
 	unsigned timeout_s;
 };
 
+/*
+ * The snapshot commands' arguments: the snapshot's name (ids_name_check's
+ * rules) for all three; kind and quiesce for vm.snapshot.create only (the
+ * others decode and encode the name alone). quiesce (freeze the guest's
+ * file systems through its agent around the snapshot) applies to "disk"
+ * snapshots only: a "full" one keeps the guest's memory, and a guest
+ * reverted to it would resume with its file systems frozen.
+ */
+struct command_snapshot_args {
+	char name[IDS_NAME_MAX + 1];
+	enum vm_snapshot_kind kind;
+	bool quiesce;
+};
+
 struct command {
 	char cmd_id[IDS_UUID_LEN + 1];      /* lower-case */
 	enum command_type cmd_type;
@@ -109,6 +129,7 @@ struct command {
 	union {
 		struct vm_spec create;
 		struct command_stop_args stop;
+		struct command_snapshot_args snapshot;
 	} cmd_args;
 };
 
@@ -163,6 +184,15 @@ int vm_spec_decode(json_object *args, struct vm_spec *out, struct carve_error *e
 json_object *vm_spec_encode(const struct vm_spec *spec);
 void vm_spec_clear(struct vm_spec *spec);
 void vm_spec_copy(struct vm_spec *dst, const struct vm_spec *src);
+
+/*
+ * Decode vm.snapshot.create's args object (also the body of carve-cp's
+ * POST /v1/vms/{id}/snapshots) and encode it back.
+ */
+int command_snapshot_create_decode(json_object *args,
+    struct command_snapshot_args *out, struct carve_error *err);
+json_object *command_snapshot_create_encode(
+    const struct command_snapshot_args *a);
 
 json_object *command_result_encode(const struct command_result *res);
 int command_result_decode(json_object *obj, struct command_result *out,

@@ -517,6 +517,8 @@ static const struct {
 	[CMD_VM_STOP] = { agent_effect_state, NULL },
 	[CMD_VM_REBOOT] = { agent_effect_state, NULL },
 	[CMD_VM_DESTROY] = { agent_effect_gone, NULL },
+	/* A revert may start or stop the VM (its result says the state). */
+	[CMD_VM_SNAPSHOT_REVERT] = { agent_effect_state, NULL },
 };
 
 /* Store the result and its effect on the VM in one transaction. */

@@ -22,7 +22,12 @@
 #     from its meta-data; a line "#writemark: <word>" in its user-data
 #     (a YAML comment: still valid cloud-config) does what writemark=
 #     does when the command line has none, for images that boot through
-#     their own boot loader (no kernel command line to set);
+#     their own boot loader (no kernel command line to set); a line
+#     "#disktick: on" in its user-data then starts a loop that every second
+#     appends "tick N" to WRITES.TXT (mount, append, sync, unmount) and
+#     prints "DISKTICK N UP <uptime seconds>" (the snapshot tests: what the
+#     disk held at a snapshot, and whether a revert resumed the guest or
+#     booted it afresh);
 #   - starts acpid so that an ACPI power-button press (virsh shutdown)
 #     runs /etc/acpi/PWRF/00000080 = "poweroff -f" (unless "noacpid" is on
 #     the command line: a guest that ignores graceful shutdown);
@@ -241,6 +246,22 @@ writemark=\$(arg writemark || :)
 if [ -n "\$writemark" ]; then
 	disk_write "\$writemark" || echo "WRITE FAILED \$writemark"
 fi
+# "#disktick: on": a tick a second, on the disk and the console.
+disktick() {
+	t=0
+	while :; do
+		t=\$((t + 1))
+		if disk_mount; then
+			echo "tick \$t" >>/mnt/disk/WRITES.TXT
+			sync
+			umount /mnt/disk
+			echo "DISKTICK \$t UP \$(cut -d ' ' -f 1 /proc/uptime)"
+		else
+			echo "DISKTICK FAILED \$t"
+		fi
+		sleep 1
+	done
+}
 # The NoCloud seed: SCSI/ATA scans finish after insmod returns, so look for
 # it in the background instead of holding READY back on every boot.
 cidata() {
@@ -261,9 +282,13 @@ cidata() {
 			echo "CIDATA \$(sed -n 's/^instance-id: *//p' \$md | tr -cd 'A-Za-z0-9_.:-')"
 			echo "CIDATA-HOSTNAME \$(sed -n 's/^local-hostname: *//p' \$md | tr -cd 'A-Za-z0-9_.:-')"
 			cwm=\$(sed -n 's/^#writemark: *//p' /mnt/cidata/user-data | head -n 1 | tr -cd 'A-Za-z0-9_.:-')
+			cdt=\$(sed -n 's/^#disktick: *//p' /mnt/cidata/user-data | head -n 1 | tr -cd 'a-z')
 			umount /mnt/cidata
 			if [ -n "\$cwm" ] && [ -z "\$writemark" ]; then
 				disk_write "\$cwm" || echo "WRITE FAILED \$cwm"
+			fi
+			if [ "\$cdt" = on ]; then
+				disktick
 			fi
 			return 0
 		done
