@@ -85,6 +85,8 @@ FUZZ_RT(vm_action_req, struct proto_vm_action_req, fuzz_noclear)
 FUZZ_RT(vm, struct proto_vm, fuzz_noclear)
 FUZZ_RT(node, struct proto_node, proto_node_clear)
 FUZZ_RT(command_info, struct proto_command_info, proto_command_info_clear)
+FUZZ_RT(snapshot_create_req, struct command_snapshot_args, fuzz_noclear)
+FUZZ_RT(snapshot_list, struct proto_snapshot_list, fuzz_noclear)
 
 static int
 fuzz_rt_poll_resp(json_object *in, char **out, struct carve_error *err)
@@ -164,6 +166,8 @@ static const struct fuzz_codec fuzz_codecs[] = {
 	{ "node record", fuzz_rt_node },
 	{ "node list", fuzz_rt_node_list },
 	{ "command record", fuzz_rt_command_info },
+	{ "snapshot request", fuzz_rt_snapshot_create_req },
+	{ "snapshot list", fuzz_rt_snapshot_list },
 };
 
 static void

@@ -44,6 +44,11 @@
 #define VMI "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"state\":\"running\"," \
 	"\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"command_id\":\"" U1 \
 	"\",\"created_at\":1700000000000}"
+#define SNAPS "[{\"name\":\"pre\",\"kind\":\"full\",\"created_at\":1}," \
+	"{\"name\":\"nightly.2\",\"kind\":\"disk\",\"created_at\":2}]"
+#define VMI_SNAPS "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"state\":" \
+	"\"running\",\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10," \
+	"\"created_at\":1700000000000,\"snapshots\":" SNAPS "}"
 #define CMD "{\"id\":\"" U1 "\",\"type\":\"vm.start\",\"vm_id\":\"" U2 \
 	"\",\"args\":{}}"
 #define VMREC "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\"," \
@@ -136,6 +141,8 @@ RT(vm_action_req, struct proto_vm_action_req, noclear)
 RT(vm, struct proto_vm, noclear)
 RT(node, struct proto_node, proto_node_clear)
 RT(command_info, struct proto_command_info, proto_command_info_clear)
+RT(snapshot_create_req, struct command_snapshot_args, noclear)
+RT(snapshot_list, struct proto_snapshot_list, noclear)
 
 static int
 rt_empty(json_object *in, char **out, struct carve_error *err)
@@ -182,7 +189,7 @@ enum kind {
 	K_ERROR, K_EMPTY, K_CAPACITY, K_ENROLL, K_RENEW, K_CERT, K_REGISTER,
 	K_REGISTER_RESP, K_POLL, K_PROGRESS, K_HEARTBEAT, K_HEARTBEAT_RESP,
 	K_VM_CREATE, K_VM_CREATED, K_COMMAND_REF, K_VM_ACTION, K_VM, K_VM_LIST,
-	K_NODE, K_NODE_LIST, K_COMMAND_INFO, K_MAX
+	K_NODE, K_NODE_LIST, K_COMMAND_INFO, K_SNAP_CREATE, K_SNAP_LIST, K_MAX
 };
 
 static const struct codec codecs[K_MAX] = {
@@ -207,6 +214,8 @@ static const struct codec codecs[K_MAX] = {
 	[K_NODE] = { "node record", rt_node },
 	[K_NODE_LIST] = { "node list", rt_node_list },
 	[K_COMMAND_INFO] = { "command record", rt_command_info },
+	[K_SNAP_CREATE] = { "snapshot request", rt_snapshot_create_req },
+	[K_SNAP_LIST] = { "snapshot list", rt_snapshot_list },
 };
 
 /* ------------------------------------------------------------ accepted */
@@ -273,6 +282,9 @@ static const struct valid_case valid_cases[] = {
 	    U1_UPPER "\",\"" U2 "\"],\"capacity\":" CAP "}",
 	    "{\"seq\":2,\"full\":false,\"vms\":[],\"removed\":[\"" U1 "\",\""
 	    U2 "\"],\"capacity\":" CAP "}" },
+	/* A report with snapshots, and one from an agent without them. */
+	{ K_HEARTBEAT, "{\"seq\":3,\"full\":true,\"vms\":[" VMI_SNAPS ","
+	    VMI "],\"removed\":[],\"capacity\":" CAP "}", NULL },
 	{ K_HEARTBEAT_RESP, "{\"ack\":12,\"resync\":false,"
 	    "\"heartbeat_interval_s\":10}", NULL },
 	{ K_HEARTBEAT_RESP, "{\"ack\":0,\"resync\":true,"
@@ -294,6 +306,12 @@ static const struct valid_case valid_cases[] = {
 	{ K_VM_ACTION, "{\"action\":\"start\"}", NULL },
 	{ K_VM_ACTION, "{\"action\":\"reboot\"}", NULL },
 	{ K_VM, VMREC, NULL },
+	{ K_SNAP_CREATE, "{\"name\":\"pre\",\"kind\":\"full\"}",
+	    "{\"name\":\"pre\",\"kind\":\"full\",\"quiesce\":false}" },
+	{ K_SNAP_CREATE, "{\"name\":\"d1\",\"kind\":\"disk\",\"quiesce\":true}",
+	    NULL },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\",\"snapshots\":[]}", NULL },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\",\"snapshots\":" SNAPS "}", NULL },
 	{ K_VM_LIST, "[]", NULL },
 	{ K_VM_LIST, "[" VMREC "," VMREC "]", NULL },
 	{ K_NODE, NODEREC, NULL },
@@ -588,6 +606,31 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_VM_ACTION, "{\"force\":true}", "action is required" },
 	{ K_VM_ACTION, "{\"action\":\"stop\",\"timeout_s\":5}",
 	    "VM action request: unknown key \"timeout_s\"" },
+	/* admin: snapshots */
+	{ K_SNAP_CREATE, "{\"name\":\"pre\"}", "kind is required" },
+	{ K_SNAP_CREATE, "{\"kind\":\"disk\"}", "name is required" },
+	{ K_SNAP_CREATE, "{\"name\":\"a b\",\"kind\":\"disk\"}",
+	    "name may only contain" },
+	{ K_SNAP_CREATE, "{\"name\":\"a\",\"kind\":\"memory\"}",
+	    "must be \"full\" or \"disk\"" },
+	{ K_SNAP_CREATE, "{\"name\":\"a\",\"kind\":\"full\",\"quiesce\":true}",
+	    "quiesce applies to disk snapshots only" },
+	{ K_SNAP_CREATE, "{\"name\":\"a\",\"kind\":\"disk\",\"node\":\"n\"}",
+	    "unknown key \"node\"" },
+	{ K_SNAP_LIST, "{\"snapshots\":[]}", "vm_id is required" },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\"}", "snapshots must be an array" },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\",\"snapshots\":[{\"name\":\"a\"}]}",
+	    "kind is required" },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\",\"snapshots\":[{\"name\":\"a\","
+	    "\"kind\":\"full\",\"created_at\":1},{\"name\":\"a\",\"kind\":"
+	    "\"disk\",\"created_at\":2}]}", "snapshot \"a\" is listed twice" },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\",\"snapshots\":[],\"n\":0}",
+	    "snapshot list: unknown key \"n\"" },
+	{ K_HEARTBEAT, "{\"seq\":3,\"full\":true,\"vms\":[{\"id\":\"" U2 "\","
+	    "\"name\":\"w\",\"state\":\"running\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"disk_gib\":0,\"created_at\":0,\"snapshots\":[{\"name\":\"a\","
+	    "\"kind\":\"warm\",\"created_at\":1}]}],\"removed\":[],"
+	    "\"capacity\":" CAP "}", "snapshot kind must be" },
 	/* admin: VM record */
 	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
 	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"desired_state\":"
