@@ -176,6 +176,7 @@ carved_start || tap_bail "carved did not restart"
 r=$(ctl_json vm snapshot revert carve-snap-g1 s-disk --command-id $CR)
 tap_is "$(printf '%s' "$r" | jq -r .status)" succeeded "the interrupted revert was recovered: succeeded"
 tap_like "$(cat "$CARVED_DIR/carved.log")" "*$CR*accepted but never finished*" "the log names the recovery"
+tap_is "$(snaps carve-snap-g1)" "s-full:full,s-disk:disk" "the restarted carved read the snapshots back from libvirt"
 sleep 3
 tap_is "$(console_from "$id" $((L5 + 1)) | grep -c 'GUEST UP')" 0 "and the guest was not reverted (booted) again"
 
