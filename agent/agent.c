@@ -70,7 +70,8 @@ agent_snapshots_same(const struct vm_info *x, const struct vm_info *y)
 	if (x->vm_snapshots_known != y->vm_snapshots_known ||
 	    x->vm_nsnapshots != y->vm_nsnapshots)
 		return false;
-	for (unsigned i = 0; i < x->vm_nsnapshots && i < VM_SNAPSHOTS_MAX; i++) {
+	for (unsigned i = 0; i < x->vm_nsnapshots && i < VM_SNAPSHOTS_MAX;
+	    i++) {
 		const struct vm_snapshot *a = &x->vm_snapshots[i];
 		const struct vm_snapshot *b = &y->vm_snapshots[i];
 
@@ -209,8 +210,10 @@ agent_capacity(struct agent *a, struct capacity *out)
 		const struct vm_info *vm = v;
 		out->cap[CAP_VCPU].allocated += vm->vm_vcpus;
 		out->cap[CAP_MEMORY_MIB].allocated += vm->vm_memory_mib;
+		/* A snapshot's space is an estimate: see virt_snap.h. */
 		out->cap[CAP_DISK_GIB].allocated += vm->vm_disk_gib +
-		    vm->vm_nsnapshots * virt_snap_estimate_gib(vm->vm_memory_mib);
+		    vm->vm_nsnapshots *
+		    virt_snap_estimate_gib(vm->vm_memory_mib);
 	}
 	engine_claims(a->a_engine, &claims);
 	for (int i = 0; i < CAP_NCLASSES; i++)

@@ -868,10 +868,10 @@ static const struct ctl_verb ctl_verbs[] = {
 	{ "vm snapshot create", "vm.snapshot.create",
 	  "ID NAME [--kind full|disk] [--quiesce] [--command-id UUID]",
 	  "take a snapshot of a VM",
-	  "  --kind full        disk and memory: a revert resumes the guest where\n"
-	  "                     it was (default)\n"
-	  "  --kind disk        disk only, crash-consistent: a revert boots the\n"
-	  "                     guest afresh from the snapshot's disk\n"
+	  "  --kind full        disk and memory: a revert resumes the guest\n"
+	  "                     where it was (default)\n"
+	  "  --kind disk        disk only, crash-consistent: a revert boots\n"
+	  "                     the guest afresh from the snapshot's disk\n"
 	  "  --quiesce          freeze the guest's file systems around a disk\n"
 	  "                     snapshot (needs the QEMU guest agent)\n"
 	  CTL_COMMAND_ID_HELP,

@@ -419,9 +419,9 @@ verb_vm_snapshots(struct ctl_client *cl, json_object *args)
 		return client_err(cl, &err);
 	}
 	if (!vm->vm_snapshots_known) {
-		error_set(&err, CARVE_EUNAVAIL, "the snapshots of VM %s are not "
-		    "known: libvirt could not list them (see carved's log)",
-		    vm_id);
+		error_set(&err, CARVE_EUNAVAIL, "the snapshots of VM %s are "
+		    "not known: libvirt could not list them (see carved's "
+		    "log)", vm_id);
 		return client_err(cl, &err);
 	}
 	o = json_object_new_object();

@@ -397,7 +397,8 @@ virt_op_list(virConnectPtr c, struct vm_info **out, size_t *n,
 			    virDomainGetName(doms[i]) ? virDomainGetName(doms[i]) : "?");
 			log_warn("virt", "domain %s has unreadable carve metadata, "
 			    "ignoring it: %s", name, lerr.message);
-		} else if (virt_ops_state(c, doms[i], &vms[count], &lerr) == 0 &&
+		} else if (virt_ops_state(c, doms[i], &vms[count],
+		    &lerr) == 0 &&
 		    virt_snap_read(c, doms[i], &vms[count], &lerr) == 0) {
 			count++;
 		} else if (lerr.code != CARVE_ENOTFOUND) {

@@ -99,7 +99,8 @@ virt_snap_parse_description(const char *text, struct virt_snap_rec *rec)
 			return -1;
 		*val++ = '\0';
 		if (strcmp(p, "kind") == 0 && !seen_kind) {
-			if (vm_snapshot_kind_parse(val, &r.sr_snap.snap_kind) < 0)
+			if (vm_snapshot_kind_parse(val,
+			    &r.sr_snap.snap_kind) < 0)
 				return -1;
 			seen_kind = true;
 		} else if (strcmp(p, "command_id") == 0 && !seen_cmd) {
@@ -108,7 +109,8 @@ virt_snap_parse_description(const char *text, struct virt_snap_rec *rec)
 			ids_uuid_normalize(val, r.sr_command_id);
 			seen_cmd = true;
 		} else if (strcmp(p, "created_at") == 0 && !seen_at) {
-			if (snap_parse_ms(val, &r.sr_snap.snap_created_at_ms) < 0)
+			if (snap_parse_ms(val,
+			    &r.sr_snap.snap_created_at_ms) < 0)
 				return -1;
 			seen_at = true;
 		} else {
@@ -235,7 +237,8 @@ virt_snap_cache_xml(const struct virt_snap_cache *c, struct carve_error *err)
 
 		sw_start(&x, "snapshot");
 		sw_attr(&x, "name", r->sr_snap.snap_name);
-		sw_attr(&x, "kind", vm_snapshot_kind_name(r->sr_snap.snap_kind));
+		sw_attr(&x, "kind",
+		    vm_snapshot_kind_name(r->sr_snap.snap_kind));
 		snprintf(num, sizeof(num), "%" PRId64,
 		    r->sr_snap.snap_created_at_ms);
 		sw_attr(&x, "created_at", num);
@@ -321,16 +324,18 @@ snap_parse_xml_root(xmlNode *root, struct virt_snap_info *out,
 			free(desc);
 			desc = snap_content(n, SNAP_DESC_MAX);
 		} else if (snap_elem(n, "state")) {
-			if ((v = snap_content(n, sizeof(si.si_state) - 1)) != NULL)
-				snprintf(si.si_state, sizeof(si.si_state), "%s", v);
+			v = snap_content(n, sizeof(si.si_state) - 1);
+			if (v != NULL)
+				snprintf(si.si_state, sizeof(si.si_state), "%s",
+				    v);
 			free(v);
 		} else if (snap_elem(n, "creationTime")) {
 			if ((v = snap_content(n, 20)) == NULL ||
 			    snap_parse_ms(v, &created_s) < 0 ||
 			    created_s > INT64_MAX / 1000) {
 				free(v);
-				error_set(err, CARVE_EINVAL, "snapshot XML has a "
-				    "bad creationTime");
+				error_set(err, CARVE_EINVAL,
+				    "snapshot XML has a bad creationTime");
 				goto out;
 			}
 			free(v);
@@ -347,14 +352,16 @@ snap_parse_xml_root(xmlNode *root, struct virt_snap_info *out,
 		}
 	}
 	if (name == NULL) {
-		error_set(err, CARVE_EINVAL, "snapshot XML has no usable <name>");
+		error_set(err, CARVE_EINVAL,
+		    "snapshot XML has no usable <name>");
 		goto out;
 	}
 	if (ids_name_check(name, "snapshot name", err) < 0)
 		goto out;
 	snprintf(si.si_rec.sr_snap.snap_name,
 	    sizeof(si.si_rec.sr_snap.snap_name), "%s", name);
-	if (desc != NULL && virt_snap_parse_description(desc, &si.si_rec) == 0) {
+	if (desc != NULL &&
+	    virt_snap_parse_description(desc, &si.si_rec) == 0) {
 		si.si_carve = true;
 	} else {
 		/* Made outside carve: what libvirt knows of it. */
@@ -413,13 +420,15 @@ snap_parse_cache_entry(xmlNode *n, struct virt_snap_rec *r,
 	}
 	if (kind == NULL ||
 	    vm_snapshot_kind_parse(kind, &r->sr_snap.snap_kind) < 0 ||
-	    at == NULL || snap_parse_ms(at, &r->sr_snap.snap_created_at_ms) < 0 ||
+	    at == NULL ||
+	    snap_parse_ms(at, &r->sr_snap.snap_created_at_ms) < 0 ||
 	    (cmd != NULL && !ids_uuid_valid(cmd))) {
 		error_set(err, CARVE_EINVAL, "snapshot records: bad <snapshot> "
 		    "of \"%s\"", name);
 		goto out;
 	}
-	snprintf(r->sr_snap.snap_name, sizeof(r->sr_snap.snap_name), "%s", name);
+	snprintf(r->sr_snap.snap_name, sizeof(r->sr_snap.snap_name), "%s",
+	    name);
 	if (cmd != NULL)
 		ids_uuid_normalize(cmd, r->sr_command_id);
 	rc = 0;
@@ -450,7 +459,8 @@ snap_parse_cache_revert(xmlNode *n, struct virt_snap_cache *c,
 		if (strcmp(phase, snap_phase_names[i]) == 0)
 			c->sc_phase = (enum virt_snap_phase)i;
 	if (c->sc_phase == VIRT_SNAP_PHASE_NONE) {
-		error_set(err, CARVE_EINVAL, "snapshot records: bad revert phase");
+		error_set(err, CARVE_EINVAL,
+		    "snapshot records: bad revert phase");
 		goto out;
 	}
 	ids_uuid_normalize(cmd, c->sc_revert_cmd);
@@ -461,6 +471,33 @@ out:
 	free(run);
 	free(phase);
 	return rc;
+}
+
+static const struct virt_snap_rec *
+snap_cache_find(const struct virt_snap_cache *cache, const char *name)
+{
+	for (unsigned i = 0; i < cache->sc_n; i++)
+		if (strcmp(cache->sc_recs[i].sr_snap.snap_name, name) == 0)
+			return &cache->sc_recs[i];
+	return NULL;
+}
+
+/* One more <snapshot> into c: at most VM_SNAPSHOTS_MAX, names unique. */
+static int
+snap_cache_add(xmlNode *n, struct virt_snap_cache *c, struct carve_error *err)
+{
+	struct virt_snap_rec *r = &c->sc_recs[c->sc_n];
+
+	if (c->sc_n == VM_SNAPSHOTS_MAX)
+		return error_set(err, CARVE_EINVAL,
+		    "snapshot records: more than %d", VM_SNAPSHOTS_MAX);
+	if (snap_parse_cache_entry(n, r, err) < 0)
+		return -1;
+	if (snap_cache_find(c, r->sr_snap.snap_name) != NULL)
+		return error_set(err, CARVE_EINVAL,
+		    "snapshot records: a name appears twice");
+	c->sc_n++;
+	return 0;
 }
 
 int
@@ -490,22 +527,8 @@ virt_snap_parse_cache(const char *xml, struct virt_snap_cache *out,
 		    (n->type == XML_TEXT_NODE && xmlIsBlankNode(n)))
 			continue;
 		if (snap_elem(n, "snapshot")) {
-			if (c->sc_n == VM_SNAPSHOTS_MAX) {
-				error_set(err, CARVE_EINVAL, "snapshot records: "
-				    "more than %d", VM_SNAPSHOTS_MAX);
+			if (snap_cache_add(n, c, err) < 0)
 				goto out;
-			}
-			if (snap_parse_cache_entry(n, &c->sc_recs[c->sc_n],
-			    err) < 0)
-				goto out;
-			for (unsigned i = 0; i < c->sc_n; i++)
-				if (strcmp(c->sc_recs[i].sr_snap.snap_name,
-				    c->sc_recs[c->sc_n].sr_snap.snap_name) == 0) {
-					error_set(err, CARVE_EINVAL, "snapshot "
-					    "records: a name appears twice");
-					goto out;
-				}
-			c->sc_n++;
 		} else if (snap_elem(n, "revert") && !seen_revert) {
 			if (snap_parse_cache_revert(n, c, err) < 0)
 				goto out;
@@ -540,7 +563,8 @@ snap_parse_disk(xmlNode *n, struct virt_snap_dom *out)
 		if (snap_elem(c, "readonly"))
 			readonly = true;
 		else if (snap_elem(c, "driver") && fmt == NULL)
-			fmt = snap_attr(c, "type", sizeof(out->sd_bad_format) - 1);
+			fmt = snap_attr(c, "type",
+			    sizeof(out->sd_bad_format) - 1);
 		else if (snap_elem(c, "target") && dev == NULL)
 			dev = snap_attr(c, "dev", sizeof(out->sd_bad_disk) - 1);
 	}
@@ -548,8 +572,8 @@ snap_parse_disk(xmlNode *n, struct virt_snap_dom *out)
 		out->sd_disks++;
 		if (out->sd_bad_disk[0] == '\0' &&
 		    (fmt == NULL || strcmp(fmt, "qcow2") != 0)) {
-			snprintf(out->sd_bad_disk, sizeof(out->sd_bad_disk), "%s",
-			    dev != NULL ? dev : "?");
+			snprintf(out->sd_bad_disk, sizeof(out->sd_bad_disk),
+			    "%s", dev != NULL ? dev : "?");
 			snprintf(out->sd_bad_format, sizeof(out->sd_bad_format),
 			    "%s", fmt != NULL ? fmt : "undeclared");
 		}
@@ -686,15 +710,6 @@ snap_rec_cmp(const void *x, const void *y)
 }
 
 static const struct virt_snap_rec *
-snap_cache_find(const struct virt_snap_cache *cache, const char *name)
-{
-	for (unsigned i = 0; i < cache->sc_n; i++)
-		if (strcmp(cache->sc_recs[i].sr_snap.snap_name, name) == 0)
-			return &cache->sc_recs[i];
-	return NULL;
-}
-
-static const struct virt_snap_rec *
 snap_list_find(const struct snap_list *l, const char *name)
 {
 	for (size_t i = 0; i < l->sl_n; i++)
@@ -709,8 +724,8 @@ snap_list_find(const struct snap_list *l, const char *name)
  * err when the connection failed.
  */
 static int
-snap_read_one(virConnectPtr c, virDomainSnapshotPtr s, struct virt_snap_info *si,
-    struct carve_error *err)
+snap_read_one(virConnectPtr c, virDomainSnapshotPtr s,
+    struct virt_snap_info *si, struct carve_error *err)
 {
 	struct carve_error lerr = { 0 };
 	char *xml = virDomainSnapshotGetXMLDesc(s, 0);
@@ -798,8 +813,8 @@ static void
 snap_list_to_vm(const struct snap_list *l, struct vm_info *vm)
 {
 	if (l->sl_n > VM_SNAPSHOTS_MAX)
-		log_warn("snap", "VM %s has %zu snapshots; reporting the oldest "
-		    "%d", vm->vm_id, l->sl_n, VM_SNAPSHOTS_MAX);
+		log_warn("snap", "VM %s has %zu snapshots; reporting the "
+		    "oldest %d", vm->vm_id, l->sl_n, VM_SNAPSHOTS_MAX);
 	vm->vm_nsnapshots = 0;
 	for (size_t i = 0; i < l->sl_n && i < VM_SNAPSHOTS_MAX; i++)
 		vm->vm_snapshots[vm->vm_nsnapshots++] = l->sl_recs[i].sr_snap;
@@ -819,7 +834,8 @@ virt_snap_read(virConnectPtr c, virDomainPtr d, struct vm_info *vm,
 	vm->vm_nsnapshots = 0;
 	if ((n = virDomainSnapshotNum(d, 0)) < 0) {
 		snap_fail(c, &lerr, "counting snapshots");
-		if (lerr.code == CARVE_EUNAVAIL || lerr.code == CARVE_ENOTFOUND) {
+		if (lerr.code == CARVE_EUNAVAIL ||
+		    lerr.code == CARVE_ENOTFOUND) {
 			*err = lerr;
 			return -1;
 		}
@@ -929,13 +945,13 @@ snap_check_disks(const struct snap_ctx *x, bool quiesce,
     struct carve_error *err)
 {
 	if (!x->dom.sd_test && x->dom.sd_disks == 0)
-		return error_set(err, CARVE_EINVAL, "snapshots need a qcow2 root "
-		    "disk: VM %s has no disk (it was not made from an image)",
-		    x->vm.vm_id);
+		return error_set(err, CARVE_EINVAL, "snapshots need a qcow2 "
+		    "root disk: VM %s has no disk (it was not made from an "
+		    "image)", x->vm.vm_id);
 	if (!x->dom.sd_test && x->dom.sd_bad_disk[0] != '\0')
-		return error_set(err, CARVE_EINVAL, "snapshots need qcow2 disks: "
-		    "disk %s of VM %s is %s", x->dom.sd_bad_disk, x->vm.vm_id,
-		    x->dom.sd_bad_format);
+		return error_set(err, CARVE_EINVAL, "snapshots need qcow2 "
+		    "disks: disk %s of VM %s is %s", x->dom.sd_bad_disk,
+		    x->vm.vm_id, x->dom.sd_bad_format);
 	if (quiesce && !x->dom.sd_agent)
 		return error_set(err, CARVE_EINVAL, "quiesce needs the guest "
 		    "agent: VM %s has no guest agent channel (%s)", x->vm.vm_id,
@@ -982,7 +998,8 @@ virt_snap_create(virConnectPtr c, const char *vm_id, const char *command_id,
 	    a->name);
 	rec.sr_snap.snap_kind = a->kind;
 	rec.sr_snap.snap_created_at_ms = now_ms;
-	snprintf(rec.sr_command_id, sizeof(rec.sr_command_id), "%s", command_id);
+	snprintf(rec.sr_command_id, sizeof(rec.sr_command_id), "%s",
+	    command_id);
 	if ((xml = virt_snap_create_xml(&rec, err)) == NULL)
 		goto out;
 	/* A shut-off VM has nothing in flight to quiesce. */
@@ -1159,8 +1176,8 @@ virt_snap_revert(virConnectPtr c, const char *vm_id, const char *command_id,
 	}
 	if ((got = snap_read_one(c, s, &si, err)) <= 0) {
 		if (got == 0)
-			error_set(err, CARVE_EHYPERVISOR, "cannot read snapshot "
-			    "\"%s\" of VM %s", name, vm_id);
+			error_set(err, CARVE_EHYPERVISOR, "cannot read "
+			    "snapshot \"%s\" of VM %s", name, vm_id);
 		goto out;
 	}
 	if (si.si_external) {
@@ -1200,7 +1217,8 @@ virt_snap_revert(virConnectPtr c, const char *vm_id, const char *command_id,
 		 */
 		if (virt_ops_errcode_is(VIR_ERR_SNAPSHOT_REVERT_RISKY)) {
 			log_warn("snap", "VM %s: revert to %s is risky (%s); "
-			    "forcing it", vm_id, name, virGetLastErrorMessage());
+			    "forcing it", vm_id, name,
+			    virGetLastErrorMessage());
 			if (virDomainRevertToSnapshot(s, flags |
 			    VIR_DOMAIN_SNAPSHOT_REVERT_FORCE) == 0)
 				goto reverted;
@@ -1218,12 +1236,14 @@ finish:
 	if (disk) {
 		if (virDomainIsActive(x.d) == 1 && virDomainDestroy(x.d) < 0 &&
 		    virDomainIsActive(x.d) == 1) {
-			snap_fail(c, err, "powering the VM off after the revert");
+			snap_fail(c, err,
+			    "powering the VM off after the revert");
 			goto out;
 		}
 		if (was_running && virDomainIsActive(x.d) != 1 &&
 		    virDomainCreate(x.d) < 0) {
-			snap_fail(c, err, "booting the VM from the reverted disk");
+			snap_fail(c, err,
+			    "booting the VM from the reverted disk");
 			goto out;
 		}
 	}

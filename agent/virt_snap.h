@@ -158,7 +158,7 @@ int virt_snap_parse_cache(const char *xml, struct virt_snap_cache *out,
 /* What a snapshot needs of the domain, from its XML. */
 struct virt_snap_dom {
 	bool sd_test;            /* <domain type='test'>: metadata only */
-	unsigned sd_disks;       /* writable disks (not cdroms, not read-only) */
+	unsigned sd_disks;       /* writable disks (no cdrom, not read-only) */
 	char sd_bad_disk[32];    /* target of the first one not qcow2, or "" */
 	char sd_bad_format[16];  /* its format, "undeclared" when none */
 	bool sd_agent;           /* an org.qemu.guest_agent.0 channel */

@@ -1426,8 +1426,9 @@ proto_snapshot_list_decode(json_object *obj, struct proto_snapshot_list *out,
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(m->sl_snaps[j].snap_name,
 			    m->sl_snaps[i].snap_name) == 0) {
-				error_set(err, CARVE_EINVAL, "snapshot \"%s\" "
-				    "is listed twice", m->sl_snaps[i].snap_name);
+				error_set(err, CARVE_EINVAL, "snapshot "
+				    "\"%s\" is listed twice",
+				    m->sl_snaps[i].snap_name);
 				goto out;
 			}
 	}
@@ -1448,12 +1449,14 @@ proto_snapshot_list_encode(const struct proto_snapshot_list *msg)
 	json_object *o = proto_new_object(), *arr = json_object_new_array();
 
 	if (arr == NULL) {
-		fprintf(stderr, "level=fatal comp=proto msg=\"out of memory\"\n");
+		fprintf(stderr,
+		    "level=fatal comp=proto msg=\"out of memory\"\n");
 		abort();
 	}
 	jsonx_add_string(o, "vm_id", msg->sl_vm_id);
 	for (unsigned i = 0; i < msg->sl_n && i < VM_SNAPSHOTS_MAX; i++)
-		json_object_array_add(arr, vm_snapshot_encode(&msg->sl_snaps[i]));
+		json_object_array_add(arr,
+		    vm_snapshot_encode(&msg->sl_snaps[i]));
 	json_object_object_add(o, "snapshots", arr);
 	return o;
 }

@@ -132,7 +132,8 @@ vm_snapshot_decode(json_object *obj, struct vm_snapshot *out,
 
 	memset(&s, 0, sizeof(s));
 	if (jsonx_check_object(obj, "snapshot", vm_snapshot_keys, err) == -1 ||
-	    jsonx_get_string(obj, "name", true, IDS_NAME_MAX, &name, err) == -1 ||
+	    jsonx_get_string(obj, "name", true, IDS_NAME_MAX, &name,
+	    err) == -1 ||
 	    ids_name_check(name, "snapshot name", err) == -1 ||
 	    jsonx_get_string(obj, "kind", true, 16, &kind, err) == -1)
 		return -1;
@@ -162,8 +163,8 @@ vm_snapshots_decode(json_object *obj, struct vm_info *vm,
 		    "snapshots must be an array");
 	n = json_object_array_length(arr);
 	if (n > VM_SNAPSHOTS_MAX)
-		return error_set(err, CARVE_EINVAL, "snapshots has %zu entries; "
-		    "a VM has at most %d", n, VM_SNAPSHOTS_MAX);
+		return error_set(err, CARVE_EINVAL, "snapshots has %zu "
+		    "entries; a VM has at most %d", n, VM_SNAPSHOTS_MAX);
 	for (size_t i = 0; i < n; i++) {
 		struct vm_snapshot *s = &vm->vm_snapshots[i];
 

@@ -444,9 +444,9 @@ cp_admin_snapshot_list(struct cp_req *r, struct carve_error *err)
 			memcpy(list->sl_snaps, info->vm_snapshots,
 			    sizeof(list->sl_snaps));
 		} else {
-			log_kv(LOG_LVL_WARN, CP_COMP, "stored VM report does not "
-			    "read back", "vm", vm.vr_id, "error", rerr.message,
-			    NULL);
+			log_kv(LOG_LVL_WARN, CP_COMP,
+			    "stored VM report does not read back", "vm",
+			    vm.vr_id, "error", rerr.message, NULL);
 		}
 		json_object_put(o);
 	}
