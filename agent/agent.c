@@ -19,6 +19,7 @@
 #include "agent/migrate.h"
 #include "agent/poller.h"
 #include "agent/virt.h"
+#include "agent/virt_snap.h"
 #include "agent/virt_storage.h"
 #include "common/ids.h"
 #include "common/jsonx.h"
@@ -64,6 +65,25 @@ agent_vm_changed(struct agent *a, const char *vm_id, bool gone)
 	}
 }
 
+static bool
+agent_snapshots_same(const struct vm_info *x, const struct vm_info *y)
+{
+	if (x->vm_snapshots_known != y->vm_snapshots_known ||
+	    x->vm_nsnapshots != y->vm_nsnapshots)
+		return false;
+	for (unsigned i = 0; i < x->vm_nsnapshots && i < VM_SNAPSHOTS_MAX;
+	    i++) {
+		const struct vm_snapshot *a = &x->vm_snapshots[i];
+		const struct vm_snapshot *b = &y->vm_snapshots[i];
+
+		if (strcmp(a->snap_name, b->snap_name) != 0 ||
+		    a->snap_kind != b->snap_kind ||
+		    a->snap_created_at_ms != b->snap_created_at_ms)
+			return false;
+	}
+	return true;
+}
+
 /* Whether two records say the same (what a heartbeat would carry). */
 static bool
 agent_vm_same(const struct vm_info *x, const struct vm_info *y)
@@ -81,7 +101,8 @@ agent_vm_same(const struct vm_info *x, const struct vm_info *y)
 	    x->vm_image_format == y->vm_image_format &&
 	    x->vm_ndata_disks == y->vm_ndata_disks &&
 	    memcmp(x->vm_data_disks, y->vm_data_disks,
-	    sizeof(x->vm_data_disks)) == 0;
+	    sizeof(x->vm_data_disks)) == 0 &&
+	    agent_snapshots_same(x, y);
 }
 
 /* Put without noting a change; returns the entry. */
@@ -102,7 +123,20 @@ void
 agent_vm_put(struct agent *a, const struct vm_info *vm)
 {
 	struct vm_info *cur = strmap_get(a->a_vms, vm->vm_id);
+	struct vm_info merged;
 
+	/*
+	 * Most operations do not read the snapshots: their record keeps
+	 * what the view knows of them.
+	 */
+	if (cur != NULL && !vm->vm_snapshots_known && cur->vm_snapshots_known) {
+		merged = *vm;
+		merged.vm_snapshots_known = true;
+		merged.vm_nsnapshots = cur->vm_nsnapshots;
+		memcpy(merged.vm_snapshots, cur->vm_snapshots,
+		    sizeof(merged.vm_snapshots));
+		vm = &merged;
+	}
 	if (cur != NULL && agent_vm_same(cur, vm))
 		return;   /* nothing new to report */
 	agent_view_put(a, vm);
@@ -183,7 +217,10 @@ agent_capacity(struct agent *a, struct capacity *out)
 		const struct vm_info *vm = v;
 		out->cap[CAP_VCPU].allocated += vm->vm_vcpus;
 		out->cap[CAP_MEMORY_MIB].allocated += vm->vm_memory_mib;
-		out->cap[CAP_DISK_GIB].allocated += vm_info_disk_gib_total(vm);
+		/* A snapshot's space is an estimate: see virt_snap.h. */
+		out->cap[CAP_DISK_GIB].allocated += vm_info_disk_gib_total(vm) +
+		    vm->vm_nsnapshots *
+		    virt_snap_estimate_gib(vm->vm_memory_mib);
 	}
 	engine_claims(a->a_engine, &claims);
 	for (int i = 0; i < CAP_NCLASSES; i++)

@@ -629,6 +629,36 @@ print_vm_show(json_object *result)
 	return CTL_EXIT_OK;
 }
 
+/* {"vm_id","name","snapshots":[{"name","kind","created_at"}...]} */
+static int
+print_snapshots(json_object *result)
+{
+	static const char *const heads[] = { "NAME", "KIND", "CREATED" };
+	static const char *const keys[] = { "name", "kind", "created_at" };
+	json_object *arr = ctl_field(result, "snapshots");
+	struct table *t;
+	size_t n;
+
+	if (!json_object_is_type(arr, json_type_array))
+		return print_raw(result);
+	n = json_object_array_length(arr);
+	if (n == 0) {
+		puts("no snapshots");
+		return CTL_EXIT_OK;
+	}
+	t = table_new(3, "lll", heads);
+	for (size_t i = 0; i < n; i++) {
+		json_object *s = json_object_array_get_idx(arr, i);
+		if (!json_object_is_type(s, json_type_object))
+			continue;
+		for (size_t j = 0; j < 3; j++)
+			table_add(t, ctl_field_text(s, keys[j]));
+	}
+	table_print(t, 0);
+	table_free(t);
+	return CTL_EXIT_OK;
+}
+
 static bool
 ctl_command_failed(json_object *res)
 {
@@ -913,6 +943,8 @@ static const struct ctl_pos pos_id[] = { { "id", "ID" } };
 static const struct ctl_pos pos_name[] = { { "name", "NAME" } };
 static const struct ctl_pos pos_level[] = { { "level", "LEVEL" } };
 static const struct ctl_pos pos_file[] = { { "file", "FILE" } };
+static const struct ctl_pos pos_id_snap[] = { { "id", "ID" },
+    { "name", "NAME" } };
 
 static const struct ctl_opt opts_none[] = { { NULL, NULL, 0, NULL, false } };
 
@@ -961,6 +993,13 @@ static const struct ctl_opt opts_stop[] = {
 static const struct ctl_opt opts_resize[] = {
 	{ "vcpus", "vcpus", CTL_OPT_UINT, "N", false },
 	{ "memory", "memory_mib", CTL_OPT_UINT, "MIB", false },
+	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
+	{ NULL, NULL, 0, NULL, false }
+};
+
+static const struct ctl_opt opts_snapshot[] = {
+	{ "kind", "kind", CTL_OPT_STRING, "full|disk", false },
+	{ "quiesce", "quiesce", CTL_OPT_FLAG, NULL, false },
 	{ "command-id", "command_id", CTL_OPT_STRING, "UUID", false },
 	{ NULL, NULL, 0, NULL, false }
 };
@@ -1060,6 +1099,30 @@ static const struct ctl_verb ctl_verbs[] = {
 	  "  fewer vCPUs, or more than that maximum, apply at the next boot.\n"
 	  CTL_COMMAND_ID_HELP,
 	  pos_id, 1, 1, opts_resize, print_resize_result },
+	{ "vm snapshots", "vm.snapshots", "ID",
+	  "list a VM's snapshots, oldest first",
+	  NULL, pos_id, 1, 1, opts_none, print_snapshots },
+	{ "vm snapshot create", "vm.snapshot.create",
+	  "ID NAME [--kind full|disk] [--quiesce] [--command-id UUID]",
+	  "take a snapshot of a VM",
+	  "  --kind full        disk and memory: a revert resumes the guest\n"
+	  "                     where it was (default)\n"
+	  "  --kind disk        disk only, crash-consistent: a revert boots\n"
+	  "                     the guest afresh from the snapshot's disk\n"
+	  "  --quiesce          freeze the guest's file systems around a disk\n"
+	  "                     snapshot (needs the QEMU guest agent)\n"
+	  CTL_COMMAND_ID_HELP,
+	  pos_id_snap, 2, 2, opts_snapshot, print_command_result },
+	{ "vm snapshot revert", "vm.snapshot.revert",
+	  "ID NAME [--command-id UUID]",
+	  "return a VM to one of its snapshots",
+	  CTL_COMMAND_ID_HELP,
+	  pos_id_snap, 2, 2, opts_vm_op, print_command_result },
+	{ "vm snapshot delete", "vm.snapshot.delete",
+	  "ID NAME [--command-id UUID]",
+	  "delete one of a VM's snapshots (and free its space)",
+	  CTL_COMMAND_ID_HELP,
+	  pos_id_snap, 2, 2, opts_vm_op, print_command_result },
 	{ "commands", "commands", "[--limit N]",
 	  "list recent command results, newest first",
 	  "  --limit N          at most N results\n",
@@ -1157,7 +1220,7 @@ ctl_list_verbs(FILE *fp, const char *group)
 		if (group && (strncmp(v->v_name, group, glen) != 0 ||
 		    v->v_name[glen] != ' '))
 			continue;
-		fprintf(fp, "  %-12s %s\n", v->v_name, v->v_help);
+		fprintf(fp, "  %-18s %s\n", v->v_name, v->v_help);
 	}
 }
 

@@ -459,6 +459,105 @@ verb_vm_resize(struct ctl_client *cl, json_object *args)
 }
 
 static void
+verb_vm_snapshots(struct ctl_client *cl, json_object *args)
+{
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { "id", NULL };
+	char vm_id[IDS_UUID_LEN + 1];
+	struct vm_info *vm;
+	json_object *o, *arr;
+
+	if (jsonx_check_object(args, "vm.snapshots arguments", allowed,
+	    &err) < 0 || !resolve_vm(cl, args, vm_id, &err))
+		return client_err(cl, &err);
+	if ((vm = agent_vm_find(cl->ctl->a, vm_id)) == NULL) {
+		error_set(&err, CARVE_ENOTFOUND, "no VM with id %s", vm_id);
+		return client_err(cl, &err);
+	}
+	if (!vm->vm_snapshots_known) {
+		error_set(&err, CARVE_EUNAVAIL, "the snapshots of VM %s are "
+		    "not known: libvirt could not list them (see carved's "
+		    "log)", vm_id);
+		return client_err(cl, &err);
+	}
+	o = json_object_new_object();
+	jsonx_add_string(o, "vm_id", vm->vm_id);
+	jsonx_add_string(o, "name", vm->vm_name);
+	arr = json_object_new_array();
+	for (unsigned i = 0; i < vm->vm_nsnapshots; i++)
+		json_object_array_add(arr,
+		    vm_snapshot_encode(&vm->vm_snapshots[i]));
+	json_object_object_add(o, "snapshots", arr);
+	client_ok(cl, o);
+}
+
+static void
+verb_vm_snapshot_create(struct ctl_client *cl, json_object *args)
+{
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { "id", "command_id", "name",
+	    "kind", "quiesce", NULL };
+	static const char *const snap_keys[] = { "name", "kind", "quiesce",
+	    NULL };
+	struct command cmd;
+	json_object *spec, *v;
+	int rc;
+
+	memset(&cmd, 0, sizeof(cmd));
+	if (jsonx_check_object(args, "vm.snapshot.create arguments", allowed,
+	    &err) < 0 || !resolve_vm(cl, args, cmd.cmd_vm_id, &err))
+		return client_err(cl, &err);
+	spec = json_object_new_object();
+	for (const char *const *k = snap_keys; *k; k++)
+		if (json_object_object_get_ex(args, *k, &v))
+			json_object_object_add(spec, *k, json_object_get(v));
+	/* The operator's default; the wire form always names the kind. */
+	if (!json_object_object_get_ex(spec, "kind", NULL))
+		jsonx_add_string(spec, "kind", "full");
+	cmd.cmd_type = CMD_VM_SNAPSHOT_CREATE;
+	rc = command_snapshot_create_decode(spec, &cmd.cmd_args.snapshot, &err);
+	json_object_put(spec);
+	if (rc < 0)
+		return client_err(cl, &err);
+	submit(cl, args, &cmd);
+}
+
+/* vm.snapshot.revert and vm.snapshot.delete: {"id","name","command_id"?}. */
+static void
+verb_vm_snapshot_named(struct ctl_client *cl, json_object *args,
+    enum command_type t)
+{
+	struct carve_error err = { 0 };
+	static const char *const allowed[] = { "id", "command_id", "name",
+	    NULL };
+	struct command cmd;
+	const char *name = NULL;
+
+	memset(&cmd, 0, sizeof(cmd));
+	if (jsonx_check_object(args, "arguments", allowed, &err) < 0 ||
+	    jsonx_get_string(args, "name", true, IDS_NAME_MAX, &name,
+	    &err) < 0 || ids_name_check(name, "name", &err) < 0 ||
+	    !resolve_vm(cl, args, cmd.cmd_vm_id, &err))
+		return client_err(cl, &err);
+	cmd.cmd_type = t;
+	snprintf(cmd.cmd_args.snapshot.name, sizeof(cmd.cmd_args.snapshot.name),
+	    "%s", name);
+	submit(cl, args, &cmd);
+}
+
+static void
+verb_vm_snapshot_revert(struct ctl_client *cl, json_object *args)
+{
+	verb_vm_snapshot_named(cl, args, CMD_VM_SNAPSHOT_REVERT);
+}
+
+static void
+verb_vm_snapshot_delete(struct ctl_client *cl, json_object *args)
+{
+	verb_vm_snapshot_named(cl, args, CMD_VM_SNAPSHOT_DELETE);
+}
+
+static void
 verb_commands(struct ctl_client *cl, json_object *args)
 {
 	struct carve_error err = { 0 };
@@ -639,6 +738,10 @@ static const struct ctl_verb verbs[] = {
 	{ "vm.destroy", true,  verb_vm_destroy },
 	{ "vm.resize",  true,  verb_vm_resize },
 	{ "vm.rebuild", true,  verb_vm_rebuild },
+	{ "vm.snapshots", false, verb_vm_snapshots },
+	{ "vm.snapshot.create", true, verb_vm_snapshot_create },
+	{ "vm.snapshot.revert", true, verb_vm_snapshot_revert },
+	{ "vm.snapshot.delete", true, verb_vm_snapshot_delete },
 	{ "log.level",  true,  verb_log_level },
 	{ "images",     false, verb_images_list },
 	{ "images.gc",  true,  verb_images_gc },

@@ -19,6 +19,7 @@
 #include "agent/seed.h"
 #include "agent/virt_ops.h"
 #include "agent/virt_resize.h"
+#include "agent/virt_snap.h"
 #include "agent/virt_storage.h"
 #include "agent/virt_xml.h"
 #include "common/log.h"
@@ -572,6 +573,15 @@ rebuild_check_vm(const struct vm_info *vm, struct carve_error *err)
 		return error_set(err, CARVE_EINVAL, "VM %s has no root disk "
 		    "made from an image: there is nothing to rebuild",
 		    vm->vm_name);
+	/*
+	 * The snapshots live inside the root overlay a rebuild throws away:
+	 * dropping them silently would lose what the user kept.
+	 */
+	if (vm->vm_snapshots_known && vm->vm_nsnapshots > 0)
+		return error_set(err, CARVE_ECONFLICT, "VM %s has %u "
+		    "snapshot%s, kept in the root disk a rebuild replaces: "
+		    "delete them first", vm->vm_name, vm->vm_nsnapshots,
+		    vm->vm_nsnapshots == 1 ? "" : "s");
 	return 0;
 }
 
@@ -741,6 +751,120 @@ rebuild_recover(struct handler_job *j)
 	rebuild_effect(j, true);
 }
 
+/* ---- vm.snapshot.create / .revert / .delete ---- */
+
+/*
+ * The space a new snapshot takes counts against DISK_GIB (see
+ * virt_snap_estimate_gib); the view counts it once the snapshot exists.
+ */
+static int
+snap_create_admit(struct agent *a, const struct command *cmd,
+    struct carve_error *err)
+{
+	const struct vm_info *vm = agent_vm_find(a, cmd->cmd_vm_id);
+	struct cap_request req;
+	struct capacity cap;
+
+	/* Still being created: the snapshot waits behind the create. */
+	if (vm == NULL)
+		return 0;
+	memset(&req, 0, sizeof(req));
+	req.amount[CAP_DISK_GIB] = virt_snap_estimate_gib(vm->vm_memory_mib);
+	if (!agent_capacity(a, &cap))
+		return error_set(err, CARVE_EUNAVAIL,
+		    "host capacity is not known yet; try again");
+	return capacity_admit(&cap, &req, err);
+}
+
+/*
+ * The end of a snapshot command: the VM with its snapshots, or the error.
+ * not_found here is mostly about a snapshot, not the VM: the view learns
+ * of a VM that is gone from libvirt's UNDEFINED event.
+ */
+static void
+snap_done(struct handler_job *j, int rc, json_object *data)
+{
+	if (rc < 0)
+		return;
+	j->hj_has_vm = true;
+	j->hj_data = data;
+}
+
+static void
+snap_create(struct handler_job *j, bool recovering)
+{
+	const struct command *cmd = j->hj_cmd;
+	json_object *data = NULL;
+	int rc;
+
+	rc = virt_snap_create(j->hj_conn, cmd->cmd_vm_id, cmd->cmd_id,
+	    &cmd->cmd_args.snapshot, j->hj_now_ms, recovering, &j->hj_vm,
+	    &data, &j->hj_err);
+	snap_done(j, rc, data);
+}
+
+static void
+snap_create_run(struct handler_job *j)
+{
+	snap_create(j, false);
+}
+
+static void
+snap_create_recover(struct handler_job *j)
+{
+	snap_create(j, true);
+}
+
+static void
+snap_revert(struct handler_job *j, bool recovering)
+{
+	const struct command *cmd = j->hj_cmd;
+	json_object *data = NULL;
+	int rc;
+
+	rc = virt_snap_revert(j->hj_conn, cmd->cmd_vm_id, cmd->cmd_id,
+	    cmd->cmd_args.snapshot.name, recovering, &j->hj_vm, &data,
+	    &j->hj_err);
+	snap_done(j, rc, data);
+}
+
+static void
+snap_revert_run(struct handler_job *j)
+{
+	snap_revert(j, false);
+}
+
+static void
+snap_revert_recover(struct handler_job *j)
+{
+	snap_revert(j, true);
+}
+
+static void
+snap_delete(struct handler_job *j, bool recovering)
+{
+	const struct command *cmd = j->hj_cmd;
+	json_object *data = NULL;
+	int rc;
+
+	rc = virt_snap_delete(j->hj_conn, cmd->cmd_vm_id, cmd->cmd_id,
+	    cmd->cmd_args.snapshot.name, recovering, &j->hj_vm, &data,
+	    &j->hj_err);
+	snap_done(j, rc, data);
+}
+
+static void
+snap_delete_run(struct handler_job *j)
+{
+	snap_delete(j, false);
+}
+
+static void
+snap_delete_recover(struct handler_job *j)
+{
+	snap_delete(j, true);
+}
+
 /*
  * The table. Recovery of idempotent effects is running them again: create
  * defines what is missing and starts what is stopped, stop/start/destroy
@@ -800,6 +924,20 @@ static const struct handler handlers[CMD_TYPE_MAX] = {
 		.h_type = CMD_VM_REBUILD,
 		.h_admit = rebuild_admit, .h_prepare = rebuild_prepare,
 		.h_run = rebuild_run, .h_recover = rebuild_recover,
+	},
+	/* Name rules are the decoder's; disks, the guest agent, name
+	 * conflicts and absent snapshots are libvirt's facts (virt_snap). */
+	[CMD_VM_SNAPSHOT_CREATE] = {
+		.h_type = CMD_VM_SNAPSHOT_CREATE, .h_admit = snap_create_admit,
+		.h_run = snap_create_run, .h_recover = snap_create_recover,
+	},
+	[CMD_VM_SNAPSHOT_REVERT] = {
+		.h_type = CMD_VM_SNAPSHOT_REVERT,
+		.h_run = snap_revert_run, .h_recover = snap_revert_recover,
+	},
+	[CMD_VM_SNAPSHOT_DELETE] = {
+		.h_type = CMD_VM_SNAPSHOT_DELETE,
+		.h_run = snap_delete_run, .h_recover = snap_delete_recover,
 	},
 };
 

@@ -14,6 +14,7 @@
 #include <libvirt/virterror.h>
 
 #include "agent/virt_ops.h"
+#include "agent/virt_snap.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -126,6 +127,19 @@ virt_ops_state(virConnectPtr c, virDomainPtr d, struct vm_info *vm,
 	return 0;
 }
 
+virDomainPtr
+virt_ops_domain(virConnectPtr c, const char *vm_id, struct vm_info *out,
+    struct carve_error *err)
+{
+	virDomainPtr d = virt_ops_lookup(c, vm_id, out, err);
+
+	if (d != NULL && virt_ops_state(c, d, out, err) < 0) {
+		virDomainFree(d);
+		return NULL;
+	}
+	return d;
+}
+
 static bool
 virt_ops_active(virDomainPtr d)
 {
@@ -177,7 +191,8 @@ virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,
 		goto rollback;
 	}
 	*out = meta;
-	if (virt_ops_state(c, d, out, err) < 0)
+	if (virt_ops_state(c, d, out, err) < 0 ||
+	    virt_snap_read(c, d, out, err) < 0)
 		goto cleanup;
 	rc = 0;
 	goto cleanup;
@@ -318,12 +333,18 @@ virt_op_destroy(virConnectPtr c, const char *vm_id, struct carve_error *err)
 		goto out;
 	}
 	if (virDomainUndefineFlags(d, flags) < 0) {
-		/* Drivers without those flags (the test driver) take the plain call. */
+		/*
+		 * Drivers without some of those flags (the test driver) take
+		 * fewer: the snapshots' metadata must still go, or a VM with
+		 * snapshots cannot be undefined.
+		 */
 		if (virt_ops_errcode_is(VIR_ERR_NO_DOMAIN)) {
 			rc = 0;
 			goto out;
 		}
-		if (virDomainUndefine(d) < 0 &&
+		if (virDomainUndefineFlags(d,
+		    VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA) < 0 &&
+		    virDomainUndefine(d) < 0 &&
 		    !virt_ops_errcode_is(VIR_ERR_NO_DOMAIN)) {
 			virt_ops_fail(c, err, "undefining the VM");
 			goto out;
@@ -345,6 +366,8 @@ virt_op_get(virConnectPtr c, const char *vm_id, struct vm_info *out,
 	if (d == NULL)
 		return -1;
 	rc = virt_ops_state(c, d, out, err);
+	if (rc == 0)
+		rc = virt_snap_read(c, d, out, err);
 	virDomainFree(d);
 	return rc;
 }
@@ -420,7 +443,9 @@ virt_op_list(virConnectPtr c, struct vm_info **out, size_t *n,
 			    virDomainGetName(doms[i]) ? virDomainGetName(doms[i]) : "?");
 			log_warn("virt", "domain %s has unreadable carve metadata, "
 			    "ignoring it: %s", name, lerr.message);
-		} else if (virt_ops_state(c, doms[i], &vms[count], &lerr) == 0) {
+		} else if (virt_ops_state(c, doms[i], &vms[count],
+		    &lerr) == 0 &&
+		    virt_snap_read(c, doms[i], &vms[count], &lerr) == 0) {
 			count++;
 		} else if (lerr.code != CARVE_ENOTFOUND) {
 			*err = lerr;

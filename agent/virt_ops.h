@@ -46,6 +46,14 @@ virDomainPtr virt_ops_lookup(virConnectPtr c, const char *vm_id,
 int virt_ops_state(virConnectPtr c, virDomainPtr d, struct vm_info *vm,
     struct carve_error *err);
 
+/*
+ * The managed domain vm_id (virDomainFree it), with its record and state in
+ * *out (no snapshots read); NULL with CARVE_ENOTFOUND when absent or not
+ * carve's.
+ */
+virDomainPtr virt_ops_domain(virConnectPtr c, const char *vm_id,
+    struct vm_info *out, struct carve_error *err);
+
 /* Define (if absent) and start the domain described by xml. */
 int virt_op_create(virConnectPtr c, const char *xml, const char *vm_id,
     const char *command_id, struct vm_info *out, struct carve_error *err);

@@ -1627,3 +1627,10 @@ host_cpu_clear(struct host_cpu *cpu)
 		free(cpu->features[i]);
 	memset(cpu, 0, sizeof(*cpu));
 }
+
+xmlDocPtr
+virt_xml_read(const char *buf, size_t maxlen, const char *what,
+    struct carve_error *err)
+{
+	return xml_parse(buf, maxlen, what, err);
+}

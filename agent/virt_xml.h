@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libxml/tree.h>
+
 #include "api/command.h"
 #include "api/vm.h"
 #include "common/error.h"
@@ -207,5 +209,14 @@ struct host_cpu {
 int virt_xml_parse_caps(const char *xml, struct host_cpu *out,
     struct carve_error *err);
 void host_cpu_clear(struct host_cpu *cpu);
+
+/*
+ * Parse buf (at most maxlen bytes; what names it in messages) the way every
+ * document from libvirt is parsed here: no network, no DTD (refused), no
+ * entity substitution. A new document (xmlFreeDoc) with a root element, or
+ * NULL with err CARVE_EINVAL.
+ */
+xmlDocPtr virt_xml_read(const char *buf, size_t maxlen, const char *what,
+    struct carve_error *err);
 
 #endif

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "api/command.h"
+#include "api/vm.h"
 #include "common/jsonx.h"
 #include "common/text.h"
 #include "common/xalloc.h"
@@ -54,6 +55,12 @@ static void command_rebuild_copy(struct command *, const struct command *);
 static void command_rebuild_clear(struct command *);
 static int command_noargs_decode(json_object *, struct command *,
     struct carve_error *);
+static int command_snap_create_decode(json_object *, struct command *,
+    struct carve_error *);
+static json_object *command_snap_create_encode(const struct command *);
+static int command_snap_name_decode(json_object *, struct command *,
+    struct carve_error *);
+static json_object *command_snap_name_encode(const struct command *);
 static json_object *command_noargs_encode(const struct command *);
 static int command_prepare_decode(json_object *, struct command *,
     struct carve_error *);
@@ -144,6 +151,27 @@ static const struct command_entry command_table[CMD_TYPE_MAX] = {
 		.ce_encode = command_rebuild_encode,
 		.ce_copy = command_rebuild_copy,
 		.ce_clear = command_rebuild_clear,
+	},
+	[CMD_VM_SNAPSHOT_CREATE] = {
+		.ce_name = "vm.snapshot.create",
+		.ce_needs_vm = true,
+		.ce_args_required = true,
+		.ce_decode = command_snap_create_decode,
+		.ce_encode = command_snap_create_encode,
+	},
+	[CMD_VM_SNAPSHOT_REVERT] = {
+		.ce_name = "vm.snapshot.revert",
+		.ce_needs_vm = true,
+		.ce_args_required = true,
+		.ce_decode = command_snap_name_decode,
+		.ce_encode = command_snap_name_encode,
+	},
+	[CMD_VM_SNAPSHOT_DELETE] = {
+		.ce_name = "vm.snapshot.delete",
+		.ce_needs_vm = true,
+		.ce_args_required = true,
+		.ce_decode = command_snap_name_decode,
+		.ce_encode = command_snap_name_encode,
 	},
 };
 
@@ -1640,6 +1668,101 @@ command_migrate_decode(json_object *args, struct command *cmd,
 	return 0;
 }
 
+/* ------------------------------------------------------------ snapshots */
+
+static int
+command_get_snap_name(json_object *args, char out[IDS_NAME_MAX + 1],
+    struct carve_error *err)
+{
+	const char *name;
+
+	if (jsonx_get_string(args, "name", true, IDS_NAME_MAX, &name,
+	    err) == -1 ||
+	    ids_name_check(name, "name", err) == -1)
+		return -1;
+	snprintf(out, IDS_NAME_MAX + 1, "%s", name);
+	return 0;
+}
+
+static const char *const command_snap_create_keys[] = {
+	"name", "kind", "quiesce", NULL
+};
+
+int
+command_snapshot_create_decode(json_object *args,
+    struct command_snapshot_args *out, struct carve_error *err)
+{
+	struct command_snapshot_args a;
+	char q[COMMAND_QUOTE_MAX + 8];
+	const char *kind;
+
+	memset(&a, 0, sizeof(a));
+	if (jsonx_check_object(args, "vm.snapshot.create args",
+	    command_snap_create_keys, err) == -1 ||
+	    command_get_snap_name(args, a.name, err) == -1 ||
+	    jsonx_get_string(args, "kind", true, SIZE_MAX, &kind, err) == -1)
+		return -1;
+	if (vm_snapshot_kind_parse(kind, &a.kind) == -1) {
+		text_quote(kind, COMMAND_QUOTE_MAX, q, sizeof(q));
+		return error_set(err, CARVE_EINVAL, "kind \"%s\" must be "
+		    "\"full\" or \"disk\"", q);
+	}
+	if (jsonx_get_bool(args, "quiesce", false, &a.quiesce, err) == -1)
+		return -1;
+	if (a.quiesce && a.kind == VM_SNAPSHOT_FULL)
+		return error_set(err, CARVE_EINVAL, "quiesce applies to disk "
+		    "snapshots only: a full snapshot keeps the guest's memory, "
+		    "and a guest reverted to it would resume with its file "
+		    "systems frozen");
+	*out = a;
+	return 0;
+}
+
+json_object *
+command_snapshot_create_encode(const struct command_snapshot_args *a)
+{
+	json_object *o = command_new_object();
+
+	jsonx_add_string(o, "name", a->name);
+	jsonx_add_string(o, "kind", vm_snapshot_kind_name(a->kind));
+	jsonx_add_bool(o, "quiesce", a->quiesce);
+	return o;
+}
+
+static int
+command_snap_create_decode(json_object *args, struct command *cmd,
+    struct carve_error *err)
+{
+	return command_snapshot_create_decode(args, &cmd->cmd_args.snapshot,
+	    err);
+}
+
+static json_object *
+command_snap_create_encode(const struct command *cmd)
+{
+	return command_snapshot_create_encode(&cmd->cmd_args.snapshot);
+}
+
+static const char *const command_snap_name_keys[] = { "name", NULL };
+
+/* vm.snapshot.revert and vm.snapshot.delete: {"name"}. */
+static int
+command_snap_name_decode(json_object *args, struct command *cmd,
+    struct carve_error *err)
+{
+	struct command_snapshot_args *a = &cmd->cmd_args.snapshot;
+	char what[64];
+
+	memset(a, 0, sizeof(*a));
+	snprintf(what, sizeof(what), "%s args", command_type_name(cmd->cmd_type));
+	if (jsonx_check_object(args, what, command_snap_name_keys, err) == -1 ||
+	    command_get_snap_name(args, a->name, err) == -1) {
+		memset(a, 0, sizeof(*a));
+		return -1;
+	}
+	return 0;
+}
+
 static json_object *
 command_migrate_encode(const struct command *cmd)
 {
@@ -1680,6 +1803,15 @@ command_migrate_copy(struct command *dst, const struct command *src)
 			d->mg_disks[i].dp_path = xstrdup(s->mg_disks[i].dp_path);
 		}
 	}
+}
+
+static json_object *
+command_snap_name_encode(const struct command *cmd)
+{
+	json_object *o = command_new_object();
+
+	jsonx_add_string(o, "name", cmd->cmd_args.snapshot.name);
+	return o;
 }
 
 /* ------------------------------------------------------------ commands */

@@ -24,6 +24,8 @@
  *               "max_downtime_ms"?: 1..60000, "bandwidth_mibps"?: 0..1000000
  *               (0 = unlimited), "timeout_s"?: 10..86400 (default 600)}
  *   vm.migrate.cancel {}     vm.migrate.finish {}
+ *   vm.snapshot.create {"name","kind":"full"|"disk","quiesce"?: bool}
+ *   vm.snapshot.revert {"name"}         vm.snapshot.delete {"name"}
  * ("args" may be omitted where no field is required.)
  */
 #ifndef CARVE_API_COMMAND_H
@@ -63,6 +65,17 @@
  */
 #define COMMAND_MAX_BYTES   (512 * 1024)
 
+/*
+ * What a snapshot holds (see agent/virt_snap.h for how each is taken):
+ * "full" = disk and memory state, a revert resumes the guest where it was;
+ * "disk" = disk only, crash-consistent, a revert boots the guest afresh.
+ */
+enum vm_snapshot_kind {
+	VM_SNAPSHOT_FULL = 0,
+	VM_SNAPSHOT_DISK,
+	VM_SNAPSHOT_KIND_MAX
+};
+
 enum command_type {
 	CMD_VM_CREATE = 0,
 	CMD_VM_START,
@@ -75,6 +88,9 @@ enum command_type {
 	CMD_VM_MIGRATE_CANCEL,
 	CMD_VM_MIGRATE_FINISH,
 	CMD_VM_REBUILD,
+	CMD_VM_SNAPSHOT_CREATE,
+	CMD_VM_SNAPSHOT_REVERT,
+	CMD_VM_SNAPSHOT_DELETE,
 	CMD_TYPE_MAX
 };
 
@@ -264,6 +280,20 @@ struct command_rebuild_args {
 	struct vm_image image;
 };
 
+/*
+ * The snapshot commands' arguments: the snapshot's name (ids_name_check's
+ * rules) for all three; kind and quiesce for vm.snapshot.create only (the
+ * others decode and encode the name alone). quiesce (freeze the guest's
+ * file systems through its agent around the snapshot) applies to "disk"
+ * snapshots only: a "full" one keeps the guest's memory, and a guest
+ * reverted to it would resume with its file systems frozen.
+ */
+struct command_snapshot_args {
+	char name[IDS_NAME_MAX + 1];
+	enum vm_snapshot_kind kind;
+	bool quiesce;
+};
+
 struct command {
 	char cmd_id[IDS_UUID_LEN + 1];      /* lower-case */
 	enum command_type cmd_type;
@@ -275,6 +305,7 @@ struct command {
 		struct command_migrate_prepare_args migrate_prepare;
 		struct command_migrate_args migrate;
 		struct command_rebuild_args rebuild;
+		struct command_snapshot_args snapshot;
 	} cmd_args;
 };
 
@@ -334,6 +365,15 @@ int vm_spec_decode(json_object *args, struct vm_spec *out, struct carve_error *e
 json_object *vm_spec_encode(const struct vm_spec *spec);
 void vm_spec_clear(struct vm_spec *spec);
 void vm_spec_copy(struct vm_spec *dst, const struct vm_spec *src);
+
+/*
+ * Decode vm.snapshot.create's args object (also the body of carve-cp's
+ * POST /v1/vms/{id}/snapshots) and encode it back.
+ */
+int command_snapshot_create_decode(json_object *args,
+    struct command_snapshot_args *out, struct carve_error *err);
+json_object *command_snapshot_create_encode(
+    const struct command_snapshot_args *a);
 
 json_object *command_result_encode(const struct command_result *res);
 int command_result_decode(json_object *obj, struct command_result *out,

@@ -1455,6 +1455,95 @@ proto_vm_action_req_clear(struct proto_vm_action_req *msg)
 	memset(msg, 0, sizeof(*msg));
 }
 
+/* ------------------------------------------------------------ snapshots */
+
+int
+proto_snapshot_create_req_decode(json_object *obj,
+    struct command_snapshot_args *out, struct carve_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	return command_snapshot_create_decode(obj, out, err);
+}
+
+PROTO_DECODE_BUF(proto_snapshot_create_req, struct command_snapshot_args,
+    PROTO_REQUEST_MAX)
+
+json_object *
+proto_snapshot_create_req_encode(const struct command_snapshot_args *msg)
+{
+	return command_snapshot_create_encode(msg);
+}
+
+static const char *const proto_snapshot_list_keys[] = {
+	"vm_id", "snapshots", NULL
+};
+
+int
+proto_snapshot_list_decode(json_object *obj, struct proto_snapshot_list *out,
+    struct carve_error *err)
+{
+	struct proto_snapshot_list *m = xcalloc(1, sizeof(*m));
+	json_object *arr;
+	size_t n;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (jsonx_check_object(obj, "snapshot list", proto_snapshot_list_keys,
+	    err) == -1 ||
+	    jsonx_get_uuid(obj, "vm_id", true, m->sl_vm_id, err) == -1)
+		goto out;
+	if (!json_object_object_get_ex(obj, "snapshots", &arr) ||
+	    !json_object_is_type(arr, json_type_array)) {
+		error_set(err, CARVE_EINVAL, "snapshots must be an array");
+		goto out;
+	}
+	if ((n = json_object_array_length(arr)) > VM_SNAPSHOTS_MAX) {
+		error_set(err, CARVE_EINVAL, "snapshots has %zu entries; a VM "
+		    "has at most %d", n, VM_SNAPSHOTS_MAX);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (vm_snapshot_decode(json_object_array_get_idx(arr, i),
+		    &m->sl_snaps[i], err) == -1)
+			goto out;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(m->sl_snaps[j].snap_name,
+			    m->sl_snaps[i].snap_name) == 0) {
+				error_set(err, CARVE_EINVAL, "snapshot "
+				    "\"%s\" is listed twice",
+				    m->sl_snaps[i].snap_name);
+				goto out;
+			}
+	}
+	m->sl_n = (unsigned)n;
+	*out = *m;
+	rc = 0;
+out:
+	free(m);
+	return rc;
+}
+
+PROTO_DECODE_BUF(proto_snapshot_list, struct proto_snapshot_list,
+    PROTO_RESPONSE_MAX)
+
+json_object *
+proto_snapshot_list_encode(const struct proto_snapshot_list *msg)
+{
+	json_object *o = proto_new_object(), *arr = json_object_new_array();
+
+	if (arr == NULL) {
+		fprintf(stderr,
+		    "level=fatal comp=proto msg=\"out of memory\"\n");
+		abort();
+	}
+	jsonx_add_string(o, "vm_id", msg->sl_vm_id);
+	for (unsigned i = 0; i < msg->sl_n && i < VM_SNAPSHOTS_MAX; i++)
+		json_object_array_add(arr,
+		    vm_snapshot_encode(&msg->sl_snaps[i]));
+	json_object_object_add(o, "snapshots", arr);
+	return o;
+}
+
 static const char *const proto_desired_names[PROTO_DESIRED_MAX] = {
 	[PROTO_DESIRED_RUNNING] = "running",
 	[PROTO_DESIRED_STOPPED] = "stopped",

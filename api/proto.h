@@ -416,6 +416,38 @@ json_object *proto_vm_action_req_encode(const struct proto_vm_action_req *msg);
 void proto_vm_action_req_clear(struct proto_vm_action_req *msg);
 
 /*
+ * POST /v1/vms/{id}/snapshots  {"name","kind":"full"|"disk","quiesce"?:bool}
+ * is vm.snapshot.create's args (command_snapshot_create_decode: name rules,
+ * quiesce with "disk" only). POST /v1/vms/{id}/snapshots/{name}/revert and
+ * DELETE /v1/vms/{id}/snapshots/{name} take no body. All three answer 202
+ * {"command_id"}.
+ */
+int proto_snapshot_create_req_decode(json_object *obj,
+    struct command_snapshot_args *out, struct carve_error *err);
+int proto_snapshot_create_req_decode_buf(const char *buf, size_t len,
+    struct command_snapshot_args *out, struct carve_error *err);
+json_object *proto_snapshot_create_req_encode(
+    const struct command_snapshot_args *msg);
+
+/*
+ * GET /v1/vms/{id}/snapshots  200
+ *   {"vm_id","snapshots":[{"name","kind","created_at"}...]}
+ * from the VM's last report (empty before the first one, or from an agent
+ * that does not report snapshots); at most VM_SNAPSHOTS_MAX, names unique.
+ */
+struct proto_snapshot_list {
+	char sl_vm_id[IDS_UUID_LEN + 1];
+	unsigned sl_n;
+	struct vm_snapshot sl_snaps[VM_SNAPSHOTS_MAX];
+};
+
+int proto_snapshot_list_decode(json_object *obj,
+    struct proto_snapshot_list *out, struct carve_error *err);
+int proto_snapshot_list_decode_buf(const char *buf, size_t len,
+    struct proto_snapshot_list *out, struct carve_error *err);
+json_object *proto_snapshot_list_encode(const struct proto_snapshot_list *msg);
+
+/*
  * The VM record of GET /v1/vms and GET /v1/vms/{id} (disk_gib: what the VM
  * takes of DISK_GIB, its root and data disks):
  *   {"id","name","node","vcpus","memory_mib","disk_gib",

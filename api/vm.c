@@ -62,8 +62,41 @@ vm_state_from_libvirt(int virstate)
 	return vm_state_libvirt[virstate];
 }
 
-json_object *
-vm_info_encode(const struct vm_info *vm)
+static const char *const vm_snapshot_kind_names[VM_SNAPSHOT_KIND_MAX] = {
+	[VM_SNAPSHOT_FULL] = "full",
+	[VM_SNAPSHOT_DISK] = "disk",
+};
+
+const char *
+vm_snapshot_kind_name(enum vm_snapshot_kind k)
+{
+	if ((int)k < 0 || k >= VM_SNAPSHOT_KIND_MAX)
+		return "unknown";
+	return vm_snapshot_kind_names[k];
+}
+
+int
+vm_snapshot_kind_parse(const char *name, enum vm_snapshot_kind *out)
+{
+	for (int i = 0; i < VM_SNAPSHOT_KIND_MAX; i++)
+		if (strcmp(vm_snapshot_kind_names[i], name) == 0) {
+			*out = (enum vm_snapshot_kind)i;
+			return 0;
+		}
+	return -1;
+}
+
+const struct vm_snapshot *
+vm_snapshot_find(const struct vm_info *vm, const char *name)
+{
+	for (unsigned i = 0; i < vm->vm_nsnapshots && i < VM_SNAPSHOTS_MAX; i++)
+		if (strcmp(vm->vm_snapshots[i].snap_name, name) == 0)
+			return &vm->vm_snapshots[i];
+	return NULL;
+}
+
+static json_object *
+vm_new_object(void)
 {
 	json_object *o = json_object_new_object();
 
@@ -71,6 +104,90 @@ vm_info_encode(const struct vm_info *vm)
 		fprintf(stderr, "level=fatal comp=vm msg=\"out of memory\"\n");
 		abort();
 	}
+	return o;
+}
+
+json_object *
+vm_snapshot_encode(const struct vm_snapshot *s)
+{
+	json_object *o = vm_new_object();
+
+	jsonx_add_string(o, "name", s->snap_name);
+	jsonx_add_string(o, "kind", vm_snapshot_kind_name(s->snap_kind));
+	jsonx_add_int(o, "created_at", s->snap_created_at_ms);
+	return o;
+}
+
+static const char *const vm_snapshot_keys[] = {
+	"name", "kind", "created_at", NULL
+};
+
+int
+vm_snapshot_decode(json_object *obj, struct vm_snapshot *out,
+    struct carve_error *err)
+{
+	struct vm_snapshot s;
+	const char *name, *kind;
+	int64_t v;
+
+	memset(&s, 0, sizeof(s));
+	if (jsonx_check_object(obj, "snapshot", vm_snapshot_keys, err) == -1 ||
+	    jsonx_get_string(obj, "name", true, IDS_NAME_MAX, &name,
+	    err) == -1 ||
+	    ids_name_check(name, "snapshot name", err) == -1 ||
+	    jsonx_get_string(obj, "kind", true, 16, &kind, err) == -1)
+		return -1;
+	if (vm_snapshot_kind_parse(kind, &s.snap_kind) == -1)
+		return error_set(err, CARVE_EINVAL,
+		    "snapshot kind must be \"full\" or \"disk\"");
+	if (jsonx_get_int(obj, "created_at", true, 0, INT64_MAX, &v, err) == -1)
+		return -1;
+	snprintf(s.snap_name, sizeof(s.snap_name), "%s", name);
+	s.snap_created_at_ms = v;
+	*out = s;
+	return 0;
+}
+
+/* The optional "snapshots" array of a report into vm. */
+static int
+vm_snapshots_decode(json_object *obj, struct vm_info *vm,
+    struct carve_error *err)
+{
+	json_object *arr;
+	size_t n;
+
+	if (!json_object_object_get_ex(obj, "snapshots", &arr) || arr == NULL)
+		return 0;
+	if (!json_object_is_type(arr, json_type_array))
+		return error_set(err, CARVE_EINVAL,
+		    "snapshots must be an array");
+	n = json_object_array_length(arr);
+	if (n > VM_SNAPSHOTS_MAX)
+		return error_set(err, CARVE_EINVAL, "snapshots has %zu "
+		    "entries; a VM has at most %d", n, VM_SNAPSHOTS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		struct vm_snapshot *s = &vm->vm_snapshots[i];
+
+		if (vm_snapshot_decode(json_object_array_get_idx(arr, i), s,
+		    err) == -1)
+			return -1;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(vm->vm_snapshots[j].snap_name,
+			    s->snap_name) == 0)
+				return error_set(err, CARVE_EINVAL,
+				    "snapshot \"%s\" is listed twice",
+				    s->snap_name);
+	}
+	vm->vm_nsnapshots = (unsigned)n;
+	vm->vm_snapshots_known = true;
+	return 0;
+}
+
+json_object *
+vm_info_encode(const struct vm_info *vm)
+{
+	json_object *o = vm_new_object();
+
 	jsonx_add_string(o, "id", vm->vm_id);
 	jsonx_add_string(o, "name", vm->vm_name);
 	jsonx_add_string(o, "state", vm_state_name(vm->vm_state));
@@ -94,6 +211,20 @@ vm_info_encode(const struct vm_info *vm)
 	if (vm->vm_ndata_disks > 0)
 		json_object_object_add(o, "data_disks",
 		    vm_data_disks_encode(vm->vm_data_disks, vm->vm_ndata_disks));
+	if (vm->vm_snapshots_known) {
+		json_object *arr = json_object_new_array();
+
+		if (arr == NULL) {
+			fprintf(stderr,
+			    "level=fatal comp=vm msg=\"out of memory\"\n");
+			abort();
+		}
+		for (unsigned i = 0; i < vm->vm_nsnapshots &&
+		    i < VM_SNAPSHOTS_MAX; i++)
+			json_object_array_add(arr,
+			    vm_snapshot_encode(&vm->vm_snapshots[i]));
+		json_object_object_add(o, "snapshots", arr);
+	}
 	return o;
 }
 
@@ -110,7 +241,7 @@ vm_info_disk_gib_total(const struct vm_info *vm)
 
 static const char *const vm_info_keys[] = {
 	"id", "name", "state", "vcpus", "memory_mib", "disk_gib",
-	"command_id", "created_at", "image", "data_disks", NULL
+	"command_id", "created_at", "image", "data_disks", "snapshots", NULL
 };
 
 int
@@ -171,6 +302,8 @@ vm_info_decode(json_object *obj, struct vm_info *out, struct carve_error *err)
 	if (vm_data_disks_get(obj, vm.vm_data_disks, &ndisks, err) == -1)
 		return -1;
 	vm.vm_ndata_disks = (unsigned)ndisks;
+	if (vm_snapshots_decode(obj, &vm, err) == -1)
+		return -1;
 	*out = vm;
 	return 0;
 }

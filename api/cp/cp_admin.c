@@ -422,6 +422,146 @@ cleanup:
 	return rc;
 }
 
+/* ------------------------------------------------------------ snapshots */
+
+/* The VM of the path, which must not be on its way out. */
+static int
+admin_snapshot_vm(struct cp_req *r, struct cp_vm_rec *vm,
+    struct carve_error *err)
+{
+	char id[IDS_UUID_LEN + 1];
+
+	if (admin_path_id(r, "VM", id, err) < 0 ||
+	    cp_store_vm_get(r->rq_cp->cp_store, id, vm, err) < 0)
+		return -1;
+	if (vm->vr_desired == PROTO_DESIRED_DELETED) {
+		cp_vm_rec_clear(vm);
+		return error_set(err, CARVE_ECONFLICT, "VM %s is being deleted",
+		    id);
+	}
+	return 0;
+}
+
+/* A command about one of vm's snapshots; its desired state stays. */
+static int
+admin_snapshot_command(struct cp_req *r, const struct cp_vm_rec *vm,
+    enum command_type type, const struct command_snapshot_args *a,
+    struct carve_error *err)
+{
+	struct command cmd;
+
+	memset(&cmd, 0, sizeof(cmd));
+	ids_uuid_new(cmd.cmd_id);
+	memcpy(cmd.cmd_vm_id, vm->vr_id, sizeof(cmd.cmd_vm_id));
+	cmd.cmd_type = type;
+	cmd.cmd_args.snapshot = *a;
+	if (admin_store_command(r->rq_cp, &cmd, vm->vr_node, NULL,
+	    vm->vr_desired, err) < 0)
+		return -1;
+	admin_reply_command(r, cmd.cmd_id);
+	return 0;
+}
+
+int
+cp_admin_snapshot_create(struct cp_req *r, struct carve_error *err)
+{
+	struct command_snapshot_args a;
+	struct cp_vm_rec vm;
+	int rc;
+
+	if (proto_snapshot_create_req_decode_buf(r->rq_body, r->rq_body_len,
+	    &a, err) < 0 || admin_snapshot_vm(r, &vm, err) < 0)
+		return -1;
+	rc = admin_snapshot_command(r, &vm, CMD_VM_SNAPSHOT_CREATE, &a, err);
+	cp_vm_rec_clear(&vm);
+	return rc;
+}
+
+/* The path's snapshot name (the second wildcard): a malformed one is 400. */
+static int
+admin_snapshot_name(const struct cp_req *r, struct command_snapshot_args *a,
+    struct carve_error *err)
+{
+	memset(a, 0, sizeof(*a));
+	if (ids_name_check(r->rq_arg[1], "snapshot name", err) < 0)
+		return -1;
+	snprintf(a->name, sizeof(a->name), "%s", r->rq_arg[1]);
+	return 0;
+}
+
+int
+cp_admin_snapshot_revert(struct cp_req *r, struct carve_error *err)
+{
+	struct command_snapshot_args a;
+	struct cp_vm_rec vm;
+	int rc;
+
+	if (admin_snapshot_name(r, &a, err) < 0 ||
+	    proto_empty_decode_buf(r->rq_body_len > 0 ? r->rq_body : "{}",
+	    r->rq_body_len > 0 ? r->rq_body_len : 2, err) < 0 ||
+	    admin_snapshot_vm(r, &vm, err) < 0)
+		return -1;
+	rc = admin_snapshot_command(r, &vm, CMD_VM_SNAPSHOT_REVERT, &a, err);
+	cp_vm_rec_clear(&vm);
+	return rc;
+}
+
+int
+cp_admin_snapshot_delete(struct cp_req *r, struct carve_error *err)
+{
+	struct command_snapshot_args a;
+	struct cp_vm_rec vm;
+	int rc;
+
+	if (admin_snapshot_name(r, &a, err) < 0 ||
+	    admin_snapshot_vm(r, &vm, err) < 0)
+		return -1;
+	rc = admin_snapshot_command(r, &vm, CMD_VM_SNAPSHOT_DELETE, &a, err);
+	cp_vm_rec_clear(&vm);
+	return rc;
+}
+
+int
+cp_admin_snapshot_list(struct cp_req *r, struct carve_error *err)
+{
+	struct proto_snapshot_list *list = xcalloc(1, sizeof(*list));
+	struct vm_info *info = xcalloc(1, sizeof(*info));
+	struct carve_error rerr = { 0 };
+	struct cp_vm_rec vm;
+	json_object *o;
+	char *text = NULL;
+	int rc = -1;
+
+	if (admin_path_id(r, "VM", list->sl_vm_id, err) < 0 ||
+	    cp_store_vm_get(r->rq_cp->cp_store, list->sl_vm_id, &vm, err) < 0)
+		goto out;
+	if (cp_store_vm_report(r->rq_cp->cp_store, vm.vr_node, vm.vr_id, &text,
+	    err) < 0)
+		goto clear;
+	/* What carve-cp stored itself reads back; if not, say nothing. */
+	if (text != NULL && (o = cp_store_json(text, &rerr)) != NULL) {
+		if (vm_info_decode(o, info, &rerr) == 0) {
+			list->sl_n = info->vm_nsnapshots;
+			memcpy(list->sl_snaps, info->vm_snapshots,
+			    sizeof(list->sl_snaps));
+		} else {
+			log_kv(LOG_LVL_WARN, CP_COMP,
+			    "stored VM report does not read back", "vm",
+			    vm.vr_id, "error", rerr.message, NULL);
+		}
+		json_object_put(o);
+	}
+	cp_http_reply(r, 200, proto_snapshot_list_encode(list));
+	rc = 0;
+clear:
+	cp_vm_rec_clear(&vm);
+out:
+	free(text);
+	free(info);
+	free(list);
+	return rc;
+}
+
 /* ------------------------------------------------------------ nodes */
 
 static int

@@ -15,6 +15,16 @@ int cp_admin_vm_list(struct cp_req *r, struct carve_error *err);
 int cp_admin_vm_get(struct cp_req *r, struct carve_error *err);
 int cp_admin_vm_delete(struct cp_req *r, struct carve_error *err);
 int cp_admin_vm_action(struct cp_req *r, struct carve_error *err);
+/*
+ * Snapshots: create (body: vm.snapshot.create's args), list (from the VM's
+ * last report), revert and delete (the name in the path). Changes answer
+ * 202 {"command_id"}; whether the snapshot exists is the agent's to say
+ * (the command fails with not_found or conflict).
+ */
+int cp_admin_snapshot_create(struct cp_req *r, struct carve_error *err);
+int cp_admin_snapshot_list(struct cp_req *r, struct carve_error *err);
+int cp_admin_snapshot_revert(struct cp_req *r, struct carve_error *err);
+int cp_admin_snapshot_delete(struct cp_req *r, struct carve_error *err);
 int cp_admin_node_list(struct cp_req *r, struct carve_error *err);
 int cp_admin_node_get(struct cp_req *r, struct carve_error *err);
 int cp_admin_node_delete(struct cp_req *r, struct carve_error *err);

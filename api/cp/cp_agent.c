@@ -611,6 +611,8 @@ static const struct {
 	[CMD_VM_MIGRATE] = { cp_mig_on_result, cp_mig_on_result },
 	[CMD_VM_MIGRATE_CANCEL] = { cp_mig_on_result, cp_mig_on_result },
 	[CMD_VM_MIGRATE_FINISH] = { cp_mig_on_result, cp_mig_on_result },
+	/* A revert may start or stop the VM (its result says the state). */
+	[CMD_VM_SNAPSHOT_REVERT] = { agent_effect_state, NULL },
 };
 
 /* Store the result and its effect on the VM in one transaction. */

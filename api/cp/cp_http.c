@@ -98,6 +98,16 @@ static const struct http_route http_routes[] = {
 	    cp_admin_vm_delete },
 	{ EVHTTP_REQ_POST, "/v1/vms/*/actions", HTTP_AUTH_ADMIN, 0,
 	    cp_admin_vm_action },
+	/* Two wildcards: the VM's id, then the snapshot's name (at most
+	 * CP_HTTP_ARG_MAX = IDS_NAME_MAX bytes, like every valid name). */
+	{ EVHTTP_REQ_POST, "/v1/vms/*/snapshots", HTTP_AUTH_ADMIN, 0,
+	    cp_admin_snapshot_create },
+	{ EVHTTP_REQ_GET, "/v1/vms/*/snapshots", HTTP_AUTH_ADMIN, 0,
+	    cp_admin_snapshot_list },
+	{ EVHTTP_REQ_POST, "/v1/vms/*/snapshots/*/revert", HTTP_AUTH_ADMIN, 0,
+	    cp_admin_snapshot_revert },
+	{ EVHTTP_REQ_DELETE, "/v1/vms/*/snapshots/*", HTTP_AUTH_ADMIN, 0,
+	    cp_admin_snapshot_delete },
 	{ EVHTTP_REQ_GET, "/v1/nodes", HTTP_AUTH_ADMIN, 0, cp_admin_node_list },
 	{ EVHTTP_REQ_GET, "/v1/nodes/*", HTTP_AUTH_ADMIN, 0, cp_admin_node_get },
 	{ EVHTTP_REQ_DELETE, "/v1/nodes/*", HTTP_AUTH_ADMIN, 0,

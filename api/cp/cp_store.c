@@ -1040,6 +1040,32 @@ store_vm_row(struct cp_store *st, sqlite3_stmt *s, struct cp_vm_rec *r,
 }
 
 int
+cp_store_vm_report(struct cp_store *st, const char *node, const char *id,
+    char **info, struct carve_error *err)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	*info = NULL;
+	s = store_prepare(st, "SELECT info FROM node_vms"
+	    " WHERE node = ?1 AND vm_id = ?2", err);
+	if (s == NULL)
+		return -1;
+	store_bind_text(s, 1, node);
+	store_bind_text(s, 2, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*info = store_col_dup(s, 0);
+	else if (rc != SQLITE_DONE) {
+		store_sqlerr(st, "get vm report", err);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
+int
 cp_store_vm_get(struct cp_store *st, const char *id, struct cp_vm_rec *out,
     struct carve_error *err)
 {

@@ -185,6 +185,12 @@ int cp_store_vm_set_state(struct cp_store *st, const char *id,
 /* The size a vm.resize result reported. */
 int cp_store_vm_set_size(struct cp_store *st, const char *id, unsigned vcpus,
     uint64_t memory_mib, int64_t now_ms, struct carve_error *err);
+/*
+ * What node last reported about VM id (vm_info_encode text, a new string
+ * in *info), or *info NULL when its reports do not hold the VM.
+ */
+int cp_store_vm_report(struct cp_store *st, const char *node, const char *id,
+    char **info, struct carve_error *err);
 /* The VM is gone: its name is free again and it is no longer listed. */
 int cp_store_vm_mark_deleted(struct cp_store *st, const char *id,
     int64_t now_ms, struct carve_error *err);

@@ -88,6 +88,8 @@ FUZZ_RT(command_info, struct proto_command_info, proto_command_info_clear)
 FUZZ_RT(vm_migrate_req, struct proto_vm_migrate_req, fuzz_noclear)
 FUZZ_RT(migration_ref, struct proto_migration_ref, fuzz_noclear)
 FUZZ_RT(migration, struct proto_migration, proto_migration_clear)
+FUZZ_RT(snapshot_create_req, struct command_snapshot_args, fuzz_noclear)
+FUZZ_RT(snapshot_list, struct proto_snapshot_list, fuzz_noclear)
 
 static int
 fuzz_rt_poll_resp(json_object *in, char **out, struct carve_error *err)
@@ -184,6 +186,8 @@ static const struct fuzz_codec fuzz_codecs[] = {
 	{ "migration reference", fuzz_rt_migration_ref },
 	{ "migration record", fuzz_rt_migration },
 	{ "migration list", fuzz_rt_migration_list },
+	{ "snapshot request", fuzz_rt_snapshot_create_req },
+	{ "snapshot list", fuzz_rt_snapshot_list },
 };
 
 static void

@@ -29,7 +29,12 @@
 #     (a YAML comment: still valid cloud-config) does what writemark=
 #     does when the command line has none, for images that boot through
 #     their own boot loader (no kernel command line to set); likewise
-#     "#datamark: <word>" for datamark=;
+#     "#datamark: <word>" for datamark=; a line
+#     "#disktick: on" in its user-data then starts a loop that every second
+#     appends "tick N" to WRITES.TXT (mount, append, sync, unmount) and
+#     prints "DISKTICK N UP <uptime seconds>" (the snapshot tests: what the
+#     disk held at a snapshot, and whether a revert resumed the guest or
+#     booted it afresh);
 #   - loads virtio_net (and the failover modules it needs) and prints
 #     "NIC <ifname> <mac>" for each network interface but lo, sorted by
 #     name (a VM with no NIC prints nothing);
@@ -295,6 +300,22 @@ datamark=\$(arg datamark || :)
 if [ -n "\$datamark" ]; then
 	data_write "\$datamark" || echo "DATA WRITE FAILED \$datamark"
 fi
+# "#disktick: on": a tick a second, on the disk and the console.
+disktick() {
+	t=0
+	while :; do
+		t=\$((t + 1))
+		if disk_mount; then
+			echo "tick \$t" >>/mnt/disk/WRITES.TXT
+			sync
+			umount /mnt/disk
+			echo "DISKTICK \$t UP \$(cut -d ' ' -f 1 /proc/uptime)"
+		else
+			echo "DISKTICK FAILED \$t"
+		fi
+		sleep 1
+	done
+}
 # The NoCloud seed: SCSI/ATA scans finish after insmod returns, so look for
 # it in the background instead of holding READY back on every boot.
 cidata() {
@@ -316,12 +337,16 @@ cidata() {
 			echo "CIDATA-HOSTNAME \$(sed -n 's/^local-hostname: *//p' \$md | tr -cd 'A-Za-z0-9_.:-')"
 			cwm=\$(sed -n 's/^#writemark: *//p' /mnt/cidata/user-data | head -n 1 | tr -cd 'A-Za-z0-9_.:-')
 			cdm=\$(sed -n 's/^#datamark: *//p' /mnt/cidata/user-data | head -n 1 | tr -cd 'A-Za-z0-9_.:-')
+			cdt=\$(sed -n 's/^#disktick: *//p' /mnt/cidata/user-data | head -n 1 | tr -cd 'a-z')
 			umount /mnt/cidata
 			if [ -n "\$cwm" ] && [ -z "\$writemark" ]; then
 				disk_write "\$cwm" || echo "WRITE FAILED \$cwm"
 			fi
 			if [ -n "\$cdm" ] && [ -z "\$datamark" ]; then
 				data_write "\$cdm" || echo "DATA WRITE FAILED \$cdm"
+			fi
+			if [ "\$cdt" = on ]; then
+				disktick
 			fi
 			return 0
 		done

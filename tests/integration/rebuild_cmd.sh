@@ -118,6 +118,13 @@ tap_is "$($V domstate carve-rbc1)" running "and it still runs"
 r=$(ctl_json vm rebuild carve-rbc1 --image-url "file://$img/c.qcow2" --image-sha256 "$BAD" --image-format qcow2)
 tap_is "$(status_of "$r")" invalid_argument "an image whose sha256 does not match is refused"
 tap_is "$(md carve-rbc1)" "$md_before" "the VM's record is untouched"
+r=$(ctl_json vm snapshot create carve-rbc1 keep1)
+tap_is "$(status_of "$r")" succeeded "a snapshot of the VM" || tap_diag "$r"
+r=$(ctl_json vm rebuild carve-rbc1)
+tap_is "$(status_of "$r")" conflict "a VM with snapshots is not rebuilt (they live in the root disk it replaces)" || tap_diag "$r"
+tap_is "$(ctl_json vm snapshots carve-rbc1 | jq -r '.snapshots[].name')" keep1 "and its snapshot is still there"
+r=$(ctl_json vm snapshot delete carve-rbc1 keep1)
+tap_is "$(status_of "$r")" succeeded "the snapshot deleted" || tap_diag "$r"
 r=$(ctl_json vm create carve-rbc2 --vcpus 1 --memory 128 --data-disk 1)
 tap_is "$(status_of "$r")" succeeded "a VM without an image, with a data disk"
 id2=$(printf '%s' "$r" | jq -r .vm_id)
@@ -166,7 +173,10 @@ carved_kill9
 carved_start || tap_bail "carved did not restart"
 r=$(wait_result $CR3)
 tap_is "$(printf '%s' "$r" | jq -r '"\(.status) \(.result.state) \(.result.recovered)"')" "succeeded running true" "recovered as done: only the run state is ensured" || tap_diag "$r"
-tap_is "$(grep -c "rebuilt on image" "$CARVED_DIR/carved.log")" 6 "the disk was replaced once per rebuild, not again by the recovery"
+# What the restarted carved logged (carved.log spans every run): the kill
+# may come before or after the killed run logged its replacement.
+tap_is "$(awk '/ started: node /{n=0} /rebuilt on image/{n++} END{print n+0}' "$CARVED_DIR/carved.log")" 0 \
+    "the recovery did not replace the disk again"
 tap_is "$(ctl_json vm rebuild carve-rbc1 --command-id $CR3 | jq -r .result.recovered)" true "a re-sent id gets that result"
 
 # -- destroy ---------------------------------------------------------------------------

@@ -112,6 +112,15 @@ command_equal(const struct command *a, const struct command *b)
 		    b->cmd_args.rebuild.image.vi_sha256) == 0 &&
 		    a->cmd_args.rebuild.image.vi_format ==
 		    b->cmd_args.rebuild.image.vi_format;
+	case CMD_VM_SNAPSHOT_CREATE:
+		return strcmp(a->cmd_args.snapshot.name,
+		    b->cmd_args.snapshot.name) == 0 &&
+		    a->cmd_args.snapshot.kind == b->cmd_args.snapshot.kind &&
+		    a->cmd_args.snapshot.quiesce == b->cmd_args.snapshot.quiesce;
+	case CMD_VM_SNAPSHOT_REVERT:
+	case CMD_VM_SNAPSHOT_DELETE:
+		return strcmp(a->cmd_args.snapshot.name,
+		    b->cmd_args.snapshot.name) == 0;
 	default:
 		return true;
 	}
@@ -148,6 +157,9 @@ test_names(void **state)
 		{ CMD_VM_MIGRATE_CANCEL, "vm.migrate.cancel", true },
 		{ CMD_VM_MIGRATE_FINISH, "vm.migrate.finish", true },
 		{ CMD_VM_REBUILD, "vm.rebuild", true },
+		{ CMD_VM_SNAPSHOT_CREATE, "vm.snapshot.create", true },
+		{ CMD_VM_SNAPSHOT_REVERT, "vm.snapshot.revert", true },
+		{ CMD_VM_SNAPSHOT_DELETE, "vm.snapshot.delete", true },
 	};
 	static const struct {
 		enum command_status st;
@@ -427,6 +439,59 @@ static const struct decode_case decode_cases[] = {
 	    -1, "memory_mib must be an integer" },
 	{ "{" HEAD "\"type\":\"vm.resize\",\"args\":{\"vcpus\":2,"
 	    "\"memory_mib\":\"1024\"}}", -1, "memory_mib must be an integer" },
+	/* snapshots: accepted */
+#define SNAP(t, a) "{" HEAD "\"type\":\"vm.snapshot." t "\",\"args\":" a "}"
+	{ SNAP("create", "{\"name\":\"before-upgrade\",\"kind\":\"full\"}"), 0,
+	    NULL },
+	{ SNAP("create", "{\"name\":\"s.1_a-b\",\"kind\":\"disk\","
+	    "\"quiesce\":true}"), 0, NULL },
+	{ SNAP("create", "{\"name\":\"9\",\"kind\":\"full\",\"quiesce\":false}"),
+	    0, NULL },
+	{ SNAP("create", "{\"name\":\"d\",\"kind\":\"disk\",\"quiesce\":null}"),
+	    0, NULL },
+	{ SNAP("revert", "{\"name\":\"before-upgrade\"}"), 0, NULL },
+	{ SNAP("delete", "{\"name\":\"X\"}"), 0, NULL },
+	/* snapshots: refused */
+	{ "{" HEAD "\"type\":\"vm.snapshot.create\"}", -1,
+	    "args is required for vm.snapshot.create" },
+	{ "{" HEAD "\"type\":\"vm.snapshot.revert\",\"args\":null}", -1,
+	    "args is required for vm.snapshot.revert" },
+	{ "{" HEAD "\"type\":\"vm.snapshot.delete\"}", -1,
+	    "args is required for vm.snapshot.delete" },
+	{ SNAP("create", "[]"), -1, "args must be a JSON object" },
+	{ SNAP("create", "{\"name\":\"a\",\"kind\":\"full\",\"memory\":true}"),
+	    -1, "vm.snapshot.create args: unknown key \"memory\"" },
+	{ SNAP("create", "{\"kind\":\"full\"}"), -1, "name is required" },
+	{ SNAP("create", "{\"name\":null,\"kind\":\"full\"}"), -1,
+	    "name is required" },
+	{ SNAP("create", "{\"name\":7,\"kind\":\"full\"}"), -1,
+	    "name must be a string" },
+	{ SNAP("create", "{\"name\":\"\",\"kind\":\"full\"}"), -1,
+	    "name must not be empty" },
+	{ SNAP("create", "{\"name\":\"-a\",\"kind\":\"full\"}"), -1,
+	    "name must start with a letter or digit" },
+	{ SNAP("create", "{\"name\":\"a/b\",\"kind\":\"full\"}"), -1,
+	    "name may only contain" },
+	{ SNAP("create", "{\"name\":\"a\"}"), -1, "kind is required" },
+	{ SNAP("create", "{\"name\":\"a\",\"kind\":1}"), -1,
+	    "kind must be a string" },
+	{ SNAP("create", "{\"name\":\"a\",\"kind\":\"memory\"}"), -1,
+	    "kind \"memory\" must be \"full\" or \"disk\"" },
+	{ SNAP("create", "{\"name\":\"a\",\"kind\":\"Full\"}"), -1,
+	    "kind \"Full\" must be" },
+	{ SNAP("create", "{\"name\":\"a\",\"kind\":\"disk\",\"quiesce\":1}"),
+	    -1, "quiesce must be a boolean" },
+	{ SNAP("create", "{\"name\":\"a\",\"kind\":\"full\",\"quiesce\":true}"),
+	    -1, "quiesce applies to disk snapshots only" },
+	{ SNAP("revert", "{}"), -1, "name is required" },
+	{ SNAP("revert", "{\"name\":\"a\",\"kind\":\"full\"}"), -1,
+	    "vm.snapshot.revert args: unknown key \"kind\"" },
+	{ SNAP("revert", "{\"name\":\"a b\"}"), -1, "name may only contain" },
+	{ SNAP("delete", "{\"name\":\"a\",\"force\":true}"), -1,
+	    "vm.snapshot.delete args: unknown key \"force\"" },
+	{ SNAP("delete", "{\"name\":\".hidden\"}"), -1,
+	    "name must start with a letter or digit" },
+	{ SNAP("delete", "\"a\""), -1, "args must be a JSON object" },
 };
 
 static void
@@ -787,6 +852,8 @@ test_decode_lengths(void **state)
 		{ "initrd", VM_FILENAME_MAX + 1, -1, "initrd is 256 bytes long" },
 		{ "cmdline", VM_CMDLINE_MAX, 0, NULL },
 		{ "cmdline", VM_CMDLINE_MAX + 1, -1, "cmdline is 1025 bytes long" },
+		{ "snapshot", IDS_NAME_MAX, 0, NULL },
+		{ "snapshot", IDS_NAME_MAX + 1, -1, "name is 65 bytes long" },
 	};
 
 	(void)state;
@@ -797,6 +864,9 @@ test_decode_lengths(void **state)
 		if (strcmp(cases[i].key, "name") == 0)
 			json = xasprintf("{" HEAD "\"type\":\"vm.create\",\"args\":"
 			    "{\"name\":\"%s\",\"vcpus\":1,\"memory_mib\":64}}", v);
+		else if (strcmp(cases[i].key, "snapshot") == 0)
+			json = xasprintf("{" HEAD "\"type\":\"vm.snapshot.create\","
+			    "\"args\":{\"name\":\"%s\",\"kind\":\"disk\"}}", v);
 		else if (strcmp(cases[i].key, "kernel") == 0)
 			json = xasprintf("{" HEAD "\"type\":\"vm.create\",\"args\":"
 			    "{\"name\":\"a\",\"vcpus\":1,\"memory_mib\":64,"
@@ -1312,6 +1382,7 @@ test_command_encode_form(void **state)
 	struct carve_error err = { 0 };
 	struct command cmd;
 	json_object *enc;
+	const char *js;
 	char *text;
 
 	(void)state;
@@ -1324,6 +1395,57 @@ test_command_encode_form(void **state)
 	free(text);
 	json_object_put(enc);
 	command_clear(&cmd);
+
+	/* Snapshot args: the kind always, quiesce always for create. */
+	js = SNAP("create", "{\"kind\":\"disk\",\"name\":\"s1\"}");
+	assert_int_equal(command_decode_buf(js, strlen(js), &cmd, &err), 0);
+	enc = command_encode(&cmd);
+	text = jsonx_to_string(enc);
+	assert_string_equal(text, "{\"id\":\"" ID1 "\",\"type\":"
+	    "\"vm.snapshot.create\",\"vm_id\":\"" VM1 "\",\"args\":{\"name\":"
+	    "\"s1\",\"kind\":\"disk\",\"quiesce\":false}}");
+	free(text);
+	json_object_put(enc);
+	command_clear(&cmd);
+	js = SNAP("delete", "{\"name\":\"s1\"}");
+	assert_int_equal(command_decode_buf(js, strlen(js), &cmd, &err), 0);
+	enc = command_encode(&cmd);
+	text = jsonx_to_string(enc);
+	assert_string_equal(text, "{\"id\":\"" ID1 "\",\"type\":"
+	    "\"vm.snapshot.delete\",\"vm_id\":\"" VM1 "\",\"args\":{\"name\":"
+	    "\"s1\"}}");
+	free(text);
+	json_object_put(enc);
+	command_clear(&cmd);
+}
+
+/* command_snapshot_create_decode alone (the admin API's body). */
+static void
+test_snapshot_args(void **state)
+{
+	struct carve_error err = { 0 };
+	struct command_snapshot_args a;
+	json_object *o, *enc;
+
+	(void)state;
+	o = parse("{\"name\":\"pre\",\"kind\":\"disk\",\"quiesce\":true}");
+	assert_int_equal(command_snapshot_create_decode(o, &a, &err), 0);
+	json_object_put(o);
+	assert_string_equal(a.name, "pre");
+	assert_int_equal(a.kind, VM_SNAPSHOT_DISK);
+	assert_true(a.quiesce);
+	enc = command_snapshot_create_encode(&a);
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(command_snapshot_create_decode(enc, &a, &err), 0);
+	json_object_put(enc);
+	assert_string_equal(a.name, "pre");
+	assert_true(a.quiesce);
+
+	memset(&a, 0x5a, sizeof(a));
+	assert_int_equal(command_snapshot_create_decode(NULL, &a, &err), -1);
+	assert_int_equal(err.code, CARVE_EINVAL);
+	assert_non_null(strstr(err.message,
+	    "vm.snapshot.create args must be a JSON object"));
 }
 
 /* ------------------------------------------------------------ networks */
@@ -2163,7 +2285,86 @@ test_vm_info_round_trip(void **state)
 	assert_string_equal(back.vm_image_url, "");
 	assert_int_equal(back.vm_ndata_disks, 0);
 	assert_int_equal(vm_info_disk_gib_total(&back), 0);
+	/* An older agent's report says nothing about snapshots. */
+	assert_false(back.vm_snapshots_known);
 	json_object_put(o);
+}
+
+/* vm_info's snapshots: absent, empty, full; the limit. */
+static void
+test_vm_info_snapshots(void **state)
+{
+	struct carve_error err = { 0 };
+	struct vm_info vm, back;
+	json_object *enc, *o, *arr;
+	char *text;
+
+	(void)state;
+	memset(&vm, 0, sizeof(vm));
+	snprintf(vm.vm_id, sizeof(vm.vm_id), "%s", VM1);
+	snprintf(vm.vm_name, sizeof(vm.vm_name), "db");
+	vm.vm_vcpus = 1;
+	vm.vm_memory_mib = 128;
+
+	/* Not known: no key at all. */
+	enc = vm_info_encode(&vm);
+	assert_false(json_object_object_get_ex(enc, "snapshots", NULL));
+	json_object_put(enc);
+
+	/* Known and none: an empty array, which reads back as known. */
+	vm.vm_snapshots_known = true;
+	enc = vm_info_encode(&vm);
+	assert_true(json_object_object_get_ex(enc, "snapshots", &arr));
+	assert_int_equal(json_object_array_length(arr), 0);
+	assert_int_equal(vm_info_decode(enc, &back, &err), 0);
+	assert_true(back.vm_snapshots_known);
+	assert_int_equal(back.vm_nsnapshots, 0);
+	json_object_put(enc);
+
+	/* As many as a VM may have, in order. */
+	for (unsigned i = 0; i < VM_SNAPSHOTS_MAX; i++) {
+		snprintf(vm.vm_snapshots[i].snap_name,
+		    sizeof(vm.vm_snapshots[i].snap_name), "s%u", i);
+		vm.vm_snapshots[i].snap_kind = i % 2 ? VM_SNAPSHOT_DISK :
+		    VM_SNAPSHOT_FULL;
+		vm.vm_snapshots[i].snap_created_at_ms = 1700000000000 + i;
+	}
+	vm.vm_nsnapshots = VM_SNAPSHOTS_MAX;
+	enc = vm_info_encode(&vm);
+	text = jsonx_to_string(enc);
+	json_object_put(enc);
+	o = parse(text);
+	assert_int_equal(vm_info_decode(o, &back, &err), 0);
+	json_object_put(o);
+	assert_int_equal(back.vm_nsnapshots, VM_SNAPSHOTS_MAX);
+	for (unsigned i = 0; i < VM_SNAPSHOTS_MAX; i++) {
+		assert_string_equal(back.vm_snapshots[i].snap_name,
+		    vm.vm_snapshots[i].snap_name);
+		assert_int_equal(back.vm_snapshots[i].snap_kind,
+		    vm.vm_snapshots[i].snap_kind);
+		assert_true(back.vm_snapshots[i].snap_created_at_ms ==
+		    vm.vm_snapshots[i].snap_created_at_ms);
+	}
+	assert_non_null(vm_snapshot_find(&back, "s3"));
+	assert_int_equal(vm_snapshot_find(&back, "s3")->snap_kind,
+	    VM_SNAPSHOT_DISK);
+	assert_null(vm_snapshot_find(&back, "s99"));
+	assert_non_null(strstr(text, "{\"name\":\"s0\",\"kind\":\"full\","
+	    "\"created_at\":1700000000000}"));
+	free(text);
+
+	/* One more is refused. */
+	o = vm_info_encode(&vm);
+	json_object_object_get_ex(o, "snapshots", &arr);
+	json_object_array_add(arr, parse("{\"name\":\"x\",\"kind\":\"full\","
+	    "\"created_at\":1}"));
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(vm_info_decode(o, &back, &err), -1);
+	assert_non_null(strstr(err.message, "snapshots has 17 entries"));
+	json_object_put(o);
+
+	assert_string_equal(vm_snapshot_kind_name(VM_SNAPSHOT_KIND_MAX),
+	    "unknown");
 }
 
 static void
@@ -2206,6 +2407,28 @@ test_vm_info_rejects(void **state)
 		    "data_disks[0].size_gib must be at least 1 GiB" },
 		{ "{" VHEAD "\"state\":\"running\"," VSIZE "\"created_at\":0,"
 		    "\"data_disks\":[1]}", -1, "data_disks[0] must be an object" },
+		/* snapshots */
+#define VSNAP(x) "{" VHEAD "\"state\":\"running\"," VSIZE \
+		    "\"created_at\":0,\"snapshots\":" x "}"
+		{ VSNAP("{}"), -1, "snapshots must be an array" },
+		{ VSNAP("[1]"), -1, "snapshot must be a JSON object" },
+		{ VSNAP("[{\"name\":\"a\",\"kind\":\"full\"}]"), -1,
+		    "created_at is required" },
+		{ VSNAP("[{\"name\":\"a\",\"created_at\":1}]"), -1,
+		    "kind is required" },
+		{ VSNAP("[{\"name\":\"a\",\"kind\":\"ram\",\"created_at\":1}]"),
+		    -1, "snapshot kind must be \"full\" or \"disk\"" },
+		{ VSNAP("[{\"name\":\"a<b\",\"kind\":\"full\",\"created_at\":1}]"),
+		    -1, "snapshot name may only contain" },
+		{ VSNAP("[{\"kind\":\"full\",\"created_at\":1}]"), -1,
+		    "name is required" },
+		{ VSNAP("[{\"name\":\"a\",\"kind\":\"full\",\"created_at\":-1}]"),
+		    -1, "created_at must be between 0 and" },
+		{ VSNAP("[{\"name\":\"a\",\"kind\":\"full\",\"created_at\":1,"
+		    "\"size\":3}]"), -1, "snapshot: unknown key \"size\"" },
+		{ VSNAP("[{\"name\":\"a\",\"kind\":\"full\",\"created_at\":1},"
+		    "{\"name\":\"a\",\"kind\":\"disk\",\"created_at\":2}]"), -1,
+		    "snapshot \"a\" is listed twice" },
 	};
 
 	(void)state;
@@ -2253,11 +2476,13 @@ main(void)
 		cmocka_unit_test(test_decode_networks),
 		cmocka_unit_test(test_mac_derive),
 		cmocka_unit_test(test_derive_macs_and_interfaces),
+		cmocka_unit_test(test_snapshot_args),
 		cmocka_unit_test(test_result_table),
 		cmocka_unit_test(test_result_round_trip),
 		cmocka_unit_test(test_vm_state),
 		cmocka_unit_test(test_vm_info_round_trip),
 		cmocka_unit_test(test_vm_info_rejects),
+		cmocka_unit_test(test_vm_info_snapshots),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -533,6 +533,36 @@ test_heartbeat_sequence(void **state)
 	}
 }
 
+/* What a node last reported about a VM (the snapshot list's source). */
+static void
+test_vm_report(void **state)
+{
+	struct fixture *f = *state;
+	char vm_id[IDS_UUID_LEN + 1], cmd_id[IDS_UUID_LEN + 1];
+	struct carve_error err = { 0 };
+	char *info = (char *)1;
+
+	register_node(f, "node1", T0);
+	assert_true(create_vm(f, "node1", "web1", vm_id, cmd_id, T0) > 0);
+	assert_int_equal(cp_store_vm_report(f->st, "node1", vm_id, &info,
+	    &err), 0);
+	assert_null(info);
+	heartbeat(f, "node1", 1, true, vm_id, "paused", NULL, T0 + 1, false);
+	assert_int_equal(cp_store_vm_report(f->st, "node1", vm_id, &info,
+	    &err), 0);
+	assert_non_null(info);
+	assert_non_null(strstr(info, "\"state\":\"paused\""));
+	free(info);
+	/* Another node's report says nothing about it. */
+	assert_int_equal(cp_store_vm_report(f->st, "node2", vm_id, &info,
+	    &err), 0);
+	assert_null(info);
+	heartbeat(f, "node1", 2, true, NULL, NULL, NULL, T0 + 2, false);
+	assert_int_equal(cp_store_vm_report(f->st, "node1", vm_id, &info,
+	    &err), 0);
+	assert_null(info);
+}
+
 static void
 test_claims(void **state)
 {
@@ -1109,6 +1139,7 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_heartbeat_sequence, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_vm_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resize_claims, setup,
 		    teardown),

@@ -46,6 +46,11 @@
 #define VMI "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"state\":\"running\"," \
 	"\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10,\"command_id\":\"" U1 \
 	"\",\"created_at\":1700000000000}"
+#define SNAPS "[{\"name\":\"pre\",\"kind\":\"full\",\"created_at\":1}," \
+	"{\"name\":\"nightly.2\",\"kind\":\"disk\",\"created_at\":2}]"
+#define VMI_SNAPS "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"state\":" \
+	"\"running\",\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":10," \
+	"\"created_at\":1700000000000,\"snapshots\":" SNAPS "}"
 #define CMD "{\"id\":\"" U1 "\",\"type\":\"vm.start\",\"vm_id\":\"" U2 \
 	"\",\"args\":{}}"
 #define VMREC "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\"," \
@@ -169,6 +174,8 @@ rt_migration_list(json_object *in, char **out, struct carve_error *err)
 	proto_migration_list_free(ms, n);
 	return 0;
 }
+RT(snapshot_create_req, struct command_snapshot_args, noclear)
+RT(snapshot_list, struct proto_snapshot_list, noclear)
 
 static int
 rt_empty(json_object *in, char **out, struct carve_error *err)
@@ -216,7 +223,7 @@ enum kind {
 	K_REGISTER_RESP, K_POLL, K_PROGRESS, K_HEARTBEAT, K_HEARTBEAT_RESP,
 	K_VM_CREATE, K_VM_CREATED, K_COMMAND_REF, K_VM_ACTION, K_VM, K_VM_LIST,
 	K_NODE, K_NODE_LIST, K_COMMAND_INFO, K_VM_MIGRATE, K_MIGRATION_REF,
-	K_MIGRATION, K_MIGRATION_LIST, K_MAX
+	K_MIGRATION, K_MIGRATION_LIST, K_SNAP_CREATE, K_SNAP_LIST, K_MAX
 };
 
 static const struct codec codecs[K_MAX] = {
@@ -245,6 +252,8 @@ static const struct codec codecs[K_MAX] = {
 	[K_MIGRATION_REF] = { "migration reference", rt_migration_ref },
 	[K_MIGRATION] = { "migration record", rt_migration },
 	[K_MIGRATION_LIST] = { "migration list", rt_migration_list },
+	[K_SNAP_CREATE] = { "snapshot request", rt_snapshot_create_req },
+	[K_SNAP_LIST] = { "snapshot list", rt_snapshot_list },
 };
 
 /* ------------------------------------------------------------ accepted */
@@ -317,6 +326,9 @@ static const struct valid_case valid_cases[] = {
 	    "\"capacity\":" CAP ",\"schedulable\":true}",
 	    "{\"seq\":3,\"full\":true,\"vms\":[],\"removed\":[],"
 	    "\"capacity\":" CAP "}" },
+	/* A report with snapshots, and one from an agent without them. */
+	{ K_HEARTBEAT, "{\"seq\":3,\"full\":true,\"vms\":[" VMI_SNAPS ","
+	    VMI "],\"removed\":[],\"capacity\":" CAP "}", NULL },
 	{ K_HEARTBEAT_RESP, "{\"ack\":12,\"resync\":false,"
 	    "\"heartbeat_interval_s\":10}", NULL },
 	{ K_HEARTBEAT_RESP, "{\"ack\":0,\"resync\":true,"
@@ -374,6 +386,12 @@ static const struct valid_case valid_cases[] = {
 	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":589824,"
 	    "\"desired_state\":\"running\",\"state\":\"running\","
 	    "\"last_command_id\":\"" U1 "\",\"updated_at\":1}", NULL },
+	{ K_SNAP_CREATE, "{\"name\":\"pre\",\"kind\":\"full\"}",
+	    "{\"name\":\"pre\",\"kind\":\"full\",\"quiesce\":false}" },
+	{ K_SNAP_CREATE, "{\"name\":\"d1\",\"kind\":\"disk\",\"quiesce\":true}",
+	    NULL },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\",\"snapshots\":[]}", NULL },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\",\"snapshots\":" SNAPS "}", NULL },
 	{ K_VM_LIST, "[]", NULL },
 	{ K_VM_LIST, "[" VMREC "," VMREC "]", NULL },
 	{ K_NODE, NODEREC, NULL },
@@ -736,6 +754,31 @@ static const struct invalid_case invalid_cases[] = {
 	{ K_VM_ACTION, "{\"force\":true}", "action is required" },
 	{ K_VM_ACTION, "{\"action\":\"stop\",\"timeout_s\":5}",
 	    "VM action request: unknown key \"timeout_s\"" },
+	/* admin: snapshots */
+	{ K_SNAP_CREATE, "{\"name\":\"pre\"}", "kind is required" },
+	{ K_SNAP_CREATE, "{\"kind\":\"disk\"}", "name is required" },
+	{ K_SNAP_CREATE, "{\"name\":\"a b\",\"kind\":\"disk\"}",
+	    "name may only contain" },
+	{ K_SNAP_CREATE, "{\"name\":\"a\",\"kind\":\"memory\"}",
+	    "must be \"full\" or \"disk\"" },
+	{ K_SNAP_CREATE, "{\"name\":\"a\",\"kind\":\"full\",\"quiesce\":true}",
+	    "quiesce applies to disk snapshots only" },
+	{ K_SNAP_CREATE, "{\"name\":\"a\",\"kind\":\"disk\",\"node\":\"n\"}",
+	    "unknown key \"node\"" },
+	{ K_SNAP_LIST, "{\"snapshots\":[]}", "vm_id is required" },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\"}", "snapshots must be an array" },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\",\"snapshots\":[{\"name\":\"a\"}]}",
+	    "kind is required" },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\",\"snapshots\":[{\"name\":\"a\","
+	    "\"kind\":\"full\",\"created_at\":1},{\"name\":\"a\",\"kind\":"
+	    "\"disk\",\"created_at\":2}]}", "snapshot \"a\" is listed twice" },
+	{ K_SNAP_LIST, "{\"vm_id\":\"" U2 "\",\"snapshots\":[],\"n\":0}",
+	    "snapshot list: unknown key \"n\"" },
+	{ K_HEARTBEAT, "{\"seq\":3,\"full\":true,\"vms\":[{\"id\":\"" U2 "\","
+	    "\"name\":\"w\",\"state\":\"running\",\"vcpus\":1,\"memory_mib\":64,"
+	    "\"disk_gib\":0,\"created_at\":0,\"snapshots\":[{\"name\":\"a\","
+	    "\"kind\":\"warm\",\"created_at\":1}]}],\"removed\":[],"
+	    "\"capacity\":" CAP "}", "snapshot kind must be" },
 	/* admin: VM record */
 	{ K_VM, "{\"id\":\"" U2 "\",\"name\":\"web-1\",\"node\":\"host-1\","
 	    "\"vcpus\":2,\"memory_mib\":1024,\"disk_gib\":589825,"
