@@ -344,6 +344,17 @@ tap_is "$(outcome "$r")" "succeeded live 2 448 2 512" "vCPUs 1 -> 2 (the maximum
 tap_is "$(vcpus_of --live --active)" 2 "virsh vcpucount --live: 2"
 tap_ok "the guest brought its second CPU online" wait_for "guest cpus" 30 sh -c "[ \"\$(sed -n 's/.*SIZE cpus=\([0-9]*\).*/\1/p' '$log' | tail -1)\" = 2 ]"
 
+# The warning reads the guest's balloon statistics (refreshed every 5 s):
+# wait until they show what the guest filled, so a loaded machine does not
+# race the shrink against a stale report.
+guest_used_kib() {
+	$V dommemstat carve-rs-g1 2>/dev/null |
+	    awk '$1 == "available" { a = $2 } $1 == "usable" { u = $2 }
+	    END { print (a && u) ? a - u : 0 }'
+}
+guest_uses_over() { [ "$(guest_used_kib)" -gt "$1" ]; }
+tap_ok "the balloon statistics show the guest using more than 96 MiB" \
+    wait_for "memory stats" 60 guest_uses_over 98304
 r=$(ctl_json vm resize carve-rs-g1 --memory 96)
 tap_is "$(outcome "$r")" "succeeded live 2 96 2 512" "memory down to 96 MiB, below what the guest uses"
 tap_like "$(printf '%s' "$r" | jq -r .result.warning)" "*guest uses about*96 MiB*" \
