@@ -33,6 +33,7 @@
 #include "agent/engine.h"
 #include "agent/images.h"
 #include "agent/migrate.h"
+#include "agent/pki.h"
 #include "agent/seed.h"
 #include "agent/virt_ops.h"
 #include "agent/virt_storage.h"
@@ -53,58 +54,16 @@
 
 /* ================================================================ files */
 
-/* Write data to path atomically: temporary file, fsync, rename, fsync dir. */
+/* Write data to dir/name atomically (pki_write_file: temporary file,
+ * fsync, rename, fsync of the directory). */
 static int
 migrate_file_write(const char *dir, const char *name, const char *data,
     struct carve_error *err)
 {
-	char *tmp = xasprintf("%s/.%s.tmp", dir, name);
 	char *path = xasprintf("%s/%s", dir, name);
-	size_t len = strlen(data), off = 0;
-	int fd, dfd, rc = -1;
+	int rc;
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		error_set(err, CARVE_EINTERNAL, "cannot create %s: %s", tmp,
-		    strerror(errno));
-		goto out;
-	}
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			error_set(err, CARVE_EINTERNAL, "cannot write %s: %s",
-			    tmp, strerror(errno));
-			close(fd);
-			goto unlink;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) < 0) {
-		error_set(err, CARVE_EINTERNAL, "cannot sync %s: %s", tmp,
-		    strerror(errno));
-		close(fd);
-		goto unlink;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		error_set(err, CARVE_EINTERNAL, "cannot rename %s: %s", tmp,
-		    strerror(errno));
-		goto unlink;
-	}
-	/* The rename itself must survive a crash. */
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	rc = 0;
-	goto out;
-unlink:
-	(void)unlink(tmp);
-out:
-	free(tmp);
+	rc = pki_write_file(path, data, strlen(data), 0600, err);
 	free(path);
 	return rc;
 }

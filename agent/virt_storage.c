@@ -176,6 +176,21 @@ vs_vol_path(virConnectPtr c, virStorageVolPtr v, struct carve_error *err)
 	return path;
 }
 
+/* v's backing file (*backing, a new string or NULL) and capacity. */
+static int
+vs_vol_info(virConnectPtr c, virStorageVolPtr v, const char *what,
+    char **backing, uint64_t *cap, struct carve_error *err)
+{
+	char *xml = virStorageVolGetXMLDesc(v, 0);
+	int rc;
+
+	if (xml == NULL)
+		return virt_ops_fail(c, err, what);
+	rc = virt_xml_parse_volume(xml, backing, cap, err);
+	free(xml);
+	return rc;
+}
+
 int
 virt_storage_root(virConnectPtr c, const char *pool, const char *vm_id,
     uint64_t capacity, const char *base, enum vm_image_format base_fmt,
@@ -198,16 +213,8 @@ virt_storage_root(virConnectPtr c, const char *pool, const char *vm_id,
 	if (v != NULL) {
 		/* Made by an earlier run of this create: keep it if it is
 		 * what this run would make. */
-		xml = virStorageVolGetXMLDesc(v, 0);
-		if (xml == NULL) {
-			virt_ops_fail(c, err, "reading the root volume");
+		if (vs_vol_info(c, v, "reading the root volume", &backing, &cap, err) < 0)
 			goto out;
-		}
-		if (virt_xml_parse_volume(xml, &backing, &cap, err) < 0) {
-			free(xml);
-			goto out;
-		}
-		free(xml);
 		if (backing == NULL || strcmp(backing, base) != 0) {
 			error_set(err, CARVE_ECONFLICT, "volume %s exists on "
 			    "another base image", name);
@@ -301,16 +308,8 @@ virt_storage_data(virConnectPtr c, const char *pool, const char *vm_id,
 	if (v != NULL) {
 		/* Made by an earlier run of this create (or kept by a
 		 * rebuild): keep it, with its data, if it is what we want. */
-		xml = virStorageVolGetXMLDesc(v, 0);
-		if (xml == NULL) {
-			virt_ops_fail(c, err, "reading a data volume");
+		if (vs_vol_info(c, v, "reading a data volume", &backing, &cap, err) < 0)
 			goto out;
-		}
-		if (virt_xml_parse_volume(xml, &backing, &cap, err) < 0) {
-			free(xml);
-			goto out;
-		}
-		free(xml);
 		if (backing != NULL || cap != capacity) {
 			error_set(err, CARVE_ECONFLICT, "volume %s exists with "
 			    "another size or a backing file", name);

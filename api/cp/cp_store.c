@@ -1092,19 +1092,18 @@ cp_store_vm_get(struct cp_store *st, const char *id, struct cp_vm_rec *out,
 	return rc;
 }
 
-int
-cp_store_vm_list(struct cp_store *st, struct cp_vm_rec **out, size_t *n,
-    struct carve_error *err)
+/*
+ * Every row of s (a SELECT of STORE_VM_COLS, finalized here) into a new
+ * array; what names the query in an error.
+ */
+static int
+store_vm_rows(struct cp_store *st, sqlite3_stmt *s, const char *what,
+    struct cp_vm_rec **out, size_t *n, struct carve_error *err)
 {
 	struct cp_vm_rec *recs = NULL;
 	size_t count = 0, cap = 0;
-	sqlite3_stmt *s;
 	int rc;
 
-	s = store_prepare(st, "SELECT " STORE_VM_COLS " FROM vms"
-	    " WHERE deleted_at IS NULL ORDER BY created_at, rowid", err);
-	if (s == NULL)
-		return -1;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (count == cap) {
 			cap = cap ? 2 * cap : 16;
@@ -1118,7 +1117,7 @@ cp_store_vm_list(struct cp_store *st, struct cp_vm_rec **out, size_t *n,
 		count++;
 	}
 	if (rc != SQLITE_DONE) {
-		store_sqlerr(st, "list vms", err);
+		store_sqlerr(st, what, err);
 		sqlite3_finalize(s);
 		cp_vm_list_free(recs, count);
 		return -1;
@@ -1127,6 +1126,19 @@ cp_store_vm_list(struct cp_store *st, struct cp_vm_rec **out, size_t *n,
 	*out = recs;
 	*n = count;
 	return 0;
+}
+
+int
+cp_store_vm_list(struct cp_store *st, struct cp_vm_rec **out, size_t *n,
+    struct carve_error *err)
+{
+	sqlite3_stmt *s;
+
+	s = store_prepare(st, "SELECT " STORE_VM_COLS " FROM vms"
+	    " WHERE deleted_at IS NULL ORDER BY created_at, rowid", err);
+	if (s == NULL)
+		return -1;
+	return store_vm_rows(st, s, "list vms", out, n, err);
 }
 
 /* Run an UPDATE of one live VM; CARVE_ENOTFOUND when it changed nothing. */
@@ -1225,10 +1237,7 @@ int
 cp_store_vm_list_node(struct cp_store *st, const char *node,
     struct cp_vm_rec **out, size_t *n, struct carve_error *err)
 {
-	struct cp_vm_rec *recs = NULL;
-	size_t count = 0, cap = 0;
 	sqlite3_stmt *s;
-	int rc;
 
 	s = store_prepare(st, "SELECT " STORE_VM_COLS " FROM vms"
 	    " WHERE node = ?1 AND deleted_at IS NULL ORDER BY created_at, rowid",
@@ -1236,28 +1245,7 @@ cp_store_vm_list_node(struct cp_store *st, const char *node,
 	if (s == NULL)
 		return -1;
 	store_bind_text(s, 1, node);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap ? 2 * cap : 16;
-			recs = xreallocarray(recs, cap, sizeof(*recs));
-		}
-		if (store_vm_row(st, s, &recs[count], err) < 0) {
-			sqlite3_finalize(s);
-			cp_vm_list_free(recs, count);
-			return -1;
-		}
-		count++;
-	}
-	if (rc != SQLITE_DONE) {
-		store_sqlerr(st, "list a node's vms", err);
-		sqlite3_finalize(s);
-		cp_vm_list_free(recs, count);
-		return -1;
-	}
-	sqlite3_finalize(s);
-	*out = recs;
-	*n = count;
-	return 0;
+	return store_vm_rows(st, s, "list a node's vms", out, n, err);
 }
 
 void
